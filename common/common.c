@@ -1,0 +1,581 @@
+/* common.c: errors, logging, secrets, buffers, durations and JSON helpers. */
+#include "common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+const char *as_strerror(enum as_err err)
+{
+    switch (err) {
+#define AS_ERR_CASE(name, val, str) \
+    case name:                      \
+        return str;
+        AS_ERRORS(AS_ERR_CASE)
+#undef AS_ERR_CASE
+    }
+    return "unknown error";
+}
+
+/* ---- logging ---- */
+
+static enum as_log_level g_level = AS_LOG_INFO;
+
+void as_log_set_level(enum as_log_level lvl)
+{
+    g_level = lvl;
+}
+
+void as_log(enum as_log_level lvl, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (lvl < g_level) {
+        return;
+    }
+    char ts[40];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* Keep one event on one line: a newline in a message would let input forge log lines. */
+    for (char *p = msg; *p; p++) {
+        if (*p == '\n' || *p == '\r') {
+            *p = ' ';
+        }
+    }
+    fprintf(stderr, "%s.%03ldZ [%s] %s\n", ts, now.tv_nsec / 1000000, names[lvl], msg);
+}
+
+/* ---- secrets ---- */
+
+void as_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0) {
+        OPENSSL_cleanse(p, n);
+    }
+}
+
+void as_free_secret_str(char *s)
+{
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+bool as_secret_eq(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+enum as_err as_rand_bytes(void *buf, size_t n)
+{
+    if (n > INT32_MAX || RAND_bytes(buf, (int)n) != 1) {
+        return AS_ERR_CRYPTO;
+    }
+    return AS_OK;
+}
+
+size_t as_b64url(const unsigned char *in, size_t n, char *out)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8) | in[i + 2];
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+        out[o++] = tbl[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+    } else if (n - i == 2) {
+        uint32_t v = ((uint32_t)in[i] << 16) | ((uint32_t)in[i + 1] << 8);
+        out[o++] = tbl[(v >> 18) & 63];
+        out[o++] = tbl[(v >> 12) & 63];
+        out[o++] = tbl[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void as_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[in[i] >> 4];
+        out[2 * i + 1] = d[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                           unsigned char out[32])
+{
+    unsigned int outlen = 32;
+    if (keylen > INT32_MAX ||
+        HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &outlen) == NULL || outlen != 32) {
+        return AS_ERR_CRYPTO;
+    }
+    return AS_OK;
+}
+
+/* ---- bounded buffer ---- */
+
+void as_buf_init(struct as_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+static enum as_err buf_reserve(struct as_buf *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra) {
+        return AS_ERR_TOO_LARGE;
+    }
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap) {
+        return AS_OK;
+    }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    b->data = p;
+    b->cap = cap;
+    return AS_OK;
+}
+
+enum as_err as_buf_append(struct as_buf *b, const void *p, size_t n)
+{
+    enum as_err r = buf_reserve(b, n);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (n > 0) {
+        memcpy(b->data + b->len, p, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+    return AS_OK;
+}
+
+enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return AS_ERR_INTERNAL;
+    }
+    enum as_err r = buf_reserve(b, (size_t)n);
+    if (r != AS_OK) {
+        return r;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return AS_OK;
+}
+
+void as_buf_free(struct as_buf *b, bool wipe)
+{
+    if (b->data != NULL && wipe) {
+        OPENSSL_cleanse(b->data, b->cap);
+    }
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+/* ---- time and durations ---- */
+
+int64_t as_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/*
+ * Go's time.ParseDuration grammar: [0-9]+(\.[0-9]*)?unit, repeated; units ns us µs ms s m h.
+ * A bare integer is seconds (Vault's convention). Results are whole seconds, rounded down.
+ */
+enum as_err as_duration_parse(const char *s, int64_t *out_secs)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 64) {
+        return AS_ERR_INVALID;
+    }
+    const char *p = s;
+    bool all_digits = true;
+    for (const char *q = s; *q; q++) {
+        if (!isdigit((unsigned char)*q)) {
+            all_digits = false;
+            break;
+        }
+    }
+    if (all_digits) {
+        if (strlen(s) > 15) {
+            return AS_ERR_INVALID;
+        }
+        int64_t v = 0;
+        for (; *p; p++) {
+            v = v * 10 + (*p - '0');
+        }
+        *out_secs = v;
+        return AS_OK;
+    }
+    if (strcmp(s, "0") == 0) {
+        *out_secs = 0;
+        return AS_OK;
+    }
+    /* Total in nanoseconds as long double is exact enough for durations up to centuries. */
+    long double total = 0;
+    while (*p) {
+        if (!isdigit((unsigned char)*p) && *p != '.') {
+            return AS_ERR_INVALID;
+        }
+        long double v = 0;
+        bool digits = false;
+        while (isdigit((unsigned char)*p)) {
+            v = v * 10 + (*p - '0');
+            digits = true;
+            p++;
+        }
+        if (*p == '.') {
+            p++;
+            long double scale = 0.1L;
+            while (isdigit((unsigned char)*p)) {
+                v += scale * (*p - '0');
+                scale /= 10;
+                digits = true;
+                p++;
+            }
+        }
+        if (!digits) {
+            return AS_ERR_INVALID;
+        }
+        long double unit;
+        if (strncmp(p, "ns", 2) == 0) {
+            unit = 1e-9L;
+            p += 2;
+        } else if (strncmp(p, "us", 2) == 0) {
+            unit = 1e-6L;
+            p += 2;
+        } else if (strncmp(p, "\xc2\xb5s", 3) == 0) {
+            unit = 1e-6L;
+            p += 3;
+        } else if (strncmp(p, "ms", 2) == 0) {
+            unit = 1e-3L;
+            p += 2;
+        } else if (*p == 's') {
+            unit = 1;
+            p++;
+        } else if (*p == 'm') {
+            unit = 60;
+            p++;
+        } else if (*p == 'h') {
+            unit = 3600;
+            p++;
+        } else if (*p == 'd') {
+            /* Vault accepts days too ("7d"). */
+            unit = 86400;
+            p++;
+        } else {
+            return AS_ERR_INVALID;
+        }
+        total += v * unit;
+        if (total > 1e15L) {
+            return AS_ERR_INVALID;
+        }
+    }
+    *out_secs = (int64_t)total;
+    return AS_OK;
+}
+
+void as_duration_format(int64_t secs, char *out, size_t outlen)
+{
+    if (secs <= 0) {
+        snprintf(out, outlen, "0s");
+        return;
+    }
+    int64_t h = secs / 3600;
+    int64_t m = (secs % 3600) / 60;
+    int64_t s = secs % 60;
+    if (h > 0) {
+        snprintf(out, outlen, "%" PRId64 "h%" PRId64 "m%" PRId64 "s", h, m, s);
+    } else if (m > 0) {
+        snprintf(out, outlen, "%" PRId64 "m%" PRId64 "s", m, s);
+    } else {
+        snprintf(out, outlen, "%" PRId64 "s", s);
+    }
+}
+
+void as_time_rfc3339(int64_t secs, char *out, size_t outlen)
+{
+    time_t t = (time_t)secs;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ---- JSON ---- */
+
+static bool json_depth_ok(json_t *v, int depth)
+{
+    if (depth > AS_MAX_JSON_DEPTH) {
+        return false;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *c;
+        json_object_foreach(v, k, c)
+        {
+            if (!json_depth_ok(c, depth + 1)) {
+                return false;
+            }
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(v, i, c)
+        {
+            if (!json_depth_ok(c, depth + 1)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+enum as_err as_json_parse_object(const char *body, size_t len, json_t **out, char *err,
+                                 size_t errlen)
+{
+    *out = NULL;
+    size_t i = 0;
+    while (i < len && isspace((unsigned char)body[i])) {
+        i++;
+    }
+    if (i == len) {
+        *out = json_object();
+        return *out ? AS_OK : AS_ERR_NOMEM;
+    }
+    if (len > AS_MAX_BODY_BYTES) {
+        return AS_ERR_TOO_LARGE;
+    }
+    json_error_t je;
+    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (v == NULL) {
+        if (err) {
+            snprintf(err, errlen, "failed to parse JSON input: %s", je.text);
+        }
+        return AS_ERR_INVALID;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        if (err) {
+            snprintf(err, errlen, "failed to parse JSON input: expected a JSON object");
+        }
+        return AS_ERR_INVALID;
+    }
+    if (!json_depth_ok(v, 1)) {
+        json_decref(v);
+        if (err) {
+            snprintf(err, errlen, "failed to parse JSON input: nesting deeper than %d",
+                     AS_MAX_JSON_DEPTH);
+        }
+        return AS_ERR_INVALID;
+    }
+    *out = v;
+    return AS_OK;
+}
+
+static json_t *field(json_t *obj, const char *key, bool *present)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (v != NULL && json_is_null(v)) {
+        v = NULL;
+    }
+    if (present) {
+        *present = v != NULL;
+    }
+    return v;
+}
+
+enum as_err as_json_get_string(json_t *obj, const char *key, const char **out, bool *present)
+{
+    json_t *v = field(obj, key, present);
+    if (v == NULL) {
+        return AS_OK;
+    }
+    if (!json_is_string(v)) {
+        return AS_ERR_INVALID;
+    }
+    *out = json_string_value(v);
+    return AS_OK;
+}
+
+enum as_err as_json_get_duration(json_t *obj, const char *key, int64_t *out, bool *present)
+{
+    json_t *v = field(obj, key, present);
+    if (v == NULL) {
+        return AS_OK;
+    }
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < 0) {
+            return AS_ERR_INVALID;
+        }
+        *out = json_integer_value(v);
+        return AS_OK;
+    }
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d < 0 || d > 1e15) {
+            return AS_ERR_INVALID;
+        }
+        *out = (int64_t)d;
+        return AS_OK;
+    }
+    if (json_is_string(v)) {
+        if (json_string_length(v) == 0) {
+            *out = 0;
+            return AS_OK;
+        }
+        return as_duration_parse(json_string_value(v), out);
+    }
+    return AS_ERR_INVALID;
+}
+
+enum as_err as_parse_bool(const char *s, bool *out)
+{
+    static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(s, yes[i]) == 0) {
+            *out = true;
+            return AS_OK;
+        }
+        if (strcmp(s, no[i]) == 0) {
+            *out = false;
+            return AS_OK;
+        }
+    }
+    return AS_ERR_INVALID;
+}
+
+enum as_err as_json_get_bool(json_t *obj, const char *key, bool *out, bool *present)
+{
+    json_t *v = field(obj, key, present);
+    if (v == NULL) {
+        return AS_OK;
+    }
+    if (json_is_boolean(v)) {
+        *out = json_is_true(v);
+        return AS_OK;
+    }
+    if (json_is_string(v)) {
+        return as_parse_bool(json_string_value(v), out);
+    }
+    return AS_ERR_INVALID;
+}
+
+enum as_err as_json_get_int(json_t *obj, const char *key, int64_t *out, bool *present)
+{
+    json_t *v = field(obj, key, present);
+    if (v == NULL) {
+        return AS_OK;
+    }
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return AS_OK;
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end = NULL;
+        errno = 0;
+        long long n = strtoll(s, &end, 10);
+        if (*s == '\0' || *end != '\0' || errno != 0) {
+            return AS_ERR_INVALID;
+        }
+        *out = n;
+        return AS_OK;
+    }
+    return AS_ERR_INVALID;
+}
+
+enum as_err as_json_get_strlist(json_t *obj, const char *key, json_t **out, bool *present)
+{
+    json_t *v = field(obj, key, present);
+    if (v == NULL) {
+        return AS_OK;
+    }
+    json_t *arr = json_array();
+    if (arr == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(v, i, it)
+        {
+            if (!json_is_string(it)) {
+                json_decref(arr);
+                return AS_ERR_INVALID;
+            }
+            if (json_string_length(it) > 0) {
+                json_array_append(arr, it);
+            }
+        }
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        while (*s) {
+            const char *comma = strchr(s, ',');
+            size_t n = comma ? (size_t)(comma - s) : strlen(s);
+            const char *a = s;
+            const char *b = s + n;
+            while (a < b && isspace((unsigned char)*a)) {
+                a++;
+            }
+            while (b > a && isspace((unsigned char)b[-1])) {
+                b--;
+            }
+            if (b > a) {
+                json_array_append_new(arr, json_stringn(a, (size_t)(b - a)));
+            }
+            s = comma ? comma + 1 : s + n;
+        }
+    } else {
+        json_decref(arr);
+        return AS_ERR_INVALID;
+    }
+    *out = arr;
+    return AS_OK;
+}

@@ -1,0 +1,132 @@
+/*
+ * common.h: what every authsvc module needs: one error enum, logging, bounded buffers,
+ * secret wiping, randomness, duration parsing and JSON helpers.
+ *
+ * Nothing here knows about HTTP, SQL or X.509.
+ */
+#ifndef AS_COMMON_H
+#define AS_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define AS_WUR __attribute__((warn_unused_result))
+#define AS_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/*
+ * Errors. 0 is success, failures are negative. The HTTP layer maps each to a status through one
+ * table (authsvc/http.c); the string is for logs, never a detail the peer should learn.
+ */
+#define AS_ERRORS(X)                                                  \
+    X(AS_OK, 0, "ok")                                                 \
+    X(AS_ERR_NOMEM, -1, "out of memory")                              \
+    X(AS_ERR_INVALID, -2, "invalid input")                            \
+    X(AS_ERR_PERMISSION, -3, "permission denied")                     \
+    X(AS_ERR_NOT_FOUND, -4, "not found")                              \
+    X(AS_ERR_METHOD, -5, "unsupported operation")                     \
+    X(AS_ERR_TOO_LARGE, -6, "input too large")                        \
+    X(AS_ERR_RATE, -7, "rate limit exceeded")                         \
+    X(AS_ERR_INTERNAL, -8, "internal error")                          \
+    X(AS_ERR_STORE, -9, "store unavailable")                          \
+    X(AS_ERR_EXISTS, -10, "already exists")                           \
+    X(AS_ERR_CRYPTO, -11, "cryptographic operation failed")           \
+    X(AS_ERR_IO, -12, "i/o error")                                    \
+    X(AS_ERR_EXPIRED, -13, "expired")                                 \
+    X(AS_ERR_CONFIG, -14, "bad configuration")
+
+enum as_err {
+#define AS_ERR_ENUM(name, val, str) name = val,
+    AS_ERRORS(AS_ERR_ENUM)
+#undef AS_ERR_ENUM
+};
+
+/* Returns a static string naming err; never NULL. */
+const char *as_strerror(enum as_err err);
+
+/* ---- logging (stderr, one line per event; never pass a secret as an argument) ---- */
+enum as_log_level { AS_LOG_DEBUG, AS_LOG_INFO, AS_LOG_WARN, AS_LOG_ERROR };
+void as_log_set_level(enum as_log_level lvl);
+void as_log(enum as_log_level lvl, const char *fmt, ...) AS_PRINTF(2, 3);
+#define as_debug(...) as_log(AS_LOG_DEBUG, __VA_ARGS__)
+#define as_info(...) as_log(AS_LOG_INFO, __VA_ARGS__)
+#define as_warn(...) as_log(AS_LOG_WARN, __VA_ARGS__)
+#define as_error(...) as_log(AS_LOG_ERROR, __VA_ARGS__)
+
+/* ---- secrets and randomness ---- */
+/* Wipes n bytes at p with OPENSSL_cleanse. p may be NULL. */
+void as_wipe(void *p, size_t n);
+/* Wipes a NUL-terminated string and frees it. s may be NULL. */
+void as_free_secret_str(char *s);
+/* Constant-time equality of two n-byte buffers. */
+bool as_secret_eq(const void *a, const void *b, size_t n);
+/* Fills buf with n cryptographically random bytes. AS_ERR_CRYPTO on failure. */
+enum as_err as_rand_bytes(void *buf, size_t n) AS_WUR;
+/* Base64url without padding of n bytes; out must hold 4*((n+2)/3)+1 bytes. Returns strlen. */
+size_t as_b64url(const unsigned char *in, size_t n, char *out);
+/* Lowercase hex of n bytes; out must hold 2n+1 bytes. */
+void as_hex(const unsigned char *in, size_t n, char *out);
+/* HMAC-SHA256(key, msg) into out[32]. */
+enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
+                           unsigned char out[32]) AS_WUR;
+
+/* ---- bounded buffer ---- */
+/*
+ * A growable byte buffer with a hard maximum: appends past max fail with AS_ERR_TOO_LARGE and
+ * leave the buffer unchanged. The data is always NUL-terminated (not counted in len).
+ */
+struct as_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+};
+void as_buf_init(struct as_buf *b, size_t max);
+enum as_err as_buf_append(struct as_buf *b, const void *p, size_t n) AS_WUR;
+enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...) AS_PRINTF(2, 3) AS_WUR;
+/* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
+void as_buf_free(struct as_buf *b, bool wipe);
+
+/* ---- time and durations ---- */
+/* Seconds since the epoch (CLOCK_REALTIME). */
+int64_t as_now(void);
+/*
+ * Parses a duration: integer seconds ("90") or a Go-style duration ("90s", "15m", "1h30m",
+ * "1.5h", "500ms" rounds down to whole seconds). Negative values and overflow are AS_ERR_INVALID.
+ */
+enum as_err as_duration_parse(const char *s, int64_t *out_secs) AS_WUR;
+/* Formats secs as Go's time.Duration.String() does ("768h0m0s", "1m30s", "0s") into out (>= 32). */
+void as_duration_format(int64_t secs, char *out, size_t outlen);
+/* RFC 3339 UTC with nanoseconds zero as Vault prints ("2026-11-26T13:39:56Z"); out >= 32 bytes. */
+void as_time_rfc3339(int64_t secs, char *out, size_t outlen);
+
+/* ---- JSON helpers over jansson (SPEC §2 value conventions) ---- */
+/* Hard caps for untrusted JSON. */
+#define AS_MAX_BODY_BYTES (1024 * 1024)
+#define AS_MAX_JSON_DEPTH 32
+/*
+ * Parses an untrusted JSON object (rejecting duplicate keys and depth over AS_MAX_JSON_DEPTH).
+ * An empty body gives an empty object. On AS_ERR_INVALID, err (if not NULL, >= 160 bytes) says why.
+ * Caller owns *out (json_decref).
+ */
+enum as_err as_json_parse_object(const char *body, size_t len, json_t **out, char *err,
+                                 size_t errlen) AS_WUR;
+/* Field getters: a missing or JSON-null field leaves *out untouched and returns AS_OK with
+ * *present=false (present may be NULL). A wrong type is AS_ERR_INVALID. */
+enum as_err as_json_get_string(json_t *obj, const char *key, const char **out, bool *present) AS_WUR;
+/* Accepts integer seconds, or a duration string. */
+enum as_err as_json_get_duration(json_t *obj, const char *key, int64_t *out, bool *present) AS_WUR;
+/* Accepts true/false or the strings "true"/"false" (and Go ParseBool spellings). */
+enum as_err as_json_get_bool(json_t *obj, const char *key, bool *out, bool *present) AS_WUR;
+/* Accepts an integer or a decimal string. */
+enum as_err as_json_get_int(json_t *obj, const char *key, int64_t *out, bool *present) AS_WUR;
+/* Accepts an array of strings or a comma-separated string (items trimmed, empty ones dropped).
+ * *out is a new JSON array of strings (caller decrefs). */
+enum as_err as_json_get_strlist(json_t *obj, const char *key, json_t **out, bool *present) AS_WUR;
+/* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
+enum as_err as_parse_bool(const char *s, bool *out) AS_WUR;
+
+#endif

@@ -1,0 +1,141 @@
+/* Unit tests for common/: durations, JSON conventions, buffers, secrets. */
+#include <stdlib.h>
+
+#include "check.h"
+#include "common/common.h"
+
+static void test_durations(void)
+{
+    static const struct {
+        const char *in;
+        int64_t secs;
+    } ok[] = {
+        {"0", 0},          {"90", 90},       {"90s", 90},      {"15m", 900},
+        {"1h", 3600},      {"1h30m", 5400},  {"1.5h", 5400},   {"768h", 2764800},
+        {"500ms", 0},      {"2m30s", 150},   {"7d", 604800},   {"1h0m0s", 3600},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t v = -1;
+        CHECK_INT(as_duration_parse(ok[i].in, &v), AS_OK);
+        CHECK_INT(v, ok[i].secs);
+    }
+    static const char *bad[] = {"", "-1", "-5m", "h", "1x", "1.5.5h", "s", "1h-2m", "abc",
+                                "99999999999999999999", "1 h", ".h"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v = 0;
+        if (as_duration_parse(bad[i], &v) == AS_OK) {
+            fprintf(stderr, "accepted bad duration '%s'\n", bad[i]);
+            CHECK(0);
+        } else {
+            CHECK(1);
+        }
+    }
+    char buf[32];
+    as_duration_format(2764800, buf, sizeof buf);
+    CHECK_STR(buf, "768h0m0s");
+    as_duration_format(90, buf, sizeof buf);
+    CHECK_STR(buf, "1m30s");
+    as_duration_format(5, buf, sizeof buf);
+    CHECK_STR(buf, "5s");
+    as_duration_format(0, buf, sizeof buf);
+    CHECK_STR(buf, "0s");
+}
+
+static void test_json(void)
+{
+    json_t *o = NULL;
+    char err[160];
+    CHECK_INT(as_json_parse_object("", 0, &o, err, sizeof err), AS_OK);
+    CHECK(json_is_object(o) && json_object_size(o) == 0);
+    json_decref(o);
+    const char *dup = "{\"a\":1,\"a\":2}";
+    CHECK_INT(as_json_parse_object(dup, strlen(dup), &o, err, sizeof err), AS_ERR_INVALID);
+    const char *arr = "[1]";
+    CHECK_INT(as_json_parse_object(arr, strlen(arr), &o, err, sizeof err), AS_ERR_INVALID);
+    const char *bad = "{\"a\":";
+    CHECK_INT(as_json_parse_object(bad, strlen(bad), &o, err, sizeof err), AS_ERR_INVALID);
+    char deep[200] = "{\"a\":";
+    for (int i = 0; i < 40; i++) {
+        strcat(deep, "[");
+    }
+    for (int i = 0; i < 40; i++) {
+        strcat(deep, "]");
+    }
+    strcat(deep, "}");
+    CHECK_INT(as_json_parse_object(deep, strlen(deep), &o, err, sizeof err), AS_ERR_INVALID);
+
+    const char *body = "{\"ttl\":\"1h\",\"n\":90,\"b\":\"true\",\"l\":\"a, b,,c\",\"z\":null,"
+                       "\"arr\":[\"x\",\"y\"],\"num\":\"12\",\"bad\":[1]}";
+    CHECK_INT(as_json_parse_object(body, strlen(body), &o, err, sizeof err), AS_OK);
+    int64_t d = 0;
+    bool present = false;
+    CHECK_INT(as_json_get_duration(o, "ttl", &d, &present), AS_OK);
+    CHECK(present && d == 3600);
+    CHECK_INT(as_json_get_duration(o, "n", &d, &present), AS_OK);
+    CHECK(d == 90);
+    CHECK_INT(as_json_get_duration(o, "z", &d, &present), AS_OK);
+    CHECK(!present);
+    bool b = false;
+    CHECK_INT(as_json_get_bool(o, "b", &b, &present), AS_OK);
+    CHECK(b);
+    json_t *l = NULL;
+    CHECK_INT(as_json_get_strlist(o, "l", &l, &present), AS_OK);
+    CHECK(json_array_size(l) == 3);
+    CHECK_STR(json_string_value(json_array_get(l, 1)), "b");
+    json_decref(l);
+    CHECK_INT(as_json_get_strlist(o, "arr", &l, &present), AS_OK);
+    CHECK(json_array_size(l) == 2);
+    json_decref(l);
+    CHECK_INT(as_json_get_strlist(o, "bad", &l, &present), AS_ERR_INVALID);
+    int64_t n = 0;
+    CHECK_INT(as_json_get_int(o, "num", &n, &present), AS_OK);
+    CHECK(n == 12);
+    const char *s = NULL;
+    CHECK_INT(as_json_get_string(o, "n", &s, &present), AS_ERR_INVALID);
+    json_decref(o);
+
+    bool v;
+    CHECK_INT(as_parse_bool("t", &v), AS_OK);
+    CHECK(v);
+    CHECK_INT(as_parse_bool("FALSE", &v), AS_OK);
+    CHECK(!v);
+    CHECK_INT(as_parse_bool("yes", &v), AS_ERR_INVALID);
+}
+
+static void test_buf(void)
+{
+    struct as_buf b;
+    as_buf_init(&b, 10);
+    CHECK_INT(as_buf_append(&b, "12345", 5), AS_OK);
+    CHECK_INT(as_buf_printf(&b, "%s", "67890"), AS_OK);
+    CHECK_INT(as_buf_append(&b, "x", 1), AS_ERR_TOO_LARGE);
+    CHECK_INT(b.len, 10);
+    CHECK_STR(b.data, "1234567890");
+    as_buf_free(&b, true);
+}
+
+static void test_secrets(void)
+{
+    unsigned char a[16] = {1, 2, 3};
+    unsigned char c[16] = {1, 2, 3};
+    CHECK(as_secret_eq(a, c, 16));
+    c[15] = 1;
+    CHECK(!as_secret_eq(a, c, 16));
+    char out[80];
+    CHECK_INT(as_b64url((const unsigned char *)"\xfb\xff", 2, out), 3);
+    CHECK_STR(out, "-_8");
+    unsigned char mac[32];
+    CHECK_INT(as_hmac_sha256("key", 3, "The quick brown fox jumps over the lazy dog", 43, mac),
+              AS_OK);
+    as_hex(mac, 32, out);
+    CHECK_STR(out, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+}
+
+int main(void)
+{
+    test_durations();
+    test_json();
+    test_buf();
+    test_secrets();
+    return check_done();
+}
