@@ -66,7 +66,7 @@ struct as_token_rec {
     int64_t creation_ttl;          /* seconds */
     int64_t explicit_max_ttl;      /* seconds, 0 = none */
     int64_t period;                /* seconds, 0 = none */
-    int64_t num_uses;              /* remaining uses; 0 = unlimited */
+    int64_t num_uses;              /* remaining uses; 0 = unlimited; -1 = used up, revoke it */
     bool renewable;
     bool orphan;
 };
@@ -85,8 +85,9 @@ enum as_err as_store_token_set_expiry(struct as_store *st, const char *accessor,
 /*
  * Uses a limited-use token once: if num_uses is 0 (unlimited) nothing changes and *remaining is
  * 0; otherwise num_uses is decremented in the same statement and *remaining is the count left
- * after this use (0 means this was the last use: the caller then revokes it).
- * AS_ERR_NOT_FOUND if the token is gone (a concurrent last use won).
+ * after this use (0 means this was the last use: the caller then revokes it). The last use
+ * leaves num_uses at -1, never 0, so a used-up token cannot read as unlimited before it is revoked.
+ * AS_ERR_NOT_FOUND if the token is gone or used up (a concurrent last use won).
  */
 enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_t *remaining) AS_WUR;
 /*

@@ -1,0 +1,1456 @@
+/*
+ * sqlite.c: the SQLite backend of store.h.
+ *
+ * Durability: WAL with synchronous=FULL, so a COMMIT (explicit, or the implicit one of an
+ * autocommit statement) has reached the disk before the call returns AS_OK.
+ *
+ * Concurrency: every thread gets its own connection, opened lazily and remembered in a
+ * pthread_key_t of the store. Writers serialize on SQLite's write lock; waiting is bounded by
+ * busy_timeout. Multi-statement writes always start with BEGIN IMMEDIATE (or run inside the
+ * caller's BEGIN IMMEDIATE), because a deferred transaction that upgrades from read to write can
+ * fail with SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
+ *
+ * SQL: only the static strings in this file, with bound parameters; nothing is built from input.
+ */
+#include "storage/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+/* How long a connection waits for another writer before giving up with AS_ERR_STORE. */
+#define AS_STORE_BUSY_MS 5000
+
+/* ---- schema migrations ---- */
+
+/*
+ * Migration n takes the schema from user_version n-1 to n. Append new entries; never edit an
+ * entry that has shipped, since databases in the field have already applied it.
+ */
+static const struct as_migration {
+    int version;
+    const char *sql;
+} migrations[] = {
+    {1, "CREATE TABLE settings ("
+        "  key TEXT PRIMARY KEY,"
+        "  value BLOB"
+        ");"
+        "CREATE TABLE tokens ("
+        "  accessor TEXT PRIMARY KEY,"
+        "  secret_hash BLOB UNIQUE NOT NULL,"
+        "  parent TEXT,"
+        "  policies TEXT,"
+        "  meta TEXT,"
+        "  display_name TEXT,"
+        "  path TEXT,"
+        "  spiffe_ids TEXT,"
+        "  allowed_dns TEXT,"
+        "  mount TEXT,"
+        "  creation_time INTEGER,"
+        "  expire_time INTEGER,"
+        "  creation_ttl INTEGER,"
+        "  explicit_max_ttl INTEGER,"
+        "  period INTEGER,"
+        "  num_uses INTEGER,"
+        "  renewable INTEGER,"
+        "  orphan INTEGER"
+        ");"
+        "CREATE INDEX tokens_parent ON tokens(parent);"
+        "CREATE INDEX tokens_expire_time ON tokens(expire_time);"
+        "CREATE TABLE policies ("
+        "  name TEXT PRIMARY KEY,"
+        "  text TEXT NOT NULL"
+        ");"},
+};
+
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+/* ---- prepared statements, cached per connection ---- */
+
+enum stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_SETTING_GET,
+    ST_SETTING_PUT,
+    ST_SETTING_INSERT,
+    ST_TOKEN_INSERT,
+    ST_TOKEN_BY_HASH,
+    ST_TOKEN_BY_ACCESSOR,
+    ST_TOKEN_SET_EXPIRY,
+    ST_TOKEN_USE,
+    ST_TOKEN_USES_LEFT,
+    ST_TOKEN_DELETE_TREE,
+    ST_TOKEN_DELETE_ONE,
+    ST_TOKEN_ORPHAN_CHILDREN,
+    ST_TOKEN_LIST,
+    ST_TOKEN_PURGE,
+    ST_POLICY_PUT,
+    ST_POLICY_GET,
+    ST_POLICY_DELETE,
+    ST_POLICY_LIST,
+    ST_COUNT
+};
+
+/* The column order read_token() expects. */
+#define TOKEN_COLS                                                                        \
+    "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, "    \
+    "allowed_dns, mount, creation_time, expire_time, creation_ttl, explicit_max_ttl, "   \
+    "period, num_uses, renewable, orphan"
+
+/* The subtree rooted at ?1, the root included. UNION (not UNION ALL) also stops on a cycle. */
+#define SUBTREE_CTE                                                                       \
+    "WITH RECURSIVE sub(a) AS ("                                                          \
+    "  SELECT accessor FROM tokens WHERE accessor = ?1"                                   \
+    "  UNION SELECT t.accessor FROM tokens t JOIN sub ON t.parent = sub.a) "
+
+static const char *const stmt_sql[] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT as_op",
+    [ST_RELEASE] = "RELEASE as_op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO as_op",
+    [ST_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
+    [ST_SETTING_PUT] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [ST_SETTING_INSERT] = "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+    [ST_TOKEN_INSERT] = "INSERT INTO tokens (" TOKEN_COLS ") VALUES "
+                        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+                        "?17, ?18)",
+    [ST_TOKEN_BY_HASH] = "SELECT " TOKEN_COLS " FROM tokens WHERE secret_hash = ?1",
+    [ST_TOKEN_BY_ACCESSOR] = "SELECT " TOKEN_COLS " FROM tokens WHERE accessor = ?1",
+    [ST_TOKEN_SET_EXPIRY] = "UPDATE tokens SET expire_time = ?2, "
+                            "creation_ttl = CASE WHEN ?3 >= 0 THEN ?3 ELSE creation_ttl END "
+                            "WHERE accessor = ?1",
+    /*
+     * The last use leaves -1, not 0: 0 means "unlimited", and a used-up token must not turn
+     * into an unlimited one in the window before the caller has revoked it.
+     */
+    [ST_TOKEN_USE] = "UPDATE tokens SET num_uses = "
+                     "CASE WHEN num_uses = 1 THEN -1 ELSE num_uses - 1 END "
+                     "WHERE accessor = ?1 AND num_uses > 0 RETURNING num_uses",
+    [ST_TOKEN_USES_LEFT] = "SELECT num_uses FROM tokens WHERE accessor = ?1",
+    [ST_TOKEN_DELETE_TREE] = SUBTREE_CTE "DELETE FROM tokens WHERE accessor IN sub "
+                                         "RETURNING accessor",
+    [ST_TOKEN_DELETE_ONE] = "DELETE FROM tokens WHERE accessor = ?1",
+    [ST_TOKEN_ORPHAN_CHILDREN] = "UPDATE tokens SET parent = NULL, orphan = 1 WHERE parent = ?1",
+    [ST_TOKEN_LIST] = "SELECT accessor FROM tokens ORDER BY accessor",
+    [ST_TOKEN_PURGE] = "WITH RECURSIVE sub(a) AS ("
+                       "  SELECT accessor FROM tokens WHERE expire_time > 0 AND expire_time <= ?1"
+                       "  UNION SELECT t.accessor FROM tokens t JOIN sub ON t.parent = sub.a) "
+                       "DELETE FROM tokens WHERE accessor IN sub",
+    [ST_POLICY_PUT] = "INSERT INTO policies (name, text) VALUES (?1, ?2) "
+                      "ON CONFLICT (name) DO UPDATE SET text = excluded.text",
+    [ST_POLICY_GET] = "SELECT text FROM policies WHERE name = ?1",
+    [ST_POLICY_DELETE] = "DELETE FROM policies WHERE name = ?1",
+    [ST_POLICY_LIST] = "SELECT name FROM policies ORDER BY name",
+};
+
+_Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == ST_COUNT, "one SQL string per stmt_id");
+
+/* ---- store and connections ---- */
+
+struct as_conn {
+    struct as_store *st;
+    sqlite3 *db;
+    pthread_t owner;
+    bool in_tx; /* the caller holds an explicit transaction (as_store_begin) */
+    sqlite3_stmt *stmts[ST_COUNT];
+    struct as_conn *prev;
+    struct as_conn *next;
+};
+
+struct as_store {
+    char *path;
+    pthread_key_t key;
+    bool key_ok;
+    bool linked;
+    struct as_conn *conns;
+    struct as_store *prev;
+    struct as_store *next;
+};
+
+/*
+ * One process-wide lock guards the list of open stores and each store's list of connections.
+ * It is global rather than per store because a thread-exit destructor must be able to find out
+ * whether its store still exists without touching memory that as_store_close may have freed.
+ */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct as_store *g_stores;
+
+/* Maps a failed SQLite result code to our errors; logs the ones that are not routine. */
+static enum as_err map_err(const struct as_conn *c, int rc, const char *what)
+{
+    /* SQLite's messages name tables and columns, never bound values, so they hold no secret. */
+    const char *msg = c != NULL && c->db != NULL ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+            return AS_ERR_EXISTS;
+        }
+        /* NOT NULL, CHECK or foreign-key violations are bad input, not a duplicate. */
+        as_warn("store: %s: %s", what, msg);
+        return AS_ERR_INVALID;
+    case SQLITE_NOMEM:
+        return AS_ERR_NOMEM;
+    case SQLITE_TOOBIG:
+        return AS_ERR_TOO_LARGE;
+    default:
+        as_error("store: %s failed: %s (%d)", what, msg, rc);
+        return AS_ERR_STORE;
+    }
+}
+
+static void conn_close(struct as_conn *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(c->stmts[i]);
+    }
+    if (c->db != NULL) {
+        if (c->in_tx && !sqlite3_get_autocommit(c->db)) {
+            as_warn("store: closing a connection inside a transaction; it is rolled back");
+        }
+        int rc = sqlite3_close(c->db);
+        if (rc != SQLITE_OK) {
+            as_error("store: close failed: %s", sqlite3_errstr(rc));
+        }
+    }
+    free(c);
+}
+
+/* Unlinks c from its store's list. Caller holds g_mu. */
+static void conn_unlink(struct as_conn *c)
+{
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        c->st->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+}
+
+/*
+ * Thread-exit destructor of a store's key. It closes the connection only if the store still
+ * lists it: when as_store_close got there first, the connection is already closed and freed,
+ * and v is only compared, never dereferenced. The owner check keeps a recycled address that now
+ * belongs to another thread's connection from being mistaken for ours.
+ */
+static void conn_destructor(void *v)
+{
+    struct as_conn *found = NULL;
+
+    pthread_mutex_lock(&g_mu);
+    for (struct as_store *s = g_stores; s != NULL && found == NULL; s = s->next) {
+        for (struct as_conn *c = s->conns; c != NULL; c = c->next) {
+            if (c == v && pthread_equal(c->owner, pthread_self())) {
+                conn_unlink(c);
+                found = c;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    conn_close(found);
+}
+
+/* Runs static SQL (migrations, pragmas) that returns no rows we need. */
+static enum as_err db_exec(struct as_conn *c, const char *sql, const char *what)
+{
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? AS_OK : map_err(c, rc, what);
+}
+
+static enum as_err conn_open(struct as_store *st, struct as_conn **out)
+{
+    enum as_err r = AS_OK;
+    struct as_conn *c = NULL;
+    int rc;
+
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    c->st = st;
+    c->owner = pthread_self();
+    /*
+     * No SQLITE_OPEN_CREATE: as_store_open has created the file with mode 0600, and a file that
+     * vanished since must not silently come back empty. NOMUTEX because a connection is only ever
+     * used by its own thread (as_store_close runs when no thread uses the store).
+     */
+    rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        r = map_err(c, rc, "open");
+        goto out;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    rc = sqlite3_busy_timeout(c->db, AS_STORE_BUSY_MS);
+    if (rc != SQLITE_OK) {
+        r = map_err(c, rc, "busy_timeout");
+        goto out;
+    }
+    /* Hardening: no writes to the schema behind SQLite's back, no functions run from schema. */
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    /* Both are per connection, unlike journal_mode which the file remembers. */
+    if ((r = db_exec(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;", "pragmas")) !=
+        AS_OK) {
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    conn_close(c);
+    return r;
+}
+
+/* The calling thread's connection, opened on first use. */
+static enum as_err conn_get(struct as_store *st, struct as_conn **out)
+{
+    enum as_err r = AS_OK;
+    struct as_conn *c = pthread_getspecific(st->key);
+
+    if (c != NULL) {
+        *out = c;
+        return AS_OK;
+    }
+    if ((r = conn_open(st, &c)) != AS_OK) {
+        goto out;
+    }
+    pthread_mutex_lock(&g_mu);
+    c->next = st->conns;
+    if (st->conns != NULL) {
+        st->conns->prev = c;
+    }
+    st->conns = c;
+    pthread_mutex_unlock(&g_mu);
+    if (pthread_setspecific(st->key, c) != 0) {
+        pthread_mutex_lock(&g_mu);
+        conn_unlink(c);
+        pthread_mutex_unlock(&g_mu);
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    *out = c;
+    c = NULL;
+out:
+    conn_close(c);
+    return r;
+}
+
+/*
+ * The calling thread's connection, ready for a data call. Some failures (I/O, disk full, out of
+ * memory) make SQLite roll back a whole transaction; if that happened to the caller's explicit
+ * transaction, further statements would silently autocommit, so refuse until it is rolled back.
+ */
+static enum as_err conn_ready(struct as_store *st, struct as_conn **out)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+
+    if ((r = conn_get(st, &c)) != AS_OK) {
+        return r;
+    }
+    if (c->in_tx && sqlite3_get_autocommit(c->db)) {
+        as_error("store: the transaction was aborted by an earlier error; roll it back");
+        return AS_ERR_STORE;
+    }
+    *out = c;
+    return AS_OK;
+}
+
+static enum as_err stmt_get(struct as_conn *c, enum stmt_id id, sqlite3_stmt **out)
+{
+    if (c->stmts[id] == NULL) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->stmts[id], NULL);
+        if (rc != SQLITE_OK) {
+            return map_err(c, rc, "prepare");
+        }
+    }
+    *out = c->stmts[id];
+    return AS_OK;
+}
+
+/* Returns a cached statement to its idle state. Bindings are cleared so no pointer lingers. */
+static void stmt_put(sqlite3_stmt *s)
+{
+    if (s != NULL) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+/* Runs a statement without parameters or rows (transaction control). */
+static enum as_err run_simple(struct as_conn *c, enum stmt_id id, const char *what)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if ((r = stmt_get(c, id, &s)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, what);
+        goto out;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+static enum as_err bind_text(struct as_conn *c, sqlite3_stmt *s, int i, const char *v)
+{
+    /* SQLITE_STATIC is safe: every statement is reset and its bindings cleared before return. */
+    int rc = v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+    return rc == SQLITE_OK ? AS_OK : map_err(c, rc, "bind");
+}
+
+static enum as_err bind_blob(struct as_conn *c, sqlite3_stmt *s, int i, const void *v, size_t n)
+{
+    /* A zero-length value is stored as an empty blob, not NULL, so it reads back as set. */
+    int rc = sqlite3_bind_blob64(s, i, n > 0 ? v : "", n, SQLITE_STATIC);
+    return rc == SQLITE_OK ? AS_OK : map_err(c, rc, "bind");
+}
+
+static enum as_err bind_int64(struct as_conn *c, sqlite3_stmt *s, int i, int64_t v)
+{
+    int rc = sqlite3_bind_int64(s, i, v);
+    return rc == SQLITE_OK ? AS_OK : map_err(c, rc, "bind");
+}
+
+/* Copies text column i into a new string; a NULL column gives NULL. */
+static enum as_err col_strdup(sqlite3_stmt *s, int i, char **out)
+{
+    *out = NULL;
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+        return AS_OK;
+    }
+    const unsigned char *t = sqlite3_column_text(s, i);
+    if (t == NULL) {
+        return AS_ERR_NOMEM; /* the column is not NULL, so only the conversion can have failed */
+    }
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    char *p = malloc(n + 1);
+    if (p == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    memcpy(p, t, n);
+    p[n] = '\0';
+    *out = p;
+    return AS_OK;
+}
+
+void as_store_strv_free(char **v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+/* Appends a copy of column 0 of the current row to *v (length *n, capacity *cap). */
+static enum as_err strv_push(sqlite3_stmt *s, char ***v, size_t *n, size_t *cap)
+{
+    enum as_err r;
+    char *str = NULL;
+
+    if (*n == *cap) {
+        size_t ncap = *cap > 0 ? *cap * 2 : 16;
+        if (ncap < *cap || ncap > SIZE_MAX / sizeof **v) {
+            return AS_ERR_NOMEM;
+        }
+        char **nv = realloc(*v, ncap * sizeof **v);
+        if (nv == NULL) {
+            return AS_ERR_NOMEM;
+        }
+        *v = nv;
+        *cap = ncap;
+    }
+    if ((r = col_strdup(s, 0, &str)) != AS_OK) {
+        return r;
+    }
+    if (str == NULL) {
+        return AS_ERR_STORE; /* a primary key column was NULL: the file is damaged */
+    }
+    (*v)[(*n)++] = str;
+    return AS_OK;
+}
+
+/*
+ * Steps s to completion and collects column 0 of every row. When out is NULL the rows are
+ * still stepped through (a RETURNING statement finishes its work only at SQLITE_DONE).
+ */
+static enum as_err collect_strv(struct as_conn *c, sqlite3_stmt *s, const char *what,
+                                char ***out, size_t *nout)
+{
+    enum as_err r = AS_OK;
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out != NULL && (r = strv_push(s, &v, &n, &cap)) != AS_OK) {
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, what);
+        goto out;
+    }
+    if (out != NULL) {
+        *out = v;
+        v = NULL;
+    }
+    if (nout != NULL) {
+        *nout = n;
+    }
+out:
+    as_store_strv_free(v, n);
+    return r;
+}
+
+/* ---- internal transactions for multi-statement writes ---- */
+
+enum tx_kind { TX_OWN, TX_SAVEPOINT };
+
+/*
+ * Makes the following statements atomic: inside the caller's transaction a savepoint (so a
+ * failure undoes only our part and leaves the caller's transaction usable), otherwise our own
+ * BEGIN IMMEDIATE.
+ */
+static enum as_err tx_enter(struct as_conn *c, enum tx_kind *kind)
+{
+    enum as_err r;
+
+    if (c->in_tx) {
+        *kind = TX_SAVEPOINT;
+        return run_simple(c, ST_SAVEPOINT, "savepoint");
+    }
+    *kind = TX_OWN;
+    if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
+        return r;
+    }
+    return AS_OK;
+}
+
+/* Commits (r == AS_OK) or undoes what tx_enter started; returns the final result. */
+static enum as_err tx_leave(struct as_conn *c, enum tx_kind kind, enum as_err r)
+{
+    enum as_err e;
+
+    switch (kind) {
+    case TX_OWN:
+        if (r == AS_OK) {
+            r = run_simple(c, ST_COMMIT, "commit");
+        }
+        if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
+            (void)run_simple(c, ST_ROLLBACK, "rollback");
+        }
+        break;
+    case TX_SAVEPOINT:
+        /* If SQLite already dropped the whole transaction, conn_ready reports it next time. */
+        if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
+            (void)run_simple(c, ST_ROLLBACK_TO, "rollback to savepoint");
+        }
+        if (!sqlite3_get_autocommit(c->db)) {
+            e = run_simple(c, ST_RELEASE, "release savepoint");
+            if (r == AS_OK) {
+                r = e;
+            }
+        }
+        break;
+    }
+    return r;
+}
+
+/* ---- open, close, migrate ---- */
+
+/* Applies every migration newer than the file's user_version, in one transaction. */
+static enum as_err migrate(struct as_conn *c)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+    int rc, version;
+    char sql[64];
+
+    if ((r = db_exec(c, "BEGIN IMMEDIATE", "migration begin")) != AS_OK) {
+        return r;
+    }
+    rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL);
+    if (rc != SQLITE_OK || (rc = sqlite3_step(s)) != SQLITE_ROW) {
+        r = map_err(c, rc, "read user_version");
+        goto out;
+    }
+    version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    s = NULL;
+    if (version < 0 || (size_t)version > N_MIGRATIONS) {
+        as_error("store: schema version %d is not one this build knows (1..%zu)", version,
+                 N_MIGRATIONS);
+        r = AS_ERR_CONFIG;
+        goto out;
+    }
+    for (size_t i = (size_t)version; i < N_MIGRATIONS; i++) {
+        const struct as_migration *m = &migrations[i];
+        if ((size_t)m->version != i + 1) {
+            as_error("store: migration table out of order at entry %zu", i);
+            r = AS_ERR_INTERNAL;
+            goto out;
+        }
+        if ((r = db_exec(c, m->sql, "migration")) != AS_OK) {
+            goto out;
+        }
+        /* PRAGMA takes no parameters; the number comes from the table above, not from input. */
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", m->version);
+        if ((r = db_exec(c, sql, "set user_version")) != AS_OK) {
+            goto out;
+        }
+        as_info("store: schema migrated to version %d", m->version);
+    }
+    r = db_exec(c, "COMMIT", "migration commit");
+out:
+    sqlite3_finalize(s);
+    if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
+        (void)db_exec(c, "ROLLBACK", "migration rollback");
+    }
+    return r;
+}
+
+/* WAL is a property of the file, so setting it once at open covers every later connection. */
+static enum as_err set_wal(struct as_conn *c)
+{
+    enum as_err r = AS_OK;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+    if (rc != SQLITE_OK || (rc = sqlite3_step(s)) != SQLITE_ROW) {
+        r = map_err(c, rc, "set journal_mode");
+        goto out;
+    }
+    const unsigned char *mode = sqlite3_column_text(s, 0);
+    if (mode == NULL || strcasecmp((const char *)mode, "wal") != 0) {
+        as_error("store: the database refused WAL mode");
+        r = AS_ERR_STORE;
+        goto out;
+    }
+out:
+    sqlite3_finalize(s);
+    return r;
+}
+
+/*
+ * Creates the file with mode 0600 (or tightens an existing one) before SQLite opens it.
+ *
+ * An existing file is handled by path (stat, chmod), never by opening and closing a descriptor:
+ * closing any descriptor of a file drops every POSIX lock this process holds on it, including
+ * the locks of connections another store in this process has open, and that corrupts databases.
+ * A file we create with O_EXCL is new, so nobody can hold a lock on it yet.
+ */
+static enum as_err create_file(const char *path)
+{
+    struct stat sb;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        return AS_OK;
+    }
+    if (errno != EEXIST) {
+        as_error("store: cannot create %s: %s", path, strerror(errno));
+        return AS_ERR_IO;
+    }
+    if (stat(path, &sb) != 0) {
+        as_error("store: cannot stat %s: %s", path, strerror(errno));
+        return AS_ERR_IO;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        as_error("store: %s is not a regular file", path);
+        return AS_ERR_CONFIG;
+    }
+    /* The settings table holds server keys: the file must not be readable by anyone else. */
+    if ((sb.st_mode & 077) != 0) {
+        if (chmod(path, 0600) != 0) {
+            as_error("store: %s is accessible to others and cannot be restricted: %s", path,
+                     strerror(errno));
+            return AS_ERR_PERMISSION;
+        }
+        as_warn("store: %s was accessible to others; mode set to 0600", path);
+    }
+    return AS_OK;
+}
+
+enum as_err as_store_open(const char *path, struct as_store **out)
+{
+    enum as_err r;
+    struct as_store *st = NULL;
+    struct as_conn *c = NULL;
+
+    if (path == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if ((r = create_file(path)) != AS_OK) {
+        goto out;
+    }
+    st = calloc(1, sizeof *st);
+    if (st == NULL || (st->path = strdup(path)) == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_key_create(&st->key, conn_destructor) != 0) {
+        as_error("store: no thread-specific key left");
+        r = AS_ERR_INTERNAL;
+        goto out;
+    }
+    st->key_ok = true;
+    pthread_mutex_lock(&g_mu);
+    st->next = g_stores;
+    if (g_stores != NULL) {
+        g_stores->prev = st;
+    }
+    g_stores = st;
+    st->linked = true;
+    pthread_mutex_unlock(&g_mu);
+
+    if ((r = conn_get(st, &c)) != AS_OK) {
+        goto out;
+    }
+    if ((r = set_wal(c)) != AS_OK) {
+        goto out;
+    }
+    if ((r = migrate(c)) != AS_OK) {
+        goto out;
+    }
+    *out = st;
+    st = NULL;
+out:
+    as_store_close(st);
+    return r;
+}
+
+/*
+ * The caller guarantees no thread uses st any more. Threads that have not exited yet keep a
+ * stale key value; deleting the key means their destructor will not run for it, and a
+ * destructor already running finds the store unlinked and leaves the connection to us.
+ */
+void as_store_close(struct as_store *st)
+{
+    struct as_conn *conns;
+
+    if (st == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&g_mu);
+    if (st->linked) {
+        if (st->prev != NULL) {
+            st->prev->next = st->next;
+        } else {
+            g_stores = st->next;
+        }
+        if (st->next != NULL) {
+            st->next->prev = st->prev;
+        }
+        st->linked = false;
+    }
+    conns = st->conns;
+    st->conns = NULL;
+    pthread_mutex_unlock(&g_mu);
+    if (st->key_ok) {
+        pthread_key_delete(st->key);
+    }
+    while (conns != NULL) {
+        struct as_conn *next = conns->next;
+        conn_close(conns);
+        conns = next;
+    }
+    free(st->path);
+    free(st);
+}
+
+/* ---- explicit transactions ---- */
+
+enum as_err as_store_begin(struct as_store *st)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+
+    if (st == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_get(st, &c)) != AS_OK) {
+        return r;
+    }
+    if (c->in_tx) {
+        as_error("store: nested transaction on one thread");
+        return AS_ERR_INTERNAL;
+    }
+    if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
+        return r;
+    }
+    c->in_tx = true;
+    return AS_OK;
+}
+
+enum as_err as_store_commit(struct as_store *st)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+
+    if (st == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_get(st, &c)) != AS_OK) {
+        return r;
+    }
+    if (!c->in_tx) {
+        as_error("store: commit without a transaction");
+        return AS_ERR_INTERNAL;
+    }
+    c->in_tx = false;
+    if (sqlite3_get_autocommit(c->db)) {
+        as_error("store: the transaction was aborted by an earlier error; nothing committed");
+        return AS_ERR_STORE;
+    }
+    r = run_simple(c, ST_COMMIT, "commit");
+    /* A failed commit ends the transaction either way, so a later begin starts cleanly. */
+    if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
+        (void)run_simple(c, ST_ROLLBACK, "rollback");
+    }
+    return r;
+}
+
+void as_store_rollback(struct as_store *st)
+{
+    struct as_conn *c;
+
+    if (st == NULL) {
+        return;
+    }
+    /* No connection on this thread means no transaction to undo: do not open one for it. */
+    c = pthread_getspecific(st->key);
+    if (c == NULL || !c->in_tx) {
+        return;
+    }
+    c->in_tx = false;
+    if (!sqlite3_get_autocommit(c->db)) {
+        (void)run_simple(c, ST_ROLLBACK, "rollback");
+    }
+}
+
+/* ---- settings ---- */
+
+enum as_err as_store_setting_get(struct as_store *st, const char *key, unsigned char **val,
+                                 size_t *len)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    unsigned char *v = NULL;
+    int rc;
+
+    if (st == NULL || key == NULL || val == NULL || len == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *val = NULL;
+    *len = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_SETTING_GET, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, key)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "setting get");
+        goto out;
+    }
+    const void *p = sqlite3_column_blob(s, 0);
+    size_t n = (size_t)sqlite3_column_bytes(s, 0);
+    if (p == NULL && n > 0) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    /* Always a real allocation, so the caller can free (and wipe) without special cases. */
+    v = malloc(n > 0 ? n : 1);
+    if (v == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (n > 0) {
+        memcpy(v, p, n);
+    }
+    *val = v;
+    *len = n;
+out:
+    stmt_put(s);
+    return r;
+}
+
+static enum as_err setting_write(struct as_store *st, enum stmt_id id, const char *key,
+                                 const void *val, size_t len)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || key == NULL || (val == NULL && len > 0)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, key)) != AS_OK || (r = bind_blob(c, s, 2, val, len)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "setting write");
+        goto out;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_setting_put(struct as_store *st, const char *key, const void *val,
+                                 size_t len)
+{
+    return setting_write(st, ST_SETTING_PUT, key, val, len);
+}
+
+enum as_err as_store_setting_insert(struct as_store *st, const char *key, const void *val,
+                                    size_t len)
+{
+    return setting_write(st, ST_SETTING_INSERT, key, val, len);
+}
+
+/* ---- tokens ---- */
+
+void as_token_rec_free(struct as_token_rec *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    free(t->parent);
+    free(t->policies_json);
+    free(t->meta_json);
+    free(t->display_name);
+    free(t->path);
+    free(t->spiffe_ids_json);
+    free(t->allowed_dns_json);
+    free(t->mount);
+    free(t);
+}
+
+/* Builds a record from the current row of a SELECT TOKEN_COLS statement. */
+static enum as_err read_token(sqlite3_stmt *s, struct as_token_rec **out)
+{
+    enum as_err r = AS_OK;
+    struct as_token_rec *t = NULL;
+
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    const unsigned char *acc = sqlite3_column_text(s, 0);
+    size_t acclen = (size_t)sqlite3_column_bytes(s, 0);
+    const void *hash = sqlite3_column_blob(s, 1);
+    size_t hashlen = (size_t)sqlite3_column_bytes(s, 1);
+    if (acc == NULL || acclen == 0 || acclen > AS_ACCESSOR_LEN || hash == NULL ||
+        hashlen != sizeof t->secret_hash) {
+        as_error("store: a token row has a malformed accessor or hash");
+        r = AS_ERR_STORE;
+        goto out;
+    }
+    memcpy(t->accessor, acc, acclen);
+    t->accessor[acclen] = '\0';
+    memcpy(t->secret_hash, hash, sizeof t->secret_hash);
+
+    char **strs[] = {&t->parent,          &t->policies_json, &t->meta_json,
+                     &t->display_name,    &t->path,          &t->spiffe_ids_json,
+                     &t->allowed_dns_json, &t->mount};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if ((r = col_strdup(s, (int)i + 2, strs[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    t->creation_time = sqlite3_column_int64(s, 10);
+    t->expire_time = sqlite3_column_int64(s, 11);
+    t->creation_ttl = sqlite3_column_int64(s, 12);
+    t->explicit_max_ttl = sqlite3_column_int64(s, 13);
+    t->period = sqlite3_column_int64(s, 14);
+    t->num_uses = sqlite3_column_int64(s, 15);
+    t->renewable = sqlite3_column_int(s, 16) != 0;
+    t->orphan = sqlite3_column_int(s, 17) != 0;
+    *out = t;
+    t = NULL;
+out:
+    as_token_rec_free(t);
+    return r;
+}
+
+enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec *t)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    size_t acclen;
+    int rc;
+
+    if (st == NULL || t == NULL) {
+        return AS_ERR_INVALID;
+    }
+    acclen = strnlen(t->accessor, sizeof t->accessor);
+    /* A negative use count is the store's own "used up" marker; callers never create one. */
+    if (acclen == 0 || acclen == sizeof t->accessor || t->num_uses < 0) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_INSERT, &s)) != AS_OK) {
+        goto out;
+    }
+    const char *strs[] = {t->parent,          t->policies_json, t->meta_json,
+                          t->display_name,    t->path,          t->spiffe_ids_json,
+                          t->allowed_dns_json, t->mount};
+    const int64_t ints[] = {t->creation_time, t->expire_time, t->creation_ttl,
+                            t->explicit_max_ttl, t->period, t->num_uses,
+                            t->renewable ? 1 : 0, t->orphan ? 1 : 0};
+    if ((r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
+        (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if ((r = bind_text(c, s, (int)i + 3, strs[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if ((r = bind_int64(c, s, (int)i + 11, ints[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "token insert");
+        goto out;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+static enum as_err token_lookup(struct as_store *st, enum stmt_id id, const void *key,
+                                size_t keylen, struct as_token_rec **out)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK) {
+        goto out;
+    }
+    r = id == ST_TOKEN_BY_HASH ? bind_blob(c, s, 1, key, keylen) : bind_text(c, s, 1, key);
+    if (r != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "token lookup");
+        goto out;
+    }
+    r = read_token(s, out);
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_token_by_hash(struct as_store *st, const unsigned char hash[32],
+                                   struct as_token_rec **out)
+{
+    if (st == NULL || hash == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    return token_lookup(st, ST_TOKEN_BY_HASH, hash, 32, out);
+}
+
+enum as_err as_store_token_by_accessor(struct as_store *st, const char *accessor,
+                                       struct as_token_rec **out)
+{
+    if (st == NULL || accessor == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    return token_lookup(st, ST_TOKEN_BY_ACCESSOR, accessor, 0, out);
+}
+
+enum as_err as_store_token_set_expiry(struct as_store *st, const char *accessor,
+                                      int64_t expire_time, int64_t ttl)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || accessor == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK ||
+        (r = stmt_get(c, ST_TOKEN_SET_EXPIRY, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = bind_int64(c, s, 2, expire_time)) != AS_OK ||
+        (r = bind_int64(c, s, 3, ttl)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "token set expiry");
+        goto out;
+    }
+    if (sqlite3_changes64(c->db) == 0) {
+        r = AS_ERR_NOT_FOUND;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_t *remaining)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t left = 0;
+    bool decremented = false;
+    int rc;
+
+    if (st == NULL || accessor == NULL || remaining == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *remaining = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_USE, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK) {
+        goto out;
+    }
+    /* The decrement and the check are one statement, so two users cannot both take a use. */
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        left = sqlite3_column_int64(s, 0);
+        decremented = true;
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "token use");
+        goto out;
+    }
+    stmt_put(s);
+    s = NULL;
+    if (decremented) {
+        *remaining = left > 0 ? left : 0;
+        goto out;
+    }
+    /*
+     * Nothing was decremented: the token is unlimited (0), used up (-1) or gone. A use count
+     * never rises again, so this second read cannot contradict the update above.
+     */
+    if ((r = stmt_get(c, ST_TOKEN_USES_LEFT, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "token use");
+        goto out;
+    }
+    if (sqlite3_column_int64(s, 0) != 0) {
+        r = AS_ERR_NOT_FOUND; /* used up: another caller took the last use */
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+static int strp_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum as_err as_store_token_delete(struct as_store *st, const char *accessor, bool tree,
+                                  char ***deleted, size_t *ndeleted)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    enum tx_kind kind = TX_OWN;
+    bool in_tx = false;
+    char **v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (st == NULL || accessor == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if (deleted != NULL) {
+        *deleted = NULL;
+    }
+    if (ndeleted != NULL) {
+        *ndeleted = 0;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK) {
+        goto out;
+    }
+    /*
+     * The tree delete is one statement, but collecting its RETURNING rows can fail part way;
+     * the transaction makes that failure undo the delete instead of losing the list.
+     */
+    if ((r = tx_enter(c, &kind)) != AS_OK) {
+        goto out;
+    }
+    in_tx = true;
+    if (tree) {
+        if ((r = stmt_get(c, ST_TOKEN_DELETE_TREE, &s)) != AS_OK ||
+            (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+            (r = collect_strv(c, s, "token delete", &v, &n)) != AS_OK) {
+            goto out;
+        }
+        if (n == 0) {
+            r = AS_ERR_NOT_FOUND;
+            goto out;
+        }
+        qsort(v, n, sizeof *v, strp_cmp);
+    } else {
+        if ((r = stmt_get(c, ST_TOKEN_DELETE_ONE, &s)) != AS_OK ||
+            (r = bind_text(c, s, 1, accessor)) != AS_OK) {
+            goto out;
+        }
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+            r = map_err(c, rc, "token delete");
+            goto out;
+        }
+        if (sqlite3_changes64(c->db) == 0) {
+            r = AS_ERR_NOT_FOUND;
+            goto out;
+        }
+        stmt_put(s);
+        s = NULL;
+        if ((r = stmt_get(c, ST_TOKEN_ORPHAN_CHILDREN, &s)) != AS_OK ||
+            (r = bind_text(c, s, 1, accessor)) != AS_OK) {
+            goto out;
+        }
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+            r = map_err(c, rc, "token orphan children");
+            goto out;
+        }
+        v = calloc(1, sizeof *v);
+        if (v == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+        n = 1;
+        if ((v[0] = strdup(accessor)) == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+    }
+out:
+    stmt_put(s);
+    if (in_tx) {
+        r = tx_leave(c, kind, r);
+    }
+    if (r == AS_OK) {
+        if (ndeleted != NULL) {
+            *ndeleted = n;
+        }
+        if (deleted != NULL) {
+            *deleted = v;
+            v = NULL;
+        }
+    }
+    as_store_strv_free(v, n);
+    return r;
+}
+
+static enum as_err name_list(struct as_store *st, enum stmt_id id, const char *what, char ***out,
+                             size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if (st == NULL || out == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    *n = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK) {
+        goto out;
+    }
+    r = collect_strv(c, s, what, out, n);
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_token_list(struct as_store *st, char ***accessors, size_t *n)
+{
+    return name_list(st, ST_TOKEN_LIST, "token list", accessors, n);
+}
+
+enum as_err as_store_token_purge_expired(struct as_store *st, int64_t now, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *n = 0;
+    /* One statement, hence atomic on its own: expired tokens and their subtrees go together. */
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_PURGE, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, now)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "token purge");
+        goto out;
+    }
+    *n = (size_t)sqlite3_changes64(c->db);
+out:
+    stmt_put(s);
+    return r;
+}
+
+/* ---- policies ---- */
+
+enum as_err as_store_policy_put(struct as_store *st, const char *name, const char *text)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || name == NULL || text == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_PUT, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, name)) != AS_OK || (r = bind_text(c, s, 2, text)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "policy put");
+        goto out;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_policy_get(struct as_store *st, const char *name, char **text)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || name == NULL || text == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *text = NULL;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_GET, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, name)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "policy get");
+        goto out;
+    }
+    if ((r = col_strdup(s, 0, text)) != AS_OK) {
+        goto out;
+    }
+    if (*text == NULL) {
+        r = AS_ERR_STORE; /* the column is NOT NULL: the file is damaged */
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_policy_delete(struct as_store *st, const char *name)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || name == NULL) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_DELETE, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, name)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "policy delete");
+        goto out;
+    }
+    if (sqlite3_changes64(c->db) == 0) {
+        r = AS_ERR_NOT_FOUND;
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_policy_list(struct as_store *st, char ***names, size_t *n)
+{
+    return name_list(st, ST_POLICY_LIST, "policy list", names, n);
+}
