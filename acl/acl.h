@@ -71,6 +71,107 @@ uint32_t as_acl_caps(const struct as_acl *acl, const char *path);
 
 /* ---- tokens (acl/tokens.c) ---- */
 /* AS_TOKENS_API_BEGIN */
+/*
+ * Tokens: Vault's service tokens. Secrets are "ast." + 43 base64url chars (32 random bytes); the
+ * store keeps only HMAC-SHA256(server key, secret). The server key is made once and kept in the
+ * store's settings.
+ */
+#define AS_TOKEN_PREFIX "ast."
+#define AS_TOKEN_SECRET_LEN 47            /* strlen("ast.") + 43 */
+#define AS_TOKEN_MAX_TTL (768 * 3600)     /* Vault's system max_lease_ttl */
+#define AS_TOKEN_DEFAULT_TTL (768 * 3600) /* Vault's default_lease_ttl */
+
+struct as_tokens;
+
+/* Loads (or creates once) the server HMAC key and the built-in default policy. */
+enum as_err as_tokens_new(struct as_store *st, struct as_tokens **out) AS_WUR;
+void as_tokens_free(struct as_tokens *tk);
+
+/* The text of the built-in "default" policy (JSON), used when the store has none. */
+const char *as_tokens_default_policy(void);
+
+/*
+ * Resolves a presented secret to its token. Anything that is not a live token of this server
+ * (bad shape, unknown, expired, an expired or revoked ancestor) is AS_ERR_PERMISSION.
+ * AS_ERR_STORE when the store fails. *out is freed with as_token_rec_free.
+ */
+enum as_err as_tokens_resolve(struct as_tokens *tk, const char *secret,
+                              struct as_token_rec **out) AS_WUR;
+/* Same, by accessor (for lookup-accessor and friends): AS_ERR_NOT_FOUND when not live. */
+enum as_err as_tokens_by_accessor(struct as_tokens *tk, const char *accessor,
+                                  struct as_token_rec **out) AS_WUR;
+
+/* Builds the ACL of a token's policies (root policy → root ACL). Unknown policies grant nothing. */
+enum as_err as_tokens_acl(struct as_tokens *tk, const struct as_token_rec *t,
+                          struct as_acl **out) AS_WUR;
+/* true if t carries the root policy. */
+bool as_token_is_root(const struct as_token_rec *t);
+
+/*
+ * Consumes one use of a limited-use token. *last is set when this was its final use: the token
+ * has then been revoked already (the current request may still proceed, as in Vault).
+ */
+enum as_err as_tokens_use(struct as_tokens *tk, struct as_token_rec *t, bool *last) AS_WUR;
+
+/* Token creation parameters (Vault's auth/token/create body, already type-checked). */
+struct as_token_params {
+    json_t *policies;         /* array of names, or NULL to inherit the parent's */
+    json_t *meta;             /* object of strings, or NULL */
+    const char *display_name; /* NULL → "token" */
+    const char *path;         /* creation path, e.g. "auth/token/create" */
+    const char *mount;        /* "token" */
+    json_t *spiffe_ids;       /* array or NULL (inherit) */
+    json_t *allowed_dns;      /* array or NULL (inherit) */
+    int64_t ttl;              /* seconds; used when has_ttl */
+    int64_t explicit_max_ttl; /* 0 = none */
+    int64_t period;           /* 0 = none */
+    int64_t num_uses;         /* 0 = unlimited */
+    bool has_ttl;
+    bool renewable;           /* default true */
+    bool no_default_policy;
+    bool orphan;              /* no parent link */
+    bool caller_sudo;         /* the caller may set orphan-only fields */
+};
+
+/*
+ * Creates a token as a child of parent (NULL only for the bootstrap root token). Applies Vault's
+ * rules: policies default to the parent's, a non-root parent may only give a subset of its own
+ * policies, "default" is added unless no_default_policy, TTLs are capped at explicit_max_ttl
+ * and AS_TOKEN_MAX_TTL (a warning string is appended to warnings, a JSON array, when capped),
+ * spiffe_ids/allowed_dns may only narrow the parent's sets. The row is committed before return.
+ * *secret (wipe with as_free_secret_str) and *out (as_token_rec_free) are new.
+ * AS_ERR_INVALID with a reason in err (>= 160 bytes) for a refused request.
+ */
+enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *parent,
+                             const struct as_token_params *p, char **secret,
+                             struct as_token_rec **out, json_t *warnings, char *err,
+                             size_t errlen) AS_WUR;
+/* Creates the root token (policies ["root"], no TTL, orphan, path auth/token/root). */
+enum as_err as_tokens_create_root(struct as_tokens *tk, char **secret,
+                                  struct as_token_rec **out) AS_WUR;
+
+/*
+ * Renews t: the new TTL is increment (when > 0) or the token's original TTL, capped at its
+ * explicit max TTL and AS_TOKEN_MAX_TTL counted from its creation (warning appended when
+ * capped). A token without expiry is left as is (*ttl = 0). Not renewable → AS_ERR_INVALID.
+ * Updates t in place and commits.
+ */
+enum as_err as_tokens_renew(struct as_tokens *tk, struct as_token_rec *t, int64_t increment,
+                            int64_t *ttl, json_t *warnings, char *err, size_t errlen) AS_WUR;
+
+/* Revokes a token; tree=true revokes its descendants too, else they become orphans. Committed.
+ * AS_ERR_NOT_FOUND if it does not exist. */
+enum as_err as_tokens_revoke(struct as_tokens *tk, const char *accessor, bool tree) AS_WUR;
+
+/* Seconds left before t expires (0 for a token without expiry, never negative). */
+int64_t as_token_ttl_left(const struct as_token_rec *t, int64_t now);
+
+/* Called whenever a policy is written or deleted, so cached ACLs are rebuilt. */
+void as_tokens_policy_changed(struct as_tokens *tk);
+
+/* HMAC-SHA256 of data under the server key (for bootstrap codes). */
+enum as_err as_tokens_hmac(struct as_tokens *tk, const void *data, size_t len,
+                           unsigned char out[32]) AS_WUR;
 /* AS_TOKENS_API_END */
 
 #endif

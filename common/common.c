@@ -3,6 +3,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -214,6 +218,116 @@ void as_buf_free(struct as_buf *b, bool wipe)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+}
+
+/* ---- files ---- */
+
+static enum as_err write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return AS_ERR_IO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return AS_OK;
+}
+
+enum as_err as_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+    char tmp[4096];
+    char dirbuf[4096];
+    int fd = -1;
+    enum as_err r = AS_ERR_IO;
+    unsigned char rnd[6];
+    char hex[13];
+    if (as_rand_bytes(rnd, sizeof rnd) != AS_OK) {
+        return AS_ERR_CRYPTO;
+    }
+    as_hex(rnd, sizeof rnd, hex);
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%s", path, hex) >= sizeof tmp ||
+        (size_t)snprintf(dirbuf, sizeof dirbuf, "%s", path) >= sizeof dirbuf) {
+        return AS_ERR_INVALID;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) {
+        as_error("cannot create %s: %s", tmp, strerror(errno));
+        return AS_ERR_IO;
+    }
+    /* The umask may have narrowed the mode; make it exactly what was asked. */
+    if (fchmod(fd, (mode_t)mode) != 0 || write_all(fd, data, len) != AS_OK || fsync(fd) != 0) {
+        as_error("cannot write %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        as_error("cannot rename %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return AS_OK;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    unlink(tmp);
+    return r;
+}
+
+enum as_err as_file_read(const char *path, size_t max, char **out, size_t *len)
+{
+    struct as_buf b;
+    char chunk[4096];
+    enum as_err r = AS_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno == ENOENT ? AS_ERR_NOT_FOUND : AS_ERR_IO;
+    }
+    as_buf_init(&b, max);
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            r = AS_ERR_IO;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        if ((r = as_buf_append(&b, chunk, (size_t)n)) != AS_OK) {
+            break;
+        }
+    }
+    close(fd);
+    as_wipe(chunk, sizeof chunk);
+    if (r == AS_OK && b.data == NULL) {
+        r = as_buf_append(&b, "", 0);
+    }
+    if (r != AS_OK) {
+        as_buf_free(&b, true);
+        return r;
+    }
+    *out = b.data;
+    if (len) {
+        *len = b.len;
+    }
+    return AS_OK;
 }
 
 /* ---- time and durations ---- */

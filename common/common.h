@@ -90,6 +90,17 @@ enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...) AS_PRINTF(2, 3
 /* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
 void as_buf_free(struct as_buf *b, bool wipe);
 
+/* ---- files ---- */
+/*
+ * Writes len bytes to path atomically: a temp file in the same directory created with mode
+ * (O_EXCL), written, fsynced, renamed over path, then the directory fsynced. The temp file is
+ * removed on failure. AS_ERR_IO on failure (logged).
+ */
+enum as_err as_file_write_atomic(const char *path, const void *data, size_t len,
+                                 unsigned mode) AS_WUR;
+/* Reads a whole file of at most max bytes into a malloc'd NUL-terminated buffer. */
+enum as_err as_file_read(const char *path, size_t max, char **out, size_t *len) AS_WUR;
+
 /* ---- time and durations ---- */
 /* Seconds since the epoch (CLOCK_REALTIME). */
 int64_t as_now(void);

@@ -1,0 +1,610 @@
+/*
+ * http.c: the libmicrohttpd layer. Turns a connection's request into a struct as_req with one
+ * canonical path, hands it to as_dispatch, and renders the struct as_resp (Vault envelope or
+ * errors). Bodies are bounded; an oversize Content-Length is refused before the body is read.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "authsvc/server.h"
+
+struct conn_state {
+    struct as_buf body;
+    bool too_large;
+    bool responded;
+};
+
+static int status_of(enum as_err e)
+{
+    switch (e) {
+    case AS_OK:
+        return 200;
+    case AS_ERR_INVALID:
+    case AS_ERR_EXISTS:
+        return 400;
+    case AS_ERR_PERMISSION:
+    case AS_ERR_EXPIRED:
+        return 403;
+    case AS_ERR_NOT_FOUND:
+        return 404;
+    case AS_ERR_METHOD:
+        return 405;
+    case AS_ERR_TOO_LARGE:
+        return 413;
+    case AS_ERR_RATE:
+        return 429;
+    case AS_ERR_STORE:
+        return 503;
+    case AS_ERR_NOMEM:
+    case AS_ERR_INTERNAL:
+    case AS_ERR_CRYPTO:
+    case AS_ERR_IO:
+    case AS_ERR_CONFIG:
+        return 500;
+    }
+    return 500;
+}
+
+static const char *public_message(int status)
+{
+    switch (status) {
+    case 400:
+        return "invalid request";
+    case 403:
+        return "permission denied";
+    case 404:
+        return "unsupported path";
+    case 405:
+        return "unsupported operation";
+    case 413:
+        return "request body too large";
+    case 429:
+        return "rate limit exceeded";
+    case 503:
+        return "store unavailable";
+    default:
+        return "internal error";
+    }
+}
+
+enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(resp->err, sizeof resp->err, fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_t *body,
+                                  const char *request_id)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    size_t len = text ? strlen(text) : 0;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, text ? text : (void *)"", text ? MHD_RESPMEM_MUST_FREE
+                                                                             : MHD_RESPMEM_PERSISTENT);
+    if (r == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    if (text != NULL) {
+        MHD_add_response_header(r, "Content-Type", "application/json");
+    }
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (request_id && *request_id) {
+        MHD_add_response_header(r, "X-Request-Id", request_id);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, int status, const char *msg,
+                                   const char *request_id)
+{
+    json_t *body = json_pack("{s:[s]}", "errors", msg);
+    enum MHD_Result ret = queue_json(conn, status, body, request_id);
+    json_decref(body);
+    return ret;
+}
+
+/* MHD would percent-decode the URL before we see it (PERF-NOTES trap 7); we keep it raw and
+ * decode each segment ourselves so %2F can never become a path separator. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Percent-decodes in into out (outlen bytes). '+' stays '+'. false on a bad escape, a NUL, or
+ * overflow. */
+static bool pct_decode(const char *in, size_t n, char *out, size_t outlen, size_t *written)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '%') {
+            if (i + 2 >= n) {
+                return false;
+            }
+            int hi = hexval(in[i + 1]);
+            int lo = hexval(in[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return false;
+            }
+            c = (char)(hi * 16 + lo);
+            if (c == '\0') {
+                return false;
+            }
+            i += 2;
+        }
+        if (o + 1 >= outlen) {
+            return false;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    *written = o;
+    return true;
+}
+
+/*
+ * Builds the canonical path from the raw URL: "/v1/" prefix removed, each segment decoded, and
+ * refused (AS_ERR_INVALID) when a segment is empty, "." or "..", or decodes to something holding
+ * '/', NUL or a control character. One trailing slash is dropped. AS_ERR_NOT_FOUND outside /v1/.
+ */
+static enum as_err canonical_path(const char *url, char *out, size_t outlen)
+{
+    if (strncmp(url, "/v1/", 4) != 0) {
+        return AS_ERR_NOT_FOUND;
+    }
+    const char *p = url + 4;
+    size_t o = 0;
+    size_t n = strlen(p);
+    if (n > 0 && p[n - 1] == '/') {
+        n--;
+    }
+    if (n == 0) {
+        return AS_ERR_NOT_FOUND;
+    }
+    size_t i = 0;
+    while (i <= n) {
+        size_t j = i;
+        while (j < n && p[j] != '/') {
+            j++;
+        }
+        char seg[1024];
+        size_t sl = 0;
+        if (!pct_decode(p + i, j - i, seg, sizeof seg, &sl)) {
+            return AS_ERR_INVALID;
+        }
+        if (sl == 0 || strcmp(seg, ".") == 0 || strcmp(seg, "..") == 0) {
+            return AS_ERR_INVALID;
+        }
+        for (size_t k = 0; k < sl; k++) {
+            unsigned char c = (unsigned char)seg[k];
+            if (c == '/' || c < 0x20 || c == 0x7f || c == '\\') {
+                return AS_ERR_INVALID;
+            }
+        }
+        if (o + sl + 2 > outlen) {
+            return AS_ERR_INVALID;
+        }
+        if (o > 0) {
+            out[o++] = '/';
+        }
+        memcpy(out + o, seg, sl);
+        o += sl;
+        i = j + 1;
+    }
+    out[o] = '\0';
+    return AS_OK;
+}
+
+static enum as_method method_of(const char *m)
+{
+    if (strcmp(m, "GET") == 0) {
+        return AS_M_GET;
+    }
+    if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0) {
+        return AS_M_POST;
+    }
+    if (strcmp(m, "DELETE") == 0) {
+        return AS_M_DELETE;
+    }
+    if (strcmp(m, "LIST") == 0) {
+        return AS_M_LIST;
+    }
+    if (strcmp(m, "HEAD") == 0) {
+        return AS_M_HEAD;
+    }
+    return AS_M_OTHER;
+}
+
+static void request_id(char out[40])
+{
+    unsigned char b[16];
+    if (as_rand_bytes(b, sizeof b) != AS_OK) {
+        memset(b, 0, sizeof b);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char h[33];
+    as_hex(b, sizeof b, h);
+    snprintf(out, 40, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}
+
+static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, outlen, "unknown");
+    if (ci == NULL || ci->client_addr == NULL) {
+        return;
+    }
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)outlen);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)outlen);
+    }
+}
+
+/* The "list" query parameter, decoded: GET ?list=<ParseBool true> is a LIST (Vault). */
+static bool list_param(struct MHD_Connection *conn)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "list");
+    char dec[16];
+    size_t n = 0;
+    bool b = false;
+    if (v == NULL || !pct_decode(v, strlen(v), dec, sizeof dec, &n)) {
+        return false;
+    }
+    return as_parse_bool(dec, &b) == AS_OK && b;
+}
+
+static const char *token_of(struct MHD_Connection *conn)
+{
+    const char *t = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Vault-Token");
+    if (t != NULL && *t != '\0') {
+        return t;
+    }
+    const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (a != NULL && strncasecmp(a, "Bearer ", 7) == 0) {
+        a += 7;
+        while (*a == ' ') {
+            a++;
+        }
+        return *a ? a : NULL;
+    }
+    return NULL;
+}
+
+static json_t *envelope(const struct as_req *req, struct as_resp *resp)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "request_id", json_string(req->request_id));
+    json_object_set_new(o, "lease_id", json_string(""));
+    json_object_set_new(o, "renewable", json_false());
+    json_object_set_new(o, "lease_duration", json_integer(0));
+    json_object_set(o, "data", resp->data ? resp->data : json_null());
+    json_object_set_new(o, "wrap_info", json_null());
+    json_object_set(o, "warnings",
+                    resp->warnings && json_array_size(resp->warnings) ? resp->warnings
+                                                                      : json_null());
+    json_object_set(o, "auth", resp->auth ? resp->auth : json_null());
+    if (resp->copy_data_top && json_is_object(resp->data)) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(resp->data, k, v)
+        {
+            json_object_set(o, k, v);
+        }
+    }
+    return o;
+}
+
+static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
+                              struct as_resp *resp, enum as_err err)
+{
+    if (err != AS_OK) {
+        int status = status_of(err);
+        if (status == 500) {
+            as_error("request %s %s %s failed: %s", req->request_id, req->method_name, req->path,
+                     as_strerror(err));
+        }
+        /* An empty LIST is a 404 with no message, as in Vault. */
+        if (err == AS_ERR_NOT_FOUND && req->method == AS_M_LIST && resp->err[0] == '\0') {
+            json_t *body = json_pack("{s:[]}", "errors");
+            enum MHD_Result ret = queue_json(conn, 404, body, req->request_id);
+            json_decref(body);
+            return ret;
+        }
+        /* 500s never carry details to the peer; those stay in the log. */
+        const char *msg = (status != 500 && resp->err[0]) ? resp->err : public_message(status);
+        return queue_error(conn, status, msg, req->request_id);
+    }
+    if (resp->raw != NULL) {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(resp->raw_len, resp->raw, MHD_RESPMEM_MUST_COPY);
+        if (r == NULL) {
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type",
+                                 resp->content_type ? resp->content_type : "text/plain");
+        MHD_add_response_header(r, "X-Request-Id", req->request_id);
+        enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(resp->status ? resp->status : 200),
+                                                 r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    if (resp->raw_json != NULL) {
+        return queue_json(conn, resp->status ? resp->status : 200, resp->raw_json,
+                          req->request_id);
+    }
+    if (resp->status == 204) {
+        return queue_json(conn, 204, NULL, req->request_id);
+    }
+    json_t *env = envelope(req, resp);
+    enum MHD_Result ret = queue_json(conn, resp->status ? resp->status : 200, env,
+                                     req->request_id);
+    json_decref(env);
+    return ret;
+}
+
+static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn, const char *url,
+                              const char *method, struct conn_state *cs)
+{
+    struct as_req req;
+    struct as_resp resp;
+    enum as_err err = AS_OK;
+    memset(&req, 0, sizeof req);
+    memset(&resp, 0, sizeof resp);
+    req.conn = conn;
+    req.method_name = method;
+    request_id(req.request_id);
+    remote_of(conn, req.remote, sizeof req.remote);
+    req.method = method_of(method);
+    if (req.method == AS_M_GET && list_param(conn)) {
+        req.method = AS_M_LIST;
+    }
+    const char *ns = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Vault-Namespace");
+    if (ns != NULL && *ns != '\0') {
+        err = as_fail(&resp, AS_ERR_INVALID, "namespaces are not supported");
+        goto done;
+    }
+    if ((err = canonical_path(url, req.path, sizeof req.path)) != AS_OK) {
+        if (err == AS_ERR_INVALID) {
+            as_fail(&resp, err, "invalid request path");
+        }
+        goto done;
+    }
+    char perr[160] = "";
+    err = as_json_parse_object(cs->body.data ? cs->body.data : "", cs->body.len, &req.body, perr,
+                               sizeof perr);
+    if (err != AS_OK) {
+        if (err == AS_ERR_INVALID) {
+            as_fail(&resp, err, "%s", perr);
+        }
+        goto done;
+    }
+    req.token = token_of(conn);
+    err = as_dispatch(srv, &req, &resp);
+done:;
+    enum MHD_Result ret = render(conn, &req, &resp, err);
+    int shown = err != AS_OK ? status_of(err) : (resp.status ? resp.status : 200);
+    as_info("request %s %s /v1/%s %d %s", req.request_id, method, req.path, shown, req.remote);
+    json_decref(req.body);
+    json_decref(resp.data);
+    json_decref(resp.auth);
+    json_decref(resp.warnings);
+    json_decref(resp.raw_json);
+    free(resp.raw);
+    as_token_rec_free(req.auth);
+    as_acl_free(req.acl);
+    return ret;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct as_server *srv = cls;
+    struct conn_state *cs = *con_cls;
+    (void)version;
+    if (cs == NULL) {
+        cs = calloc(1, sizeof *cs);
+        if (cs == NULL) {
+            return MHD_NO;
+        }
+        as_buf_init(&cs->body, (size_t)srv->cfg.max_body_bytes);
+        *con_cls = cs;
+        /* Refuse an oversize body from its Content-Length, before reading it, so clients that
+         * sent "Expect: 100-continue" get the 413 instead of a 100. */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl != NULL) {
+            char *end = NULL;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (end == cl || *end != '\0' || n > (unsigned long long)srv->cfg.max_body_bytes) {
+                cs->responded = true;
+                return queue_error(conn, 413, "request body too large", NULL);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!cs->too_large && as_buf_append(&cs->body, upload_data, *upload_data_size) != AS_OK) {
+            /* A chunked body that grows past the limit: libmicrohttpd 0.9.75 cannot answer in
+             * the middle of an upload, so drop what came and discard the rest, then say 413. */
+            cs->too_large = true;
+            as_buf_free(&cs->body, true);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (cs->responded) {
+        return MHD_YES;
+    }
+    if (cs->too_large) {
+        cs->responded = true;
+        return queue_error(conn, 413, "request body too large", NULL);
+    }
+    cs->responded = true;
+    return handle(srv, conn, url, method, cs);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct conn_state *cs = *con_cls;
+    if (cs != NULL) {
+        /* Bodies may hold secrets (tokens in lookup/revoke requests). */
+        as_buf_free(&cs->body, true);
+        free(cs);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    as_warn("http: %s", msg);
+}
+
+static enum as_err parse_addr(const char *s, struct sockaddr_storage *ss, bool *v6)
+{
+    char host[128];
+    const char *colon = strrchr(s, ':');
+    memset(ss, 0, sizeof *ss);
+    if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof host) {
+        return AS_ERR_CONFIG;
+    }
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (*(colon + 1) == '\0' || *end != '\0' || port < 0 || port > 65535) {
+        return AS_ERR_CONFIG;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    if (host[0] == '[') {
+        size_t hl = strlen(host);
+        if (hl < 3 || host[hl - 1] != ']') {
+            return AS_ERR_CONFIG;
+        }
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)ss;
+    if (strcmp(host, "localhost") == 0) {
+        snprintf(host, sizeof host, "127.0.0.1");
+    }
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *v6 = false;
+        return AS_OK;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *v6 = true;
+        return AS_OK;
+    }
+    return AS_ERR_CONFIG;
+}
+
+static struct MHD_Daemon *start_one(struct as_server *srv, const char *addr, bool tls)
+{
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    if (parse_addr(addr, &ss, &v6) != AS_OK) {
+        as_error("listen address \"%s\" is not ADDR:PORT", addr);
+        return NULL;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned pool = cores > 0 ? (unsigned)cores : 2;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (v6) {
+        flags |= MHD_USE_IPv6;
+    }
+    if (tls) {
+        flags |= MHD_USE_TLS;
+        return MHD_start_daemon(
+            flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+            MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+            MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
+            keep_escaped, NULL, MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT,
+            srv->tls_cert_pem, MHD_OPTION_END);
+    }
+    return MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                            mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, pool,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+                            MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
+}
+
+enum as_err as_http_start(struct as_server *srv)
+{
+    srv->http = start_one(srv, srv->cfg.listen, false);
+    if (srv->http == NULL) {
+        as_error("cannot listen on %s", srv->cfg.listen);
+        return AS_ERR_IO;
+    }
+    as_info("listening on http://%s", srv->cfg.listen);
+    if (srv->cfg.tls_listen != NULL && *srv->cfg.tls_listen != '\0') {
+        srv->https = start_one(srv, srv->cfg.tls_listen, true);
+        if (srv->https == NULL) {
+            as_error("cannot listen on %s (TLS)", srv->cfg.tls_listen);
+            as_http_stop(srv);
+            return AS_ERR_IO;
+        }
+        as_info("listening on https://%s", srv->cfg.tls_listen);
+    }
+    return AS_OK;
+}
+
+void as_http_stop(struct as_server *srv)
+{
+    if (srv->http != NULL) {
+        MHD_stop_daemon(srv->http);
+        srv->http = NULL;
+    }
+    if (srv->https != NULL) {
+        MHD_stop_daemon(srv->https);
+        srv->https = NULL;
+    }
+}

@@ -1,0 +1,161 @@
+/*
+ * server.h: the daemon's internal surface, shared by the files of authsvc/ only: configuration,
+ * the request/response objects the HTTP layer hands to handlers, the route table and handlers.
+ */
+#ifndef AS_SERVER_H
+#define AS_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "acl/acl.h"
+#include "common/common.h"
+#include "pki/pki.h"
+#include "storage/store.h"
+
+/* ---- configuration (SPEC §1, §10) ---- */
+struct as_config {
+    bool dev;
+    char *trust_domain;
+    char *data_dir;
+    char *listen;     /* "ADDR:PORT" */
+    char *tls_listen; /* "ADDR:PORT", "" disables */
+    char *tls_cert_file;
+    char *tls_key_file;
+    json_t *tls_names; /* array of extra DNS/IP names */
+    char *storage_path;
+    int64_t ca_ttl;
+    char *audit_path;
+    bool audit_log_allowed_checks;
+    int64_t max_body_bytes;
+    int64_t login_per_second;
+    int64_t svid_default_ttl, svid_max_ttl, jwt_default_ttl, jwt_max_ttl, bundle_refresh_hint;
+    int64_t crl_ttl;
+    char *default_action;
+};
+
+/*
+ * Parses "authsvc server" arguments (argv after "server") and the config file they name.
+ * On a bad flag or config, prints a message naming the field to stderr and returns AS_ERR_CONFIG
+ * (exit code 2).
+ */
+enum as_err as_config_load(int argc, char **argv, struct as_config *cfg) AS_WUR;
+void as_config_free(struct as_config *cfg);
+
+/* ---- server ---- */
+struct as_server {
+    struct as_config cfg;
+    struct as_store *store;
+    struct as_tokens *tokens;
+    struct as_ca *ca;
+    char *tls_cert_pem;
+    char *tls_key_pem;
+    struct MHD_Daemon *http;
+    struct MHD_Daemon *https;
+    bool initialized; /* bootstrap done */
+    pthread_mutex_t lock;
+};
+
+/* ---- requests and responses ---- */
+enum as_method {
+    AS_M_GET = 1u << 0,
+    AS_M_POST = 1u << 1,
+    AS_M_DELETE = 1u << 2,
+    AS_M_LIST = 1u << 3,
+    AS_M_HEAD = 1u << 4,
+    AS_M_OTHER = 1u << 5,
+};
+
+#define AS_MAX_PARAMS 4
+
+struct as_req {
+    enum as_method method;
+    const char *method_name;
+    char path[1024];          /* canonical, without "/v1/" */
+    const char *params[AS_MAX_PARAMS]; /* ":name" captures, pointing into param_buf */
+    char param_buf[1024];
+    json_t *body;             /* parsed JSON object (never NULL in handlers) */
+    const char *token;        /* presented secret, or NULL; borrowed */
+    struct as_token_rec *auth; /* resolved token, NULL on unauthenticated routes */
+    struct as_acl *acl;
+    bool last_use;            /* the token's final use happened in this request */
+    char request_id[40];
+    char remote[64];
+    struct MHD_Connection *conn;
+};
+
+struct as_resp {
+    int status;           /* 0 until set; handlers set 200/204 */
+    json_t *data;         /* envelope "data" */
+    json_t *auth;         /* envelope "auth" */
+    json_t *warnings;     /* array */
+    json_t *raw_json;     /* bare JSON object instead of the envelope (sys/health) */
+    bool copy_data_top;   /* copy data keys to the top level (sys/policy, sys/auth) */
+    char *raw;            /* raw body (PEM/DER) */
+    size_t raw_len;
+    const char *content_type;
+    char err[256];        /* public error message when a handler fails */
+};
+
+typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
+                                  struct as_resp *resp);
+
+/* Sets resp->err from a format and returns err: `return as_fail(resp, AS_ERR_INVALID, ...)`. */
+enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...) AS_PRINTF(3, 4);
+
+/* ---- route table (routes.c) ---- */
+enum as_auth_mode { AS_AUTH_NONE, AS_AUTH_TOKEN };
+
+struct as_route {
+    const char *pattern;  /* segments; ":x" captures one segment, trailing "*" the rest */
+    unsigned methods;     /* enum as_method bits */
+    enum as_auth_mode auth;
+    bool sudo;            /* sudo on the path is required as well */
+    as_handler handler;
+};
+
+/*
+ * Finds the route for path. AS_ERR_NOT_FOUND if no pattern matches, AS_ERR_METHOD if one matches
+ * but not for this method. Fills req->params.
+ */
+enum as_err as_route_find(struct as_req *req, const struct as_route **out);
+/* Capabilities (any of) a method needs: GET read, POST create|update, DELETE delete, LIST list. */
+uint32_t as_route_caps(enum as_method m);
+
+/* Runs a request through auth, the route table's authorization and the handler; a failure's
+ * public message is in resp->err. */
+enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_resp *resp) AS_WUR;
+
+/* ---- handlers ---- */
+enum as_err h_sys_health(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_bootstrap(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_policy_list(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_policy(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_policies_acl_list(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_policies_acl(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_auth(struct as_server *, struct as_req *, struct as_resp *);
+
+enum as_err h_token_create(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_token_lookup(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_token_renew(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_token_revoke(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_token_accessors(struct as_server *, struct as_req *, struct as_resp *);
+
+enum as_err h_pki_ca(struct as_server *, struct as_req *, struct as_resp *);
+
+/* Vault's "auth" block for a token just created or renewed (secret may be NULL → ""). */
+json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl);
+
+/* ---- server lifecycle (main.c) ---- */
+/* Creates the root token exactly once. AS_ERR_EXISTS if already bootstrapped. */
+enum as_err as_server_bootstrap(struct as_server *srv, char **secret,
+                                struct as_token_rec **out) AS_WUR;
+
+/* ---- http.c ---- */
+enum as_err as_http_start(struct as_server *srv) AS_WUR;
+void as_http_stop(struct as_server *srv);
+
+#endif
