@@ -54,7 +54,7 @@ enum as_err as_cap_parse(const char *name, uint32_t *cap) AS_WUR;
 /* Appends capability names for the bits in caps to arr (a JSON array), in Vault's order. */
 void as_caps_to_json(uint32_t caps, json_t *arr);
 
-/* Validates a policy name: 1..128 of [A-Za-z0-9_.@-], not "root" when for_write. */
+/* Validates a policy name: 1..128 of [A-Za-z0-9_.@-]. */
 bool as_policy_name_ok(const char *name);
 
 struct as_acl;

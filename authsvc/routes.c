@@ -107,12 +107,19 @@ uint32_t as_route_caps(enum as_method m)
 }
 
 /*
- * The path a policy is matched against. As in Vault, a LIST is checked on the path with a
- * trailing slash, so a glob on "sys/policies/acl/" grants listing "sys/policies/acl".
+ * Capabilities the caller holds for this request. A LIST is also checked on the path with a
+ * trailing slash (Vault lists "secret/" and also honours rules written without the slash), so
+ * both a rule on exactly "sys/policies/acl" and a glob on "sys/policies/acl/" grant listing it.
  */
-static void policy_path(const struct as_req *req, char *out, size_t outlen)
+static uint32_t request_caps(const struct as_req *req)
 {
-    snprintf(out, outlen, "%s%s", req->path, req->method == AS_M_LIST ? "/" : "");
+    uint32_t caps = as_acl_caps(req->acl, req->path);
+    if (req->method == AS_M_LIST && (caps & AS_CAP_LIST) == 0) {
+        char pp[sizeof req->path + 2];
+        snprintf(pp, sizeof pp, "%s/", req->path);
+        caps = as_acl_caps(req->acl, pp);
+    }
+    return caps;
 }
 
 enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_resp *resp)
@@ -136,9 +143,7 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
         if ((r = as_tokens_acl(srv->tokens, req->auth, &req->acl)) != AS_OK) {
             return r;
         }
-        char pp[sizeof req->path + 2];
-        policy_path(req, pp, sizeof pp);
-        uint32_t caps = as_acl_caps(req->acl, pp);
+        uint32_t caps = request_caps(req);
         if ((caps & as_route_caps(req->method)) == 0 ||
             (route->sudo && (caps & AS_CAP_SUDO) == 0)) {
             return as_fail(resp, AS_ERR_PERMISSION, "permission denied");

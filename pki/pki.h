@@ -38,7 +38,8 @@ int64_t as_ca_not_after(const struct as_ca *ca);
 /*
  * Issues a TLS server certificate and a fresh P-256 key for the HTTPS listener. names are DNS
  * names or IP literals (v4 or v6), each put in the SAN as DNS or IP. ttl is capped at the CA's
- * notAfter. extKeyUsage serverAuth. *cert_pem (leaf then chain) and *key_pem (PKCS#8) are
+ * notAfter. extKeyUsage serverAuth. *cert_pem (the leaf, then any intermediates; just the
+ * leaf for a self-signed root) and *key_pem (PKCS#8) are
  * malloc'd; the caller wipes the key with as_free_secret_str.
  */
 enum as_err as_ca_issue_server_cert(const struct as_ca *ca, const char *const *names, size_t n,
