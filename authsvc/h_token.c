@@ -97,7 +97,7 @@ enum as_err h_token_create(struct as_server *srv, struct as_req *req, struct as_
     if (no_parent) {
         /* Vault: only root or sudo may detach a new token from its creator. */
         if (!p.caller_sudo) {
-            r = as_fail(resp, AS_ERR_PERMISSION,
+            r = as_fail(resp, AS_ERR_INVALID,
                         "root or sudo privileges required to create orphan token");
             goto out;
         }
