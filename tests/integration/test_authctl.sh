@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# test_authctl.sh: the authctl CLI against a real authsvc (SPEC §1 authctl, §2, §4): policy write and
-# read, token create/lookup/renew/revoke, generic read/write/list/delete with K=V, @FILE and stdin,
-# the token from AUTHSVC_TOKEN or ~/.authsvc-token, and Vault's exit codes and messages (0 success,
-# 1 API error, 2 usage error or "No value found").
+# test_authctl.sh: the authctl CLI against a real authsvc (SPEC §1 authctl, §2, §4): policy
+# write and read, token create/lookup/renew/revoke, generic read/write/list/delete with K=V, @FILE
+# and stdin, the token from AUTHSVC_TOKEN or ~/.authsvc-token, and Vault's exit codes and messages
+# (0 success, 1 API error, 2 usage error or "No value found").
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$AUTHSVC_SRC/tests/integration/lib.sh"
@@ -16,6 +16,8 @@ ctl() {
 }
 # jo FILTER: jq -r on OUT that never aborts the script
 jo() { jq -r "$1" <<<"$OUT" 2>/dev/null || echo "<not json>"; }
+# policies FILTER: the sorted policies at FILTER in OUT, comma-joined
+policies() { jo "$1|sort|join(\",\")"; }
 yn() { if "$@"; then echo yes; else echo no; fi; }
 contains() { [[ "$1" == *"$2"* ]]; }
 # has_line TEXT ERE: some line of TEXT matches ERE
@@ -32,7 +34,8 @@ export AUTHSVC_TOKEN=$ROOT_TOKEN
 
 POL=ctl-test
 cat >"$TMP/policy.json" <<'EOF'
-{"path": {"sys/health": {"capabilities": ["read"]}, "sys/policy/ctl-test": {"capabilities": ["read"]}}}
+{"path": {"sys/health": {"capabilities": ["read"]},
+          "sys/policy/ctl-test": {"capabilities": ["read"]}}}
 EOF
 
 # ---------- usage errors (exit 2) ----------
@@ -79,16 +82,17 @@ check "policy list names the policy" "$(yn has_line "$OUT" "^$POL\$")" yes
 # ---------- token create / lookup / renew ----------
 ctl token create -policy="$POL" -ttl=1h -format=json
 check "token create exits 0" "$RC" 0
-check "token create -format=json prints the whole envelope" "$(jo 'has("request_id") and has("auth")')" true
+check "token create -format=json prints the whole envelope" \
+    "$(jo 'has("request_id") and has("auth")')" true
 TOK=$(jo .auth.client_token)
 ACC=$(jo .auth.accessor)
 check_match "token create returns a secret" "$TOK" '^ast\.[A-Za-z0-9_-]{43}$'
-check "the token has the policy and default" "$(jo '.auth.policies|sort|join(",")')" "ctl-test,default"
+check "the token has the policy and default" "$(policies .auth.policies)" "ctl-test,default"
 check "the token lasts 1h" "$(jo .auth.lease_duration)" 3600
 
 AUTHSVC_TOKEN=$TOK ctl token lookup -format=json
 check "lookup with the new token exits 0" "$RC" 0
-check "lookup shows its policies" "$(jo '.data.policies|sort|join(",")')" "ctl-test,default"
+check "lookup shows its policies" "$(policies .data.policies)" "ctl-test,default"
 check "lookup shows its ttl" "$(yn in_range "$(jo .data.ttl)" 3500 3600)" yes
 check "lookup shows the accessor" "$(jo .data.accessor)" "$ACC"
 check "lookup does not print the token it was given" "$(yn contains "$OUT" "$TOK")" no
@@ -102,7 +106,7 @@ check "table shows the ttl as a duration" "$(yn has_line "$OUT" '^ttl +(59m[0-9]
 ctl token lookup "$TOK" -format=json
 check "root looks the token up by value" "$(jo .data.accessor)" "$ACC"
 ctl token lookup -accessor "$ACC" -format=json
-check "root looks the token up by accessor" "$(jo '.data.policies|sort|join(",")')" "ctl-test,default"
+check "root looks the token up by accessor" "$(policies .data.policies)" "ctl-test,default"
 
 AUTHSVC_TOKEN=$TOK ctl token renew -format=json
 check "renew-self exits 0" "$RC" 0
@@ -163,7 +167,8 @@ rm -f "$HOME/.authsvc-token"
 
 # ---------- other inputs and answers ----------
 ctl read sys/health
-check "a bare answer (sys/health) prints as a table" "$(yn has_line "$OUT" '^initialized +true$')" yes
+check "a bare answer (sys/health) prints as a table" \
+    "$(yn has_line "$OUT" '^initialized +true$')" yes
 jq -n --rawfile p "$TMP/policy.json" '{policy: $p}' >"$TMP/two.json"
 ctl write sys/policy/ctl-two - <"$TMP/two.json"
 check "write PATH - reads JSON from stdin" "$OUT" "Success! Data written to: sys/policy/ctl-two"
