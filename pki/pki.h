@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/common.h"
 
 struct as_ca;
@@ -44,5 +46,142 @@ int64_t as_ca_not_after(const struct as_ca *ca);
  */
 enum as_err as_ca_issue_server_cert(const struct as_ca *ca, const char *const *names, size_t n,
                                     int64_t ttl, char **cert_pem, char **key_pem) AS_WUR;
+
+/* ---- CA generations (pki/ca.c) ----
+ * Each CA generation lives in two files in a directory: <base>.pem and <base>-key.pem (0600).
+ * as_ca_load_or_create above is the first generation with base "ca".
+ */
+/* Creates a new self-signed CA generation in memory (profile as above); nothing is written. */
+enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca **out) AS_WUR;
+/* Writes ca to dir/<base>.pem and dir/<base>-key.pem atomically (key first, 0600). */
+enum as_err as_ca_save(const struct as_ca *ca, const char *dir, const char *base) AS_WUR;
+/* Loads dir/<base>.pem and dir/<base>-key.pem with the checks of as_ca_load_or_create. */
+enum as_err as_ca_load(const char *dir, const char *base, const char *trust_domain,
+                       struct as_ca **out) AS_WUR;
+int64_t as_ca_not_before(const struct as_ca *ca);
+/* The CA certificate's subject as a one-line string, for logs; borrowed. */
+const char *as_ca_subject(const struct as_ca *ca);
+/*
+ * The SPIFFE bundle entry of this CA (SPIFFE Trust Domain and Bundle §4.1):
+ * {"use":"x509-svid","kty":"EC","crv":"P-256","x":..,"y":..,"x5c":["<base64 DER>"]}.
+ * New reference; NULL on failure.
+ */
+json_t *as_ca_x509_jwk(const struct as_ca *ca);
+
+/* ---- SPIFFE IDs and names (pki/spiffe.c) ---- */
+#define AS_SPIFFE_MAX_ID 2048
+#define AS_SPIFFE_MAX_TD 255
+/*
+ * Validates id as a SPIFFE ID (SPIFFE-ID standard §2, as go-spiffe parses it): lowercase
+ * "spiffe://" scheme; trust domain of [a-z0-9._-], no empty labels, at most 255 bytes, no port,
+ * userinfo, query, fragment or percent-encoding; path segments of [A-Za-z0-9._-], never empty,
+ * "." or ".."; no trailing slash; at most 2048 bytes; not the bare trust domain. When
+ * trust_domain is not NULL the ID must belong to it. AS_ERR_INVALID with the rule that failed in
+ * why (>= 128 bytes, may be NULL).
+ */
+enum as_err as_spiffe_id_check(const char *id, const char *trust_domain, char *why,
+                               size_t whylen) AS_WUR;
+/* A single SPIFFE path segment: non-empty [A-Za-z0-9._-], not "." or "..". */
+bool as_spiffe_segment_ok(const char *seg, size_t len);
+/* A DNS name fit for a SAN: LDH labels of 1..63, total <= 253, no trailing dot, lowercase or not. */
+bool as_dns_name_ok(const char *name);
+/* Glob match for allowed_dns_names: "*" matches any run of characters within one label
+ * ("*.example.org" matches "a.example.org", not "a.b.example.org" nor "example.org");
+ * comparison is case-insensitive. */
+bool as_dns_glob_match(const char *glob, const char *name);
+
+/* ---- X.509-SVIDs (pki/svid.c) ---- */
+#define AS_MAX_CSR_BYTES (64 * 1024)
+struct as_csr;
+/*
+ * Parses a PEM CSR (at most AS_MAX_CSR_BYTES), verifies its signature and its key: RSA of at
+ * least 2048 bits, or EC on P-256 or P-384; anything else is AS_ERR_INVALID with a reason in why
+ * (>= 128 bytes). Subject and requested extensions are ignored: only the public key is used.
+ */
+enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char *why,
+                         size_t whylen) AS_WUR;
+void as_csr_free(struct as_csr *csr);
+
+/* What goes into an X.509-SVID; the caller has authorized every name. */
+struct as_leaf_req {
+    const char *spiffe_id;
+    const char *const *dns; /* DNS SANs, may be NULL when ndns is 0 */
+    size_t ndns;
+    int64_t not_before; /* the caller backdates by 10 s */
+    int64_t not_after;  /* the caller caps it (CA notAfter, token expiry); > not_before */
+};
+
+/* An issued X.509-SVID. Free with as_leaf_free (wipes the key). */
+struct as_leaf {
+    char *cert_pem;
+    unsigned char *der;
+    size_t der_len;
+    char serial[64]; /* lowercase colon hex, e.g. "3a:0f:..." */
+    int64_t not_before;
+    int64_t not_after;
+    char *key_pem; /* PKCS#8 PEM when the server generated the key, else NULL */
+};
+void as_leaf_free(struct as_leaf *leaf);
+
+/*
+ * Issues an X.509-SVID (SPIFFE X509-SVID §4, SPEC §6 leaf profile) signed by ca: empty
+ * subject; one critical SAN with exactly one URI (the ID) plus the DNS names; basicConstraints
+ * critical CA:FALSE; keyUsage critical digitalSignature (+keyEncipherment for RSA keys);
+ * extKeyUsage serverAuth+clientAuth; SKID; non-critical AKID; random positive 128-bit serial;
+ * SHA-256. With csr NULL a fresh P-256 key is generated and returned in key_pem.
+ * not_after past the CA's notAfter is capped at it.
+ */
+enum as_err as_ca_issue_svid(const struct as_ca *ca, const struct as_csr *csr,
+                             const struct as_leaf_req *req, struct as_leaf **out) AS_WUR;
+
+/* Normalizes a serial given as "AA:bb:..", "aa-bb-.." or plain hex to lowercase colon hex in
+ * out (>= 64 bytes). AS_ERR_INVALID if it is not 1..20 bytes of hex. */
+enum as_err as_serial_normalize(const char *in, char *out, size_t outlen) AS_WUR;
+
+/* One revoked certificate for a CRL. */
+struct as_revoked {
+    const char *serial; /* lowercase colon hex */
+    int64_t revoked_at;
+};
+/*
+ * Builds and signs the CRL of ca (RFC 5280 §5: v2, AKID, CRL number, thisUpdate, nextUpdate)
+ * listing the given serials. *der and *pem are malloc'd.
+ */
+enum as_err as_ca_crl(const struct as_ca *ca, const struct as_revoked *revoked, size_t n,
+                      int64_t this_update, int64_t next_update, int64_t crl_number,
+                      unsigned char **der, size_t *der_len, char **pem) AS_WUR;
+
+/* ---- JWT-SVIDs (pki/jwtsvid.c) ---- */
+struct as_jwtkey;
+/* A fresh ECDSA P-256 JWT signing key; its kid is base64url(SHA-256(SPKI DER)) cut to 32 chars. */
+enum as_err as_jwtkey_generate(struct as_jwtkey **out) AS_WUR;
+/* dir/<base>-jwt-key.pem (PKCS#8, 0600, atomic). */
+enum as_err as_jwtkey_save(const struct as_jwtkey *k, const char *dir, const char *base) AS_WUR;
+enum as_err as_jwtkey_load(const char *dir, const char *base, struct as_jwtkey **out) AS_WUR;
+void as_jwtkey_free(struct as_jwtkey *k);
+const char *as_jwtkey_kid(const struct as_jwtkey *k);
+/* {"use":"jwt-svid","kty":"EC","crv":"P-256","x":..,"y":..,"kid":..}; new reference. */
+json_t *as_jwtkey_jwk(const struct as_jwtkey *k);
+
+/*
+ * Mints a JWT-SVID (SPIFFE JWT-SVID §2-3): header {"alg":"ES256","kid","typ":"JWT"}, claims
+ * sub, aud (a string when one audience, else an array), exp, iat, jti (128 random bits,
+ * base64url, also returned in jti, >= 32 bytes); raw R||S signature (RFC 7518 §3.4).
+ * *token is malloc'd.
+ */
+enum as_err as_jwt_svid_mint(const struct as_jwtkey *k, const char *sub, json_t *audiences,
+                             int64_t iat, int64_t exp, char *jti, size_t jtilen,
+                             char **token) AS_WUR;
+/*
+ * Validates a JWT-SVID against keys (matched by kid): at most 16 KiB; three base64url parts;
+ * alg ES256 only (also checked against the key type before any signature check); typ absent,
+ * "JWT" or "JOSE"; no crit; raw 64-byte R||S signature that verifies; exp present and > now;
+ * iat, if present, not in the future beyond 60 s; sub a valid SPIFFE ID of trust_domain; aud
+ * contains audience. On success *claims is a new reference to the claims object.
+ * AS_ERR_INVALID with a reason in why (>= 128 bytes).
+ */
+enum as_err as_jwt_svid_validate(const char *token, const struct as_jwtkey *const *keys,
+                                 size_t nkeys, const char *audience, const char *trust_domain,
+                                 int64_t now, json_t **claims, char *why, size_t whylen) AS_WUR;
 
 #endif

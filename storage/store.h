@@ -92,7 +92,8 @@ enum as_err as_store_token_set_expiry(struct as_store *st, const char *accessor,
 enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_t *remaining) AS_WUR;
 /*
  * Deletes the token and, when tree is true, every descendant (children, grandchildren, ...),
- * atomically. Children of a token deleted with tree=false become orphans (parent = NULL).
+ * atomically, and in the same transaction marks revoked (revoked_at = now) every SVID record
+ * those tokens obtained (SPEC §6). Children of a token deleted with tree=false become orphans (parent = NULL).
  * *deleted (may be NULL) receives a malloc'd array of the deleted accessors (each malloc'd) and
  * *ndeleted its length; free with as_store_strv_free. AS_ERR_NOT_FOUND if the token is absent.
  */
@@ -111,6 +112,85 @@ enum as_err as_store_policy_get(struct as_store *st, const char *name, char **te
 enum as_err as_store_policy_delete(struct as_store *st, const char *name) AS_WUR;
 /* All names, sorted; free with as_store_strv_free. */
 enum as_err as_store_policy_list(struct as_store *st, char ***names, size_t *n) AS_WUR;
+
+/* ---- issued SVIDs (schema version 2) ---- */
+/*
+ * One issued SVID: an X.509 certificate (kind "x509", key = serial in lowercase colon hex) or a
+ * JWT-SVID (kind "jwt", key = jti). Strings and der are owned by the record.
+ */
+struct as_cert_rec {
+    char serial[72];
+    char kind[8];          /* "x509" or "jwt" */
+    char *spiffe_id;
+    char *dns_json;        /* JSON array of DNS SANs, or NULL */
+    char *token_accessor;  /* the token that obtained it, or NULL */
+    char *mount;           /* auth mount of that token's login ("token" for token-store tokens) */
+    char *role;            /* role of that login, or NULL */
+    char *subject;         /* login subject (JWT sub / cert CN), or NULL */
+    int64_t ca_gen;        /* CA generation (x509) or JWT key generation that signed it */
+    int64_t not_before;
+    int64_t not_after;
+    int64_t revoked_at;    /* 0 = not revoked */
+    int64_t seq;           /* insertion order, set by the store (for cursors) */
+    unsigned char *der;    /* the certificate (x509), or NULL */
+    size_t der_len;
+};
+void as_cert_rec_free(struct as_cert_rec *c); /* NULL ok */
+void as_cert_recs_free(struct as_cert_rec **v, size_t n);
+
+/* Inserts a record (seq is assigned). AS_ERR_EXISTS if the serial is taken. */
+enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c) AS_WUR;
+enum as_err as_store_cert_get(struct as_store *st, const char *serial,
+                              struct as_cert_rec **out) AS_WUR;
+/* Marks a record revoked at `at` (kept if already revoked: *was_revoked says so, and *at_out
+ * holds the effective time). AS_ERR_NOT_FOUND if absent. */
+enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,
+                                 int64_t *at_out, bool *was_revoked) AS_WUR;
+/* Serials of kind x509 (all, or only revoked ones), sorted. as_store_strv_free. */
+enum as_err as_store_cert_list(struct as_store *st, bool revoked_only, char ***serials,
+                               size_t *n) AS_WUR;
+/* Revoked, not yet expired (not_after > now) x509 records of one CA generation, for its CRL:
+ * serials and revocation times in parallel arrays (free with as_store_strv_free and free). */
+enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64_t now,
+                                      char ***serials, int64_t **revoked_at, size_t *n) AS_WUR;
+/* The latest not_after of x509 records signed by ca_gen; 0 if none. */
+enum as_err as_store_cert_max_not_after(struct as_store *st, int64_t ca_gen, int64_t *out) AS_WUR;
+
+/* Inventory query (SPEC §8), newest first. */
+enum as_cert_state { AS_CERT_ANY, AS_CERT_ACTIVE, AS_CERT_EXPIRED, AS_CERT_REVOKED };
+struct as_cert_query {
+    const char *spiffe_glob;  /* "*" matches any run of characters; NULL = all */
+    enum as_cert_state state;
+    int64_t now;              /* for active/expired */
+    int64_t since;            /* issued (not_before) >= since; 0 = no bound */
+    int64_t until;            /* issued (not_before) <= until; 0 = no bound */
+    int64_t after_seq;        /* only seq < after_seq; 0 = from the newest */
+    int64_t limit;            /* 1..1000 */
+};
+enum as_err as_store_cert_query(struct as_store *st, const struct as_cert_query *q,
+                                struct as_cert_rec ***out, size_t *n) AS_WUR;
+
+/* ---- CA generations (schema version 2) ---- */
+struct as_ca_gen_rec {
+    int64_t id;            /* assigned by the store on insert, increasing */
+    char *base;            /* file base name in the data dir ("ca", "ca-2", ...) */
+    char *jwt_kid;         /* kid of the generation's JWT signing key */
+    char *state;           /* "prepared", "active" or "retired" */
+    int64_t not_before;
+    int64_t not_after;
+    int64_t published_at;  /* when it entered the bundle */
+    int64_t activate_at;   /* when a prepared generation becomes active */
+};
+void as_ca_gen_rec_free(struct as_ca_gen_rec *g);
+void as_ca_gen_recs_free(struct as_ca_gen_rec **v, size_t n);
+/* Inserts g (g->id is set). */
+enum as_err as_store_ca_gen_insert(struct as_store *st, struct as_ca_gen_rec *g) AS_WUR;
+/* All generations in id order. */
+enum as_err as_store_ca_gen_list(struct as_store *st, struct as_ca_gen_rec ***out,
+                                 size_t *n) AS_WUR;
+/* Updates state and activate_at of generation id. AS_ERR_NOT_FOUND if absent. */
+enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *state,
+                                   int64_t activate_at) AS_WUR;
 
 /* Frees an array of n malloc'd strings and the array. NULL ok. */
 void as_store_strv_free(char **v, size_t n);
