@@ -36,7 +36,8 @@ trap cleanup EXIT
 free_port() {
     local p
     for _ in $(seq 1 100); do
-        p=$((RANDOM % 20000 + 30000))
+        # Below the kernel's ephemeral range (32768+), so no client socket holds the port.
+        p=$((RANDOM % 12000 + 20000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
