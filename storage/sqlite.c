@@ -69,6 +69,41 @@ static const struct as_migration {
         "  name TEXT PRIMARY KEY,"
         "  text TEXT NOT NULL"
         ");"},
+    /*
+     * Issued SVIDs (SPEC §6, §8) and CA generations. AUTOINCREMENT keeps seq and id from ever
+     * being reused, so an inventory cursor (seq) and a generation number stay unambiguous even
+     * after the newest row is gone.
+     */
+    {2, "CREATE TABLE certs ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  serial TEXT UNIQUE NOT NULL,"
+        "  kind TEXT NOT NULL CHECK (kind IN ('x509', 'jwt')),"
+        "  spiffe_id TEXT NOT NULL,"
+        "  dns TEXT,"
+        "  token_accessor TEXT,"
+        "  mount TEXT,"
+        "  role TEXT,"
+        "  subject TEXT,"
+        "  ca_gen INTEGER NOT NULL,"
+        "  not_before INTEGER NOT NULL,"
+        "  not_after INTEGER NOT NULL,"
+        "  revoked_at INTEGER NOT NULL DEFAULT 0,"
+        "  der BLOB"
+        ");"
+        "CREATE INDEX certs_token_accessor ON certs(token_accessor);"
+        "CREATE INDEX certs_ca_gen_revoked ON certs(ca_gen, revoked_at);"
+        "CREATE INDEX certs_spiffe_id ON certs(spiffe_id);"
+        "CREATE INDEX certs_not_after ON certs(not_after);"
+        "CREATE TABLE ca_gens ("
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  base TEXT NOT NULL,"
+        "  jwt_kid TEXT,"
+        "  state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),"
+        "  not_before INTEGER,"
+        "  not_after INTEGER,"
+        "  published_at INTEGER,"
+        "  activate_at INTEGER"
+        ");"},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -100,6 +135,19 @@ enum stmt_id {
     ST_POLICY_GET,
     ST_POLICY_DELETE,
     ST_POLICY_LIST,
+    ST_TOKEN_REVOKE_CERTS,
+    ST_CERT_INSERT,
+    ST_CERT_GET,
+    ST_CERT_REVOKE,
+    ST_CERT_REVOKED_AT,
+    ST_CERT_LIST,
+    ST_CERT_LIST_REVOKED,
+    ST_CERT_CRL,
+    ST_CERT_MAX_NOT_AFTER,
+    ST_CERT_QUERY,
+    ST_CA_GEN_INSERT,
+    ST_CA_GEN_LIST,
+    ST_CA_GEN_UPDATE,
     ST_COUNT
 };
 
@@ -108,6 +156,14 @@ enum stmt_id {
     "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, "    \
     "allowed_dns, mount, creation_time, expire_time, creation_ttl, explicit_max_ttl, "   \
     "period, num_uses, renewable, orphan"
+
+/* The column order read_cert() expects. */
+#define CERT_COLS                                                                         \
+    "seq, serial, kind, spiffe_id, dns, token_accessor, mount, role, subject, ca_gen, "   \
+    "not_before, not_after, revoked_at, der"
+
+/* The column order read_ca_gen() expects. */
+#define CA_GEN_COLS "id, base, jwt_kid, state, not_before, not_after, published_at, activate_at"
 
 /* The subtree rooted at ?1, the root included. UNION (not UNION ALL) also stops on a cycle. */
 #define SUBTREE_CTE                                                                       \
@@ -156,6 +212,39 @@ static const char *const stmt_sql[] = {
     [ST_POLICY_GET] = "SELECT text FROM policies WHERE name = ?1",
     [ST_POLICY_DELETE] = "DELETE FROM policies WHERE name = ?1",
     [ST_POLICY_LIST] = "SELECT name FROM policies ORDER BY name",
+    /* Both kinds: a revoked token takes its X.509- and its JWT-SVIDs with it (SPEC §6). */
+    [ST_TOKEN_REVOKE_CERTS] = "UPDATE certs SET revoked_at = ?2 "
+                              "WHERE token_accessor = ?1 AND revoked_at = 0",
+    [ST_CERT_INSERT] = "INSERT INTO certs (serial, kind, spiffe_id, dns, token_accessor, mount, "
+                       "role, subject, ca_gen, not_before, not_after, revoked_at, der) VALUES "
+                       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING seq",
+    [ST_CERT_GET] = "SELECT " CERT_COLS " FROM certs WHERE serial = ?1",
+    [ST_CERT_REVOKE] = "UPDATE certs SET revoked_at = ?2 WHERE serial = ?1 AND revoked_at = 0",
+    [ST_CERT_REVOKED_AT] = "SELECT revoked_at FROM certs WHERE serial = ?1",
+    [ST_CERT_LIST] = "SELECT serial FROM certs WHERE kind = 'x509' ORDER BY serial",
+    [ST_CERT_LIST_REVOKED] = "SELECT serial FROM certs WHERE kind = 'x509' AND revoked_at > 0 "
+                             "ORDER BY serial",
+    [ST_CERT_CRL] = "SELECT serial, revoked_at FROM certs WHERE kind = 'x509' AND ca_gen = ?1 "
+                    "AND revoked_at > 0 AND not_after > ?2 ORDER BY serial",
+    [ST_CERT_MAX_NOT_AFTER] = "SELECT coalesce(max(not_after), 0) FROM certs "
+                              "WHERE kind = 'x509' AND ca_gen = ?1",
+    /*
+     * ?1 is the cursor (INT64_MAX for the first page), so the newest-first walk is a range scan
+     * of the rowid. ?3 selects the state (enum cert_state_code); ?5..?6 bound not_before, with
+     * the full int64 range standing for "no bound".
+     */
+    [ST_CERT_QUERY] = "SELECT " CERT_COLS " FROM certs WHERE seq < ?1 AND spiffe_id GLOB ?2 "
+                      "AND CASE ?3 "
+                      "  WHEN 1 THEN revoked_at = 0 AND not_after > ?4 "
+                      "  WHEN 2 THEN revoked_at = 0 AND not_after <= ?4 "
+                      "  WHEN 3 THEN revoked_at > 0 "
+                      "  ELSE 1 END "
+                      "AND not_before BETWEEN ?5 AND ?6 ORDER BY seq DESC LIMIT ?7",
+    [ST_CA_GEN_INSERT] = "INSERT INTO ca_gens (base, jwt_kid, state, not_before, not_after, "
+                         "published_at, activate_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                         "RETURNING id",
+    [ST_CA_GEN_LIST] = "SELECT " CA_GEN_COLS " FROM ca_gens ORDER BY id",
+    [ST_CA_GEN_UPDATE] = "UPDATE ca_gens SET state = ?2, activate_at = ?3 WHERE id = ?1",
 };
 
 _Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == ST_COUNT, "one SQL string per stmt_id");
@@ -1212,6 +1301,38 @@ static int strp_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * Marks revoked, at `now`, every SVID record obtained by one of the n accessors that are not
+ * revoked yet. Runs inside the caller's (tx_enter) transaction, so the tokens and their SVIDs
+ * go together or not at all.
+ */
+static enum as_err revoke_certs_of(struct as_conn *c, char *const *accessors, size_t n,
+                                   int64_t now)
+{
+    enum as_err r = AS_OK;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if ((r = stmt_get(c, ST_TOKEN_REVOKE_CERTS, &s)) != AS_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = bind_text(c, s, 1, accessors[i])) != AS_OK ||
+            (r = bind_int64(c, s, 2, now)) != AS_OK) {
+            goto out;
+        }
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE) {
+            r = map_err(c, rc, "revoke certs of token");
+            goto out;
+        }
+        stmt_put(s);
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
 enum as_err as_store_token_delete(struct as_store *st, const char *accessor, bool tree,
                                   char ***deleted, size_t *ndeleted)
 {
@@ -1290,6 +1411,10 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
             r = AS_ERR_NOMEM;
             goto out;
         }
+    }
+    /* Expiry is not revocation: as_store_token_purge_expired deliberately does not do this. */
+    if ((r = revoke_certs_of(c, v, n, as_now())) != AS_OK) {
+        goto out;
     }
 out:
     stmt_put(s);
@@ -1453,4 +1578,696 @@ out:
 enum as_err as_store_policy_list(struct as_store *st, char ***names, size_t *n)
 {
     return name_list(st, ST_POLICY_LIST, "policy list", names, n);
+}
+
+/* ---- issued SVIDs ---- */
+
+/*
+ * Longest inventory glob accepted. A SPIFFE ID is at most 2048 bytes (SPIFFE-ID §2.3), so a
+ * longer pattern cannot be needed; the cap also keeps the translated GLOB far below SQLite's
+ * SQLITE_MAX_LIKE_PATTERN_LENGTH and bounds the matcher's work.
+ */
+#define AS_STORE_MAX_GLOB 2048
+
+/* Largest and smallest inventory page (store.h: limit 1..1000). */
+#define AS_STORE_QUERY_MIN 1
+#define AS_STORE_QUERY_MAX 1000
+
+/*
+ * Grows an array of elem-sized items to hold at least one more than *cap. Returns the new array
+ * (and updates *cap), or NULL with v and *cap untouched.
+ */
+static void *grow_array(void *v, size_t *cap, size_t elem)
+{
+    size_t ncap = *cap > 0 ? *cap * 2 : 16;
+    if (ncap < *cap || ncap > SIZE_MAX / elem) {
+        return NULL;
+    }
+    void *nv = realloc(v, ncap * elem);
+    if (nv != NULL) {
+        *cap = ncap;
+    }
+    return nv;
+}
+
+void as_cert_rec_free(struct as_cert_rec *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    free(c->spiffe_id);
+    free(c->dns_json);
+    free(c->token_accessor);
+    free(c->mount);
+    free(c->role);
+    free(c->subject);
+    free(c->der);
+    free(c);
+}
+
+void as_cert_recs_free(struct as_cert_rec **v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        as_cert_rec_free(v[i]);
+    }
+    free(v);
+}
+
+static bool cert_kind_ok(const char *kind)
+{
+    return strcmp(kind, "x509") == 0 || strcmp(kind, "jwt") == 0;
+}
+
+/* Copies text column i into a fixed buffer of size cap; a NULL, empty or too long value is a
+ * damaged row. */
+static enum as_err col_copy(sqlite3_stmt *s, int i, char *buf, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+
+    if (t == NULL || n == 0 || n >= cap) {
+        return AS_ERR_STORE;
+    }
+    memcpy(buf, t, n);
+    buf[n] = '\0';
+    return AS_OK;
+}
+
+/* Builds a record from the current row of a SELECT CERT_COLS statement. */
+static enum as_err read_cert(sqlite3_stmt *s, struct as_cert_rec **out)
+{
+    enum as_err r = AS_OK;
+    struct as_cert_rec *c = NULL;
+
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    c->seq = sqlite3_column_int64(s, 0);
+    if (col_copy(s, 1, c->serial, sizeof c->serial) != AS_OK ||
+        col_copy(s, 2, c->kind, sizeof c->kind) != AS_OK) {
+        as_error("store: a cert row has a malformed serial or kind");
+        r = AS_ERR_STORE;
+        goto out;
+    }
+    char **strs[] = {&c->spiffe_id, &c->dns_json, &c->token_accessor,
+                     &c->mount,     &c->role,     &c->subject};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if ((r = col_strdup(s, (int)i + 3, strs[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    if (c->spiffe_id == NULL) {
+        r = AS_ERR_STORE; /* the column is NOT NULL: the file is damaged */
+        goto out;
+    }
+    c->ca_gen = sqlite3_column_int64(s, 9);
+    c->not_before = sqlite3_column_int64(s, 10);
+    c->not_after = sqlite3_column_int64(s, 11);
+    c->revoked_at = sqlite3_column_int64(s, 12);
+    if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
+        const void *p = sqlite3_column_blob(s, 13);
+        size_t n = (size_t)sqlite3_column_bytes(s, 13);
+        if (p == NULL && n > 0) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+        /* A real allocation even for an empty blob, so "stored" and "absent" stay distinct. */
+        c->der = malloc(n > 0 ? n : 1);
+        if (c->der == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+        if (n > 0) {
+            memcpy(c->der, p, n);
+        }
+        c->der_len = n;
+    }
+    *out = c;
+    c = NULL;
+out:
+    as_cert_rec_free(c);
+    return r;
+}
+
+enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
+{
+    enum as_err r;
+    struct as_conn *conn = NULL;
+    sqlite3_stmt *s = NULL;
+    size_t slen, klen;
+    int64_t seq = 0;
+    int rc;
+
+    if (st == NULL || c == NULL || c->spiffe_id == NULL || (c->der == NULL && c->der_len > 0)) {
+        return AS_ERR_INVALID;
+    }
+    slen = strnlen(c->serial, sizeof c->serial);
+    klen = strnlen(c->kind, sizeof c->kind);
+    if (slen == 0 || slen == sizeof c->serial || klen == sizeof c->kind ||
+        !cert_kind_ok(c->kind) || c->revoked_at < 0) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &conn)) != AS_OK ||
+        (r = stmt_get(conn, ST_CERT_INSERT, &s)) != AS_OK) {
+        goto out;
+    }
+    const char *strs[] = {c->serial, c->kind, c->spiffe_id, c->dns_json,
+                          c->token_accessor, c->mount, c->role, c->subject};
+    const int64_t ints[] = {c->ca_gen, c->not_before, c->not_after, c->revoked_at};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if ((r = bind_text(conn, s, (int)i + 1, strs[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if ((r = bind_int64(conn, s, (int)i + 9, ints[i])) != AS_OK) {
+            goto out;
+        }
+    }
+    if (c->der != NULL) {
+        r = bind_blob(conn, s, 13, c->der, c->der_len);
+    } else {
+        rc = sqlite3_bind_null(s, 13);
+        r = rc == SQLITE_OK ? AS_OK : map_err(conn, rc, "bind");
+    }
+    if (r != AS_OK) {
+        goto out;
+    }
+    /* The row is written once the statement reaches SQLITE_DONE, not at its RETURNING row. */
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        seq = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(conn, rc, "cert insert");
+        goto out;
+    }
+    c->seq = seq;
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_cert_get(struct as_store *st, const char *serial, struct as_cert_rec **out)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || serial == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_GET, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, serial)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "cert get");
+        goto out;
+    }
+    r = read_cert(s, out);
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,
+                                 int64_t *at_out, bool *was_revoked)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    enum tx_kind kind = TX_OWN;
+    bool in_tx = false;
+    int64_t eff = 0;
+    bool was = false;
+    int rc;
+
+    /* revoked_at = 0 means "not revoked", so a revocation time must be positive. */
+    if (st == NULL || serial == NULL || at <= 0) {
+        return AS_ERR_INVALID;
+    }
+    if (at_out != NULL) {
+        *at_out = 0;
+    }
+    if (was_revoked != NULL) {
+        *was_revoked = false;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK) {
+        goto out;
+    }
+    /*
+     * The update and the read that explains a no-op are one transaction, so a row inserted
+     * between them cannot be reported as "already revoked at 0".
+     */
+    if ((r = tx_enter(c, &kind)) != AS_OK) {
+        goto out;
+    }
+    in_tx = true;
+    if ((r = stmt_get(c, ST_CERT_REVOKE, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, serial)) != AS_OK || (r = bind_int64(c, s, 2, at)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "cert revoke");
+        goto out;
+    }
+    if (sqlite3_changes64(c->db) > 0) {
+        eff = at;
+        goto out;
+    }
+    stmt_put(s);
+    s = NULL;
+    /* Nothing changed: absent, or revoked before, in which case the first time stands. */
+    if ((r = stmt_get(c, ST_CERT_REVOKED_AT, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, serial)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "cert revoke");
+        goto out;
+    }
+    eff = sqlite3_column_int64(s, 0);
+    was = true;
+    if (eff <= 0) {
+        as_error("store: cert %s neither revoked nor revocable", serial);
+        r = AS_ERR_STORE;
+        goto out;
+    }
+out:
+    stmt_put(s);
+    if (in_tx) {
+        r = tx_leave(c, kind, r);
+    }
+    if (r == AS_OK) {
+        if (at_out != NULL) {
+            *at_out = eff;
+        }
+        if (was_revoked != NULL) {
+            *was_revoked = was;
+        }
+    }
+    return r;
+}
+
+enum as_err as_store_cert_list(struct as_store *st, bool revoked_only, char ***serials, size_t *n)
+{
+    return name_list(st, revoked_only ? ST_CERT_LIST_REVOKED : ST_CERT_LIST, "cert list", serials,
+                     n);
+}
+
+enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64_t now,
+                                      char ***serials, int64_t **revoked_at, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    char **sv = NULL;
+    int64_t *tv = NULL;
+    size_t cnt = 0, scap = 0, tcap = 0;
+    int rc;
+
+    if (st == NULL || serials == NULL || revoked_at == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *serials = NULL;
+    *revoked_at = NULL;
+    *n = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_CRL, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, ca_gen)) != AS_OK || (r = bind_int64(c, s, 2, now)) != AS_OK) {
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (cnt == tcap) {
+            int64_t *nt = grow_array(tv, &tcap, sizeof *tv);
+            if (nt == NULL) {
+                r = AS_ERR_NOMEM;
+                goto out;
+            }
+            tv = nt;
+        }
+        /* strv_push grows sv in step with tv, and appends column 0 (the serial). */
+        if ((r = strv_push(s, &sv, &cnt, &scap)) != AS_OK) {
+            goto out;
+        }
+        tv[cnt - 1] = sqlite3_column_int64(s, 1);
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "cert crl entries");
+        goto out;
+    }
+    *serials = sv;
+    *revoked_at = tv;
+    *n = cnt;
+    sv = NULL;
+    tv = NULL;
+out:
+    stmt_put(s);
+    as_store_strv_free(sv, cnt);
+    free(tv);
+    return r;
+}
+
+enum as_err as_store_cert_max_not_after(struct as_store *st, int64_t ca_gen, int64_t *out)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK ||
+        (r = stmt_get(c, ST_CERT_MAX_NOT_AFTER, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, ca_gen)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        r = map_err(c, rc, "cert max not_after");
+        goto out;
+    }
+    *out = sqlite3_column_int64(s, 0);
+out:
+    stmt_put(s);
+    return r;
+}
+
+/*
+ * Translates an inventory glob (SPEC §8: `*` matches any run of characters, everything else is
+ * literal and case-sensitive) into an SQLite GLOB pattern. GLOB has no escape character, so its
+ * other metacharacters are put in one-character classes: `?` becomes `[?]` and `[` becomes `[[]`;
+ * `]` is already literal outside a class. *out is malloc'd.
+ */
+static enum as_err glob_translate(const char *in, char **out)
+{
+    size_t len = strlen(in);
+    size_t j = 0;
+    char *p;
+
+    *out = NULL;
+    if (len > AS_STORE_MAX_GLOB) {
+        return AS_ERR_TOO_LARGE;
+    }
+    /* Each input byte becomes at most 3; len is capped above, so this cannot overflow. */
+    p = malloc(3 * len + 1);
+    if (p == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        switch (in[i]) {
+        case '?':
+            memcpy(p + j, "[?]", 3);
+            j += 3;
+            break;
+        case '[':
+            memcpy(p + j, "[[]", 3);
+            j += 3;
+            break;
+        default:
+            p[j++] = in[i];
+            break;
+        }
+    }
+    p[j] = '\0';
+    *out = p;
+    return AS_OK;
+}
+
+/* The state codes of ST_CERT_QUERY's CASE. */
+enum cert_state_code { CSC_ANY = 0, CSC_ACTIVE = 1, CSC_EXPIRED = 2, CSC_REVOKED = 3 };
+
+static enum as_err cert_state_code(enum as_cert_state state, int *out)
+{
+    switch (state) {
+    case AS_CERT_ANY:
+        *out = CSC_ANY;
+        return AS_OK;
+    case AS_CERT_ACTIVE:
+        *out = CSC_ACTIVE;
+        return AS_OK;
+    case AS_CERT_EXPIRED:
+        *out = CSC_EXPIRED;
+        return AS_OK;
+    case AS_CERT_REVOKED:
+        *out = CSC_REVOKED;
+        return AS_OK;
+    }
+    return AS_ERR_INVALID; /* a value outside the enum */
+}
+
+enum as_err as_store_cert_query(struct as_store *st, const struct as_cert_query *q,
+                                struct as_cert_rec ***out, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    char *pattern = NULL;
+    struct as_cert_rec **v = NULL;
+    size_t cnt = 0, cap = 0;
+    int state = CSC_ANY;
+    int64_t limit;
+    int rc;
+
+    if (st == NULL || q == NULL || out == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    *n = 0;
+    if ((r = cert_state_code(q->state, &state)) != AS_OK) {
+        return r;
+    }
+    if ((r = glob_translate(q->spiffe_glob != NULL ? q->spiffe_glob : "*", &pattern)) != AS_OK) {
+        goto out;
+    }
+    limit = q->limit < AS_STORE_QUERY_MIN   ? AS_STORE_QUERY_MIN
+            : q->limit > AS_STORE_QUERY_MAX ? AS_STORE_QUERY_MAX
+                                            : q->limit;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_QUERY, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, q->after_seq > 0 ? q->after_seq : INT64_MAX)) != AS_OK ||
+        (r = bind_text(c, s, 2, pattern)) != AS_OK || (r = bind_int64(c, s, 3, state)) != AS_OK ||
+        (r = bind_int64(c, s, 4, q->now)) != AS_OK ||
+        (r = bind_int64(c, s, 5, q->since != 0 ? q->since : INT64_MIN)) != AS_OK ||
+        (r = bind_int64(c, s, 6, q->until != 0 ? q->until : INT64_MAX)) != AS_OK ||
+        (r = bind_int64(c, s, 7, limit)) != AS_OK) {
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            struct as_cert_rec **nv = grow_array(v, &cap, sizeof *v);
+            if (nv == NULL) {
+                r = AS_ERR_NOMEM;
+                goto out;
+            }
+            v = nv;
+        }
+        if ((r = read_cert(s, &v[cnt])) != AS_OK) {
+            goto out;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "cert query");
+        goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    /* The pattern is bound SQLITE_STATIC: clear the bindings before freeing it. */
+    stmt_put(s);
+    free(pattern);
+    as_cert_recs_free(v, cnt);
+    return r;
+}
+
+/* ---- CA generations ---- */
+
+void as_ca_gen_rec_free(struct as_ca_gen_rec *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    free(g->base);
+    free(g->jwt_kid);
+    free(g->state);
+    free(g);
+}
+
+void as_ca_gen_recs_free(struct as_ca_gen_rec **v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        as_ca_gen_rec_free(v[i]);
+    }
+    free(v);
+}
+
+static bool ca_gen_state_ok(const char *state)
+{
+    return state != NULL && (strcmp(state, "prepared") == 0 || strcmp(state, "active") == 0 ||
+                             strcmp(state, "retired") == 0);
+}
+
+/* Builds a record from the current row of a SELECT CA_GEN_COLS statement. */
+static enum as_err read_ca_gen(sqlite3_stmt *s, struct as_ca_gen_rec **out)
+{
+    enum as_err r = AS_OK;
+    struct as_ca_gen_rec *g = NULL;
+
+    g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    g->id = sqlite3_column_int64(s, 0);
+    if ((r = col_strdup(s, 1, &g->base)) != AS_OK || (r = col_strdup(s, 2, &g->jwt_kid)) != AS_OK ||
+        (r = col_strdup(s, 3, &g->state)) != AS_OK) {
+        goto out;
+    }
+    if (g->base == NULL || g->state == NULL) {
+        r = AS_ERR_STORE; /* the columns are NOT NULL: the file is damaged */
+        goto out;
+    }
+    g->not_before = sqlite3_column_int64(s, 4);
+    g->not_after = sqlite3_column_int64(s, 5);
+    g->published_at = sqlite3_column_int64(s, 6);
+    g->activate_at = sqlite3_column_int64(s, 7);
+    *out = g;
+    g = NULL;
+out:
+    as_ca_gen_rec_free(g);
+    return r;
+}
+
+enum as_err as_store_ca_gen_insert(struct as_store *st, struct as_ca_gen_rec *g)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t id = 0;
+    int rc;
+
+    if (st == NULL || g == NULL || g->base == NULL || g->base[0] == '\0' ||
+        !ca_gen_state_ok(g->state)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_INSERT, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, g->base)) != AS_OK || (r = bind_text(c, s, 2, g->jwt_kid)) != AS_OK ||
+        (r = bind_text(c, s, 3, g->state)) != AS_OK ||
+        (r = bind_int64(c, s, 4, g->not_before)) != AS_OK ||
+        (r = bind_int64(c, s, 5, g->not_after)) != AS_OK ||
+        (r = bind_int64(c, s, 6, g->published_at)) != AS_OK ||
+        (r = bind_int64(c, s, 7, g->activate_at)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "ca_gen insert");
+        goto out;
+    }
+    g->id = id;
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_ca_gen_list(struct as_store *st, struct as_ca_gen_rec ***out, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    struct as_ca_gen_rec **v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+
+    if (st == NULL || out == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    *n = 0;
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_LIST, &s)) != AS_OK) {
+        goto out;
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            struct as_ca_gen_rec **nv = grow_array(v, &cap, sizeof *v);
+            if (nv == NULL) {
+                r = AS_ERR_NOMEM;
+                goto out;
+            }
+            v = nv;
+        }
+        if ((r = read_ca_gen(s, &v[cnt])) != AS_OK) {
+            goto out;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "ca_gen list");
+        goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    stmt_put(s);
+    as_ca_gen_recs_free(v, cnt);
+    return r;
+}
+
+enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *state,
+                                   int64_t activate_at)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (st == NULL || !ca_gen_state_ok(state)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_UPDATE, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, id)) != AS_OK || (r = bind_text(c, s, 2, state)) != AS_OK ||
+        (r = bind_int64(c, s, 3, activate_at)) != AS_OK) {
+        goto out;
+    }
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE) {
+        r = map_err(c, rc, "ca_gen update");
+        goto out;
+    }
+    if (sqlite3_changes64(c->db) == 0) {
+        r = AS_ERR_NOT_FOUND;
+    }
+out:
+    stmt_put(s);
+    return r;
 }
