@@ -227,7 +227,7 @@ static const char *const stmt_sql[] = {
     [ST_CERT_CRL] = "SELECT serial, revoked_at FROM certs WHERE kind = 'x509' AND ca_gen = ?1 "
                     "AND revoked_at > 0 AND not_after > ?2 ORDER BY serial",
     [ST_CERT_MAX_NOT_AFTER] = "SELECT coalesce(max(not_after), 0) FROM certs "
-                              "WHERE kind = 'x509' AND ca_gen = ?1",
+                              "WHERE ca_gen = ?1",
     /*
      * ?1 is the cursor (INT64_MAX for the first page), so the newest-first walk is a range scan
      * of the rowid. ?3 selects the state (enum cert_state_code); ?5..?6 bound not_before, with
@@ -1641,8 +1641,10 @@ static bool cert_kind_ok(const char *kind)
     return strcmp(kind, "x509") == 0 || strcmp(kind, "jwt") == 0;
 }
 
-/* Copies text column i into a fixed buffer of size cap; a NULL, empty or too long value is a
- * damaged row. */
+/*
+ * Copies text column i into a fixed buffer of size cap. A NULL, empty or too long value means a
+ * damaged row, since inserts never write one.
+ */
 static enum as_err col_copy(sqlite3_stmt *s, int i, char *buf, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(s, i);
@@ -1925,7 +1927,7 @@ enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64
             }
             tv = nt;
         }
-        /* strv_push grows sv in step with tv, and appends column 0 (the serial). */
+        /* tv has room for one more; strv_push appends column 0 (the serial) to sv. */
         if ((r = strv_push(s, &sv, &cnt, &scap)) != AS_OK) {
             goto out;
         }
@@ -2176,7 +2178,8 @@ enum as_err as_store_ca_gen_insert(struct as_store *st, struct as_ca_gen_rec *g)
         return AS_ERR_INVALID;
     }
     if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_INSERT, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, g->base)) != AS_OK || (r = bind_text(c, s, 2, g->jwt_kid)) != AS_OK ||
+        (r = bind_text(c, s, 1, g->base)) != AS_OK ||
+        (r = bind_text(c, s, 2, g->jwt_kid)) != AS_OK ||
         (r = bind_text(c, s, 3, g->state)) != AS_OK ||
         (r = bind_int64(c, s, 4, g->not_before)) != AS_OK ||
         (r = bind_int64(c, s, 5, g->not_after)) != AS_OK ||

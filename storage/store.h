@@ -153,7 +153,8 @@ enum as_err as_store_cert_list(struct as_store *st, bool revoked_only, char ***s
  * serials and revocation times in parallel arrays (free with as_store_strv_free and free). */
 enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64_t now,
                                       char ***serials, int64_t **revoked_at, size_t *n) AS_WUR;
-/* The latest not_after of x509 records signed by ca_gen; 0 if none. */
+/* The latest not_after of the SVIDs (x509 and jwt) signed by generation ca_gen; 0 if none: a
+ * generation stays in the bundle until then. */
 enum as_err as_store_cert_max_not_after(struct as_store *st, int64_t ca_gen, int64_t *out) AS_WUR;
 
 /* Inventory query (SPEC §8), newest first. */

@@ -16,6 +16,9 @@
 
 static char g_dir[] = "/tmp/as_test_store.XXXXXX";
 
+/* The schema version this build migrates to. */
+#define SCHEMA_VERSION 2
+
 /* A fresh database path inside the temporary dir. */
 static void db_path(const char *name, char *out, size_t outlen)
 {
@@ -136,7 +139,7 @@ static void test_open(void)
 
     CHECK_INT(stat(path, &sb), 0);
     CHECK_INT(sb.st_mode & 0777, 0600);
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
     CHECK(raw_pragma_eq(path, "PRAGMA journal_mode", "wal"));
 
     /* Reopen: no migration runs again and the data is still there. */
@@ -146,7 +149,7 @@ static void test_open(void)
     free(v);
     as_store_close(st);
     st = NULL;
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
 
     /* Negative twins. A file that exists with a wide mode is tightened to 0600. */
     db_path("wide.db", path, sizeof path);
@@ -774,6 +777,816 @@ static void test_kill9(void)
     as_store_close(st);
 }
 
+/* ---- schema version 2: issued SVIDs and CA generations ---- */
+
+/* The version-1 schema exactly as it shipped, to build a database the previous release left. */
+#define V1_DDL                                                                            \
+    "CREATE TABLE settings ("                                                             \
+    "  key TEXT PRIMARY KEY,"                                                             \
+    "  value BLOB"                                                                        \
+    ");"                                                                                  \
+    "CREATE TABLE tokens ("                                                               \
+    "  accessor TEXT PRIMARY KEY,"                                                        \
+    "  secret_hash BLOB UNIQUE NOT NULL,"                                                 \
+    "  parent TEXT,"                                                                      \
+    "  policies TEXT,"                                                                    \
+    "  meta TEXT,"                                                                        \
+    "  display_name TEXT,"                                                                \
+    "  path TEXT,"                                                                        \
+    "  spiffe_ids TEXT,"                                                                  \
+    "  allowed_dns TEXT,"                                                                 \
+    "  mount TEXT,"                                                                       \
+    "  creation_time INTEGER,"                                                            \
+    "  expire_time INTEGER,"                                                              \
+    "  creation_ttl INTEGER,"                                                             \
+    "  explicit_max_ttl INTEGER,"                                                         \
+    "  period INTEGER,"                                                                   \
+    "  num_uses INTEGER,"                                                                 \
+    "  renewable INTEGER,"                                                                \
+    "  orphan INTEGER"                                                                    \
+    ");"                                                                                  \
+    "CREATE INDEX tokens_parent ON tokens(parent);"                                       \
+    "CREATE INDEX tokens_expire_time ON tokens(expire_time);"                             \
+    "CREATE TABLE policies ("                                                             \
+    "  name TEXT PRIMARY KEY,"                                                            \
+    "  text TEXT NOT NULL"                                                                \
+    ");"
+
+#define V1_ROWS                                                                           \
+    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "         \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
+    "VALUES ('v1-tok', zeroblob(32), '[\"default\"]', 'token', 1700000000, 0, 0, 0, 0, 0, " \
+    "  1, 0);"                                                                            \
+    "INSERT INTO settings (key, value) VALUES ('v1-key', X'0102');"                       \
+    "PRAGMA user_version = 1;"
+
+static char g_dns[] = "[\"web.example.org\",\"web\"]";
+static char g_role[] = "web-role";
+static char g_subject[] = "system:serviceaccount:prod:web";
+static unsigned char g_der[] = {0x30, 0x82, 0x00, 0x05, 0x00, 0xff, 0x01, 0x00, 0x7f};
+
+/* A store on a new file of its own, so list and query results are not shared between tests. */
+static struct as_store *open_fresh(const char *name)
+{
+    char path[256];
+    struct as_store *st = NULL;
+
+    db_path(name, path, sizeof path);
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    return st;
+}
+
+/* An SVID record with borrowed strings (never passed to as_cert_rec_free); x509 gets g_der. */
+static struct as_cert_rec mk_cert(const char *serial, const char *kind, char *spiffe,
+                                  char *accessor, int64_t ca_gen, int64_t nb, int64_t na)
+{
+    struct as_cert_rec c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.serial, sizeof c.serial, "%s", serial);
+    snprintf(c.kind, sizeof c.kind, "%s", kind);
+    c.spiffe_id = spiffe;
+    c.dns_json = g_dns;
+    c.token_accessor = accessor;
+    c.mount = g_mount;
+    c.role = g_role;
+    c.subject = g_subject;
+    c.ca_gen = ca_gen;
+    c.not_before = nb;
+    c.not_after = na;
+    if (strcmp(kind, "x509") == 0) {
+        c.der = g_der;
+        c.der_len = sizeof g_der;
+    }
+    return c;
+}
+
+/* revoked_at of a record, or -1 if it cannot be read. */
+static int64_t cert_revoked_at(struct as_store *st, const char *serial)
+{
+    struct as_cert_rec *c = NULL;
+    int64_t v = -1;
+    if (as_store_cert_get(st, serial, &c) == AS_OK && c != NULL) {
+        v = c->revoked_at;
+    }
+    as_cert_rec_free(c);
+    return v;
+}
+
+static int64_t cert_seq(struct as_store *st, const char *serial)
+{
+    struct as_cert_rec *c = NULL;
+    int64_t v = -1;
+    if (as_store_cert_get(st, serial, &c) == AS_OK && c != NULL) {
+        v = c->seq;
+    }
+    as_cert_rec_free(c);
+    return v;
+}
+
+/* Joins v[0..n) with commas into out (an empty list gives ""). */
+static void join_strv(char **v, size_t n, char *out, size_t outlen)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < outlen; i++) {
+        int w = snprintf(out + used, outlen - used, "%s%s", i > 0 ? "," : "", v[i]);
+        if (w < 0) {
+            break;
+        }
+        used += (size_t)w;
+    }
+}
+
+static void test_migrate_v1(void)
+{
+    char path[256];
+    struct as_store *st = NULL;
+    unsigned char *v = NULL;
+    size_t len = 0;
+
+    db_path("v1.db", path, sizeof path);
+    raw_exec(path, V1_DDL V1_ROWS);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
+
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    if (st != NULL) {
+        /* Version-1 data survives the upgrade in place. */
+        CHECK(has_token(st, "v1-tok"));
+        CHECK_INT(as_store_setting_get(st, "v1-key", &v, &len), AS_OK);
+        CHECK(len == 2 && v != NULL && v[0] == 1 && v[1] == 2);
+        free(v);
+        v = NULL;
+        /* And the version-2 tables are there. */
+        struct as_cert_rec c = mk_cert("v1:00", "x509", "spiffe://td/v1", "v1-tok", 1, 1, 2);
+        CHECK_INT(as_store_cert_insert(st, &c), AS_OK);
+        struct as_ca_gen_rec g = {.base = "ca", .state = "active"};
+        CHECK_INT(as_store_ca_gen_insert(st, &g), AS_OK);
+        /* The old token's SVIDs are revoked with it, like any other. */
+        CHECK_INT(as_store_token_delete(st, "v1-tok", false, NULL, NULL), AS_OK);
+        CHECK(cert_revoked_at(st, "v1:00") > 0);
+    }
+    as_store_close(st);
+    st = NULL;
+
+    /* Reopening a version-2 file runs no migration again and keeps the records. */
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    if (st != NULL) {
+        CHECK(cert_revoked_at(st, "v1:00") > 0);
+    }
+    as_store_close(st);
+    st = NULL;
+
+    /*
+     * Negative twin: a version-1 file on which migration 2 fails (a table of that name is in
+     * the way). Open fails, and the migration is all or nothing: still version 1, no ca_gens,
+     * the token intact.
+     */
+    db_path("v1-bad.db", path, sizeof path);
+    raw_exec(path, V1_DDL "CREATE TABLE certs (x INTEGER);" V1_ROWS);
+    CHECK_INT(as_store_open(path, &st), AS_ERR_STORE);
+    CHECK(st == NULL);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'ca_gens'"),
+              0);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM tokens WHERE accessor = 'v1-tok'"), 1);
+}
+
+static void test_cert_basic(void)
+{
+    struct as_store *st = open_fresh("certs.db");
+    struct as_cert_rec *got = NULL;
+    if (st == NULL) {
+        return;
+    }
+
+    struct as_cert_rec c = mk_cert("0a:01", "x509", "spiffe://td/web", "acc-1", 1, 1000, 2000);
+    c.seq = -7;
+    CHECK_INT(as_store_cert_insert(st, &c), AS_OK);
+    CHECK(c.seq > 0);
+    CHECK_INT(as_store_cert_get(st, "0a:01", &got), AS_OK);
+    CHECK(got != NULL);
+    if (got != NULL) {
+        CHECK_STR(got->serial, "0a:01");
+        CHECK_STR(got->kind, "x509");
+        CHECK_STR(got->spiffe_id, "spiffe://td/web");
+        CHECK_STR(got->dns_json, g_dns);
+        CHECK_STR(got->token_accessor, "acc-1");
+        CHECK_STR(got->mount, g_mount);
+        CHECK_STR(got->role, g_role);
+        CHECK_STR(got->subject, g_subject);
+        CHECK_INT(got->ca_gen, 1);
+        CHECK_INT(got->not_before, 1000);
+        CHECK_INT(got->not_after, 2000);
+        CHECK_INT(got->revoked_at, 0);
+        CHECK_INT(got->seq, c.seq);
+        /* The DER round-trips byte for byte, embedded zeros included. */
+        CHECK(got->der_len == sizeof g_der && got->der != NULL &&
+              memcmp(got->der, g_der, sizeof g_der) == 0);
+    }
+    as_cert_rec_free(got);
+    got = NULL;
+
+    /* A JWT-SVID: no DER, optional strings absent; seq keeps increasing. */
+    struct as_cert_rec j = mk_cert("jti-AbC_1", "jwt", "spiffe://td/web", NULL, 1, 1100, 1400);
+    j.dns_json = NULL;
+    j.role = NULL;
+    j.subject = NULL;
+    CHECK_INT(as_store_cert_insert(st, &j), AS_OK);
+    CHECK(j.seq > c.seq);
+    CHECK_INT(as_store_cert_get(st, "jti-AbC_1", &got), AS_OK);
+    if (got != NULL) {
+        CHECK_STR(got->kind, "jwt");
+        CHECK(got->der == NULL && got->der_len == 0);
+        CHECK(got->dns_json == NULL && got->token_accessor == NULL && got->role == NULL &&
+              got->subject == NULL);
+        CHECK_STR(got->mount, g_mount);
+    }
+    as_cert_rec_free(got);
+    got = NULL;
+
+    /* Negative twins: a duplicate serial (whatever its kind), a missing one, bad records. */
+    struct as_cert_rec dup = mk_cert("0a:01", "jwt", "spiffe://td/other", NULL, 2, 1, 2);
+    CHECK_INT(as_store_cert_insert(st, &dup), AS_ERR_EXISTS);
+    CHECK_INT(as_store_cert_get(st, "0a:01", &got), AS_OK);
+    CHECK(got != NULL && strcmp(got->spiffe_id, "spiffe://td/web") == 0);
+    as_cert_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_cert_get(st, "0a:02", &got), AS_ERR_NOT_FOUND);
+    CHECK(got == NULL);
+    CHECK_INT(as_store_cert_get(st, "0A:01", &got), AS_ERR_NOT_FOUND); /* serials are exact */
+
+    struct as_cert_rec bad = mk_cert("", "x509", "spiffe://td/x", NULL, 1, 1, 2);
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID);
+    bad = mk_cert("bb:01", "pem", "spiffe://td/x", NULL, 1, 1, 2);
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID);
+    bad = mk_cert("bb:02", "x509", NULL, NULL, 1, 1, 2);
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID);
+    bad = mk_cert("bb:03", "x509", "spiffe://td/x", NULL, 1, 1, 2);
+    bad.der = NULL;
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID); /* der_len without der */
+    bad = mk_cert("bb:04", "x509", "spiffe://td/x", NULL, 1, 1, 2);
+    bad.revoked_at = -1;
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID);
+    bad = mk_cert("bb:05", "x509", "spiffe://td/x", NULL, 1, 1, 2);
+    memset(bad.serial, 'a', sizeof bad.serial); /* not terminated */
+    CHECK_INT(as_store_cert_insert(st, &bad), AS_ERR_INVALID);
+    CHECK_INT(as_store_cert_insert(st, NULL), AS_ERR_INVALID);
+    CHECK_INT(as_store_cert_get(st, "bb:04", &got), AS_ERR_NOT_FOUND);
+    as_cert_rec_free(NULL);
+    as_cert_recs_free(NULL, 3);
+
+    /* Revoke: the first time sets it; a second keeps the first time and says so. */
+    int64_t at = -1;
+    bool was = true;
+    CHECK_INT(as_store_cert_revoke(st, "0a:01", 1500, &at, &was), AS_OK);
+    CHECK_INT(at, 1500);
+    CHECK(!was);
+    at = -1;
+    was = false;
+    CHECK_INT(as_store_cert_revoke(st, "0a:01", 1600, &at, &was), AS_OK);
+    CHECK_INT(at, 1500);
+    CHECK(was);
+    CHECK_INT(cert_revoked_at(st, "0a:01"), 1500);
+    CHECK_INT(as_store_cert_revoke(st, "0a:01", 1700, NULL, NULL), AS_OK);
+    CHECK_INT(cert_revoked_at(st, "0a:01"), 1500);
+    CHECK_INT(as_store_cert_revoke(st, "ff:ff", 1500, &at, &was), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_cert_revoke(st, "jti-AbC_1", 0, &at, &was), AS_ERR_INVALID);
+    CHECK_INT(cert_revoked_at(st, "jti-AbC_1"), 0);
+
+    /* A revocation inside the caller's transaction goes with its rollback. */
+    CHECK_INT(as_store_begin(st), AS_OK);
+    CHECK_INT(as_store_cert_revoke(st, "jti-AbC_1", 1800, &at, &was), AS_OK);
+    CHECK_INT(cert_revoked_at(st, "jti-AbC_1"), 1800);
+    as_store_rollback(st);
+    CHECK_INT(cert_revoked_at(st, "jti-AbC_1"), 0);
+
+    /* List: x509 only, sorted by serial; revoked_only keeps only revoked ones. */
+    struct as_cert_rec more[] = {
+        mk_cert("0c:03", "x509", "spiffe://td/c", NULL, 1, 1, 2),
+        mk_cert("0b:02", "x509", "spiffe://td/b", NULL, 1, 1, 2),
+        mk_cert("0a:00", "jwt", "spiffe://td/j", NULL, 1, 1, 2),
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &more[i]), AS_OK);
+    }
+    CHECK_INT(as_store_cert_revoke(st, "0a:00", 1900, NULL, NULL), AS_OK); /* a jwt */
+    char **v = NULL;
+    size_t n = 0;
+    char buf[256];
+    CHECK_INT(as_store_cert_list(st, false, &v, &n), AS_OK);
+    join_strv(v, n, buf, sizeof buf);
+    CHECK_STR(buf, "0a:01,0b:02,0c:03");
+    as_store_strv_free(v, n);
+    v = NULL;
+    CHECK_INT(as_store_cert_list(st, true, &v, &n), AS_OK);
+    join_strv(v, n, buf, sizeof buf);
+    CHECK_STR(buf, "0a:01");
+    as_store_strv_free(v, n);
+    v = NULL;
+    CHECK_INT(as_store_cert_revoke(st, "0c:03", 2000, NULL, NULL), AS_OK);
+    CHECK_INT(as_store_cert_list(st, true, &v, &n), AS_OK);
+    join_strv(v, n, buf, sizeof buf);
+    CHECK_STR(buf, "0a:01,0c:03");
+    as_store_strv_free(v, n);
+    v = NULL;
+    CHECK_INT(as_store_cert_list(st, true, NULL, &n), AS_ERR_INVALID);
+    as_store_close(st);
+}
+
+static void test_cert_crl(void)
+{
+    struct as_store *st = open_fresh("crl.db");
+    if (st == NULL) {
+        return;
+    }
+    const int64_t now = 5000;
+    char **sv = NULL;
+    int64_t *tv = NULL;
+    size_t n = 9;
+    char buf[256];
+
+    /* Negative twin first: nothing recorded, nothing to list, max 0. */
+    CHECK_INT(as_store_cert_crl_entries(st, 1, now, &sv, &tv, &n), AS_OK);
+    CHECK(n == 0 && sv == NULL && tv == NULL);
+    int64_t max = -1;
+    CHECK_INT(as_store_cert_max_not_after(st, 1, &max), AS_OK);
+    CHECK_INT(max, 0);
+
+    struct {
+        struct as_cert_rec c;
+        int64_t revoke_at; /* 0 = leave it */
+    } rows[] = {
+        {mk_cert("01", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 100},   /* listed */
+        {mk_cert("02", "x509", "spiffe://td/a", NULL, 1, 10, now), 110},    /* expires now */
+        {mk_cert("03", "x509", "spiffe://td/a", NULL, 1, 10, 4000), 120},   /* expired */
+        {mk_cert("04", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 0},     /* not revoked */
+        {mk_cert("00", "x509", "spiffe://td/a", NULL, 1, 10, 9000), 200},   /* listed */
+        {mk_cert("j1", "jwt", "spiffe://td/a", NULL, 1, 10, 99999), 130},   /* not x509 */
+        {mk_cert("05", "x509", "spiffe://td/a", NULL, 2, 10, 7000), 140},   /* generation 2 */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &rows[i].c), AS_OK);
+        if (rows[i].revoke_at > 0) {
+            CHECK_INT(as_store_cert_revoke(st, rows[i].c.serial, rows[i].revoke_at, NULL, NULL),
+                      AS_OK);
+        }
+    }
+
+    CHECK_INT(as_store_cert_crl_entries(st, 1, now, &sv, &tv, &n), AS_OK);
+    join_strv(sv, n, buf, sizeof buf);
+    CHECK_STR(buf, "00,01");
+    if (n == 2 && tv != NULL) {
+        CHECK_INT(tv[0], 200);
+        CHECK_INT(tv[1], 100);
+    }
+    as_store_strv_free(sv, n);
+    free(tv);
+    sv = NULL;
+    tv = NULL;
+
+    /* Just before "02" expires it is still listed. */
+    CHECK_INT(as_store_cert_crl_entries(st, 1, now - 1, &sv, &tv, &n), AS_OK);
+    join_strv(sv, n, buf, sizeof buf);
+    CHECK_STR(buf, "00,01,02");
+    as_store_strv_free(sv, n);
+    free(tv);
+    sv = NULL;
+    tv = NULL;
+
+    CHECK_INT(as_store_cert_crl_entries(st, 2, now, &sv, &tv, &n), AS_OK);
+    join_strv(sv, n, buf, sizeof buf);
+    CHECK_STR(buf, "05");
+    if (n == 1 && tv != NULL) {
+        CHECK_INT(tv[0], 140);
+    }
+    as_store_strv_free(sv, n);
+    free(tv);
+    sv = NULL;
+    tv = NULL;
+
+    CHECK_INT(as_store_cert_crl_entries(st, 3, now, &sv, &tv, &n), AS_OK);
+    CHECK(n == 0 && sv == NULL && tv == NULL);
+    CHECK_INT(as_store_cert_crl_entries(st, 1, now, &sv, NULL, &n), AS_ERR_INVALID);
+
+    /* max_not_after: both kinds count (the generation's JWT key must outlive its JWT-SVIDs),
+     * per generation. */
+    CHECK_INT(as_store_cert_max_not_after(st, 1, &max), AS_OK);
+    CHECK_INT(max, 99999);
+    CHECK_INT(as_store_cert_max_not_after(st, 2, &max), AS_OK);
+    CHECK_INT(max, 7000);
+    CHECK_INT(as_store_cert_max_not_after(st, 3, &max), AS_OK);
+    CHECK_INT(max, 0);
+    CHECK_INT(as_store_cert_max_not_after(st, 1, NULL), AS_ERR_INVALID);
+    as_store_close(st);
+}
+
+static void test_cert_token_revoke(void)
+{
+    struct as_store *st = open_fresh("tokrev.db");
+    if (st == NULL) {
+        return;
+    }
+    /* root -> (c1 -> g1, c2); unrelated u1; pg expires and is purged. */
+    static char root[] = "rv-root", c1[] = "rv-c1", c2[] = "rv-c2";
+    struct as_token_rec toks[] = {
+        mk_tok(root, NULL, 80, 0), mk_tok(c1, root, 81, 0),    mk_tok(c2, root, 82, 0),
+        mk_tok("rv-g1", c1, 83, 0), mk_tok("rv-u1", NULL, 84, 0), mk_tok("rv-pg", NULL, 85, 100),
+    };
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        CHECK_INT(as_store_token_insert(st, &toks[i]), AS_OK);
+    }
+    struct as_cert_rec certs[] = {
+        mk_cert("r1", "x509", "spiffe://td/root", root, 1, 1, 2000000000),
+        mk_cert("c1a", "x509", "spiffe://td/c1", c1, 1, 1, 2000000000),
+        mk_cert("c1b", "jwt", "spiffe://td/c1", c1, 1, 1, 2000000000),
+        mk_cert("c1old", "x509", "spiffe://td/c1", c1, 1, 1, 2000000000),
+        mk_cert("g1a", "x509", "spiffe://td/g1", "rv-g1", 1, 1, 2000000000),
+        mk_cert("c2a", "x509", "spiffe://td/c2", c2, 1, 1, 2000000000),
+        mk_cert("u1a", "x509", "spiffe://td/u1", "rv-u1", 1, 1, 2000000000),
+        mk_cert("none", "x509", "spiffe://td/none", NULL, 1, 1, 2000000000),
+        mk_cert("pg1", "x509", "spiffe://td/pg", "rv-pg", 1, 1, 2000000000),
+    };
+    for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &certs[i]), AS_OK);
+    }
+    CHECK_INT(as_store_cert_revoke(st, "c1old", 42, NULL, NULL), AS_OK);
+
+    /* Tree delete: every deleted token's SVIDs (both kinds) are revoked, now. */
+    int64_t t0 = as_now();
+    char **del = NULL;
+    size_t n = 0;
+    CHECK_INT(as_store_token_delete(st, c1, true, &del, &n), AS_OK);
+    int64_t t1 = as_now();
+    CHECK_INT(n, 2);
+    as_store_strv_free(del, n);
+    del = NULL;
+    const char *gone[] = {"c1a", "c1b", "g1a"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        int64_t at = cert_revoked_at(st, gone[i]);
+        CHECK(at >= t0 && at <= t1);
+    }
+    CHECK_INT(cert_revoked_at(st, "c1old"), 42); /* an earlier revocation stands */
+    /* Negative twin: the parent, the sibling, unrelated and token-less records are untouched. */
+    const char *kept[] = {"r1", "c2a", "u1a", "none", "pg1"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        CHECK_INT(cert_revoked_at(st, kept[i]), 0);
+    }
+
+    /* A delete inside the caller's transaction: its rollback undoes the revocation too. */
+    CHECK_INT(as_store_begin(st), AS_OK);
+    CHECK_INT(as_store_token_delete(st, c2, false, NULL, NULL), AS_OK);
+    CHECK(cert_revoked_at(st, "c2a") > 0);
+    as_store_rollback(st);
+    CHECK_INT(cert_revoked_at(st, "c2a"), 0);
+    CHECK(has_token(st, c2));
+
+    /* Non-tree delete: only that token's SVIDs; its orphaned child keeps its own. */
+    t0 = as_now();
+    CHECK_INT(as_store_token_delete(st, root, false, &del, &n), AS_OK);
+    t1 = as_now();
+    as_store_strv_free(del, n);
+    del = NULL;
+    int64_t at = cert_revoked_at(st, "r1");
+    CHECK(at >= t0 && at <= t1);
+    CHECK_INT(cert_revoked_at(st, "c2a"), 0);
+    CHECK(has_token(st, c2));
+
+    /* Absent token: NOT_FOUND, nothing revoked. */
+    CHECK_INT(as_store_token_delete(st, root, true, NULL, NULL), AS_ERR_NOT_FOUND);
+    CHECK_INT(cert_revoked_at(st, "u1a"), 0);
+
+    /* Expiry is not revocation: purging the expired token leaves its SVID unrevoked. */
+    size_t purged = 0;
+    CHECK_INT(as_store_token_purge_expired(st, 200, &purged), AS_OK);
+    CHECK_INT(purged, 1);
+    CHECK(!has_token(st, "rv-pg"));
+    CHECK_INT(cert_revoked_at(st, "pg1"), 0);
+    as_store_close(st);
+}
+
+/* Runs q and writes the serials of the result, in order, comma-separated, into out. */
+static enum as_err query_serials(struct as_store *st, const struct as_cert_query *q, char *out,
+                                 size_t outlen)
+{
+    struct as_cert_rec **v = NULL;
+    size_t n = 0;
+    size_t used = 0;
+    enum as_err r = as_store_cert_query(st, q, &v, &n);
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && used < outlen; i++) {
+        int w = snprintf(out + used, outlen - used, "%s%s", i > 0 ? "," : "", v[i]->serial);
+        if (w < 0) {
+            break;
+        }
+        used += (size_t)w;
+    }
+    /* Newest first, strictly. */
+    for (size_t i = 1; i < n; i++) {
+        CHECK(v[i - 1]->seq > v[i]->seq);
+    }
+    as_cert_recs_free(v, n);
+    return r;
+}
+
+#define QUERY(glob_, state_, since_, until_, after_, limit_, want_)                        \
+    do {                                                                                  \
+        struct as_cert_query q_ = {.spiffe_glob = (glob_), .state = (state_), .now = now, \
+                                   .since = (since_), .until = (until_),                   \
+                                   .after_seq = (after_), .limit = (limit_)};              \
+        CHECK_INT(query_serials(st, &q_, buf, sizeof buf), AS_OK);                        \
+        CHECK_STR(buf, (want_));                                                          \
+    } while (0)
+
+static void test_cert_query(void)
+{
+    struct as_store *st = open_fresh("query.db");
+    if (st == NULL) {
+        return;
+    }
+    const int64_t now = 10000;
+    char buf[512];
+
+    /* Negative twin first: an empty table. */
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, 100, "");
+
+    struct {
+        struct as_cert_rec c;
+        int64_t revoke_at;
+    } rows[] = {
+        {mk_cert("q01", "x509", "spiffe://td/ns/prod/web", NULL, 1, 100, 20000), 0},
+        {mk_cert("q02", "jwt", "spiffe://td/ns/prod/db", NULL, 1, 200, 20000), 0},
+        {mk_cert("q03", "x509", "spiffe://td/ns/dev/web", NULL, 1, 300, 5000), 0},
+        {mk_cert("q04", "x509", "spiffe://td/ns/prod/api", NULL, 1, 400, 20000), 9000},
+        {mk_cert("q05", "x509", "spiffe://td/a?b", NULL, 1, 500, now), 0}, /* expires now */
+        {mk_cert("q06", "x509", "spiffe://td/axb", NULL, 1, 600, 20000), 0},
+        {mk_cert("q07", "x509", "spiffe://td/[x]", NULL, 1, 700, 20000), 0},
+        {mk_cert("q08", "x509", "spiffe://td/x", NULL, 1, 800, 20000), 0},
+        {mk_cert("q09", "x509", "spiffe://td/ns/prod/Web", NULL, 1, 900, 20000), 0},
+        {mk_cert("q10", "jwt", "spiffe://td/ns/dev/old", NULL, 1, 1000, 3000), 2000},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &rows[i].c), AS_OK);
+        if (rows[i].revoke_at > 0) {
+            CHECK_INT(as_store_cert_revoke(st, rows[i].c.serial, rows[i].revoke_at, NULL, NULL),
+                      AS_OK);
+        }
+    }
+
+    /* States. A revoked record that has also expired counts as revoked, not expired. */
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, 100, "q10,q09,q08,q07,q06,q05,q04,q03,q02,q01");
+    QUERY(NULL, AS_CERT_ACTIVE, 0, 0, 0, 100, "q09,q08,q07,q06,q02,q01");
+    QUERY(NULL, AS_CERT_EXPIRED, 0, 0, 0, 100, "q05,q03");
+    QUERY(NULL, AS_CERT_REVOKED, 0, 0, 0, 100, "q10,q04");
+
+    /* Globs: prefix, suffix, exact, all; case-sensitive; no implicit prefix match. */
+    QUERY("spiffe://td/ns/prod/*", AS_CERT_ANY, 0, 0, 0, 100, "q09,q04,q02,q01");
+    QUERY("spiffe://td/ns/prod/*", AS_CERT_ACTIVE, 0, 0, 0, 100, "q09,q02,q01");
+    QUERY("*/web", AS_CERT_ANY, 0, 0, 0, 100, "q03,q01");
+    QUERY("*/Web", AS_CERT_ANY, 0, 0, 0, 100, "q09");
+    QUERY("spiffe://td/ns/prod/web", AS_CERT_ANY, 0, 0, 0, 100, "q01");
+    QUERY("spiffe://td/ns/*/web", AS_CERT_ANY, 0, 0, 0, 100, "q03,q01");
+    QUERY("*", AS_CERT_ANY, 0, 0, 0, 100, "q10,q09,q08,q07,q06,q05,q04,q03,q02,q01");
+    QUERY("spiffe://td/ns/prod", AS_CERT_ANY, 0, 0, 0, 100, "");
+    QUERY("SPIFFE://*", AS_CERT_ANY, 0, 0, 0, 100, "");
+    QUERY("", AS_CERT_ANY, 0, 0, 0, 100, "");
+    /* `?` and `[` are literal: they are GLOB metacharacters, not ours. */
+    QUERY("spiffe://td/a?b", AS_CERT_ANY, 0, 0, 0, 100, "q05");
+    QUERY("spiffe://td/?xb", AS_CERT_ANY, 0, 0, 0, 100, "");
+    QUERY("spiffe://td/[x]", AS_CERT_ANY, 0, 0, 0, 100, "q07");
+    QUERY("spiffe://td/[ax]*", AS_CERT_ANY, 0, 0, 0, 100, "");
+    QUERY("spiffe://td/[*", AS_CERT_ANY, 0, 0, 0, 100, "q07");
+    QUERY("*x]", AS_CERT_ANY, 0, 0, 0, 100, "q07");
+    QUERY("*?*", AS_CERT_ANY, 0, 0, 0, 100, "q05");
+
+    /* since/until bound not_before, inclusively. */
+    QUERY(NULL, AS_CERT_ANY, 300, 500, 0, 100, "q05,q04,q03");
+    QUERY(NULL, AS_CERT_ANY, 901, 0, 0, 100, "q10");
+    QUERY(NULL, AS_CERT_ANY, 0, 199, 0, 100, "q01");
+    QUERY(NULL, AS_CERT_ANY, 600, 599, 0, 100, "");
+    QUERY("spiffe://td/ns/*", AS_CERT_REVOKED, 0, 500, 0, 100, "q04");
+
+    /* limit (clamped to 1..1000) and the cursor. */
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, 3, "q10,q09,q08");
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, 0, "q10");
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, -5, "q10");
+    QUERY(NULL, AS_CERT_ANY, 0, 0, 0, 5000, "q10,q09,q08,q07,q06,q05,q04,q03,q02,q01");
+    int64_t seq5 = cert_seq(st, "q05");
+    CHECK(seq5 > 0);
+    QUERY(NULL, AS_CERT_ANY, 0, 0, seq5, 100, "q04,q03,q02,q01");
+    QUERY(NULL, AS_CERT_ANY, 0, 0, -1, 100, "q10,q09,q08,q07,q06,q05,q04,q03,q02,q01");
+    QUERY(NULL, AS_CERT_ANY, 0, 0, cert_seq(st, "q01"), 100, "");
+
+    /* Records are complete, der included. */
+    struct as_cert_query q = {.spiffe_glob = "spiffe://td/ns/prod/*", .now = now, .limit = 10};
+    struct as_cert_rec **v = NULL;
+    size_t n = 0;
+    CHECK_INT(as_store_cert_query(st, &q, &v, &n), AS_OK);
+    CHECK_INT(n, 4);
+    if (n == 4) {
+        CHECK_STR(v[0]->spiffe_id, "spiffe://td/ns/prod/Web");
+        CHECK(v[0]->der_len == sizeof g_der && memcmp(v[0]->der, g_der, sizeof g_der) == 0);
+        CHECK_INT(v[1]->revoked_at, 9000);
+        CHECK_STR(v[2]->kind, "jwt");
+        CHECK(v[2]->der == NULL);
+        CHECK(v[3]->token_accessor == NULL);
+        CHECK_STR(v[3]->dns_json, g_dns);
+    }
+    as_cert_recs_free(v, n);
+    v = NULL;
+
+    /* Negative twins: an over-long glob (a longest one is fine), missing arguments. */
+    char glob[2050];
+    memset(glob, '*', sizeof glob - 1);
+    glob[sizeof glob - 1] = '\0';
+    q.spiffe_glob = glob;
+    n = 9;
+    CHECK_INT(as_store_cert_query(st, &q, &v, &n), AS_ERR_TOO_LARGE);
+    CHECK(v == NULL && n == 0);
+    glob[2048] = '\0';
+    CHECK_INT(as_store_cert_query(st, &q, &v, &n), AS_OK);
+    CHECK_INT(n, 10);
+    as_cert_recs_free(v, n);
+    v = NULL;
+    q.state = (enum as_cert_state)42;
+    CHECK_INT(as_store_cert_query(st, &q, &v, &n), AS_ERR_INVALID);
+    q.state = AS_CERT_ANY;
+    CHECK_INT(as_store_cert_query(st, NULL, &v, &n), AS_ERR_INVALID);
+    CHECK_INT(as_store_cert_query(st, &q, NULL, &n), AS_ERR_INVALID);
+    as_store_close(st);
+}
+
+/* Walks every page of q (page size q->limit) and checks the pages tile the expected set. */
+static void page_through(struct as_store *st, struct as_cert_query q, size_t want,
+                         const bool *expect, const size_t *page_sizes, size_t npages)
+{
+    bool seen[25] = {false};
+    size_t total = 0, pages = 0;
+    int64_t last = INT64_MAX;
+
+    q.after_seq = 0;
+    for (;;) {
+        struct as_cert_rec **v = NULL;
+        size_t n = 0;
+        CHECK_INT(as_store_cert_query(st, &q, &v, &n), AS_OK);
+        if (pages < npages) {
+            CHECK_INT(n, page_sizes[pages]);
+        } else {
+            CHECK_INT(n, 0); /* the page after the last is empty */
+        }
+        for (size_t i = 0; i < n; i++) {
+            long idx = strtol(v[i]->serial + 1, NULL, 10);
+            CHECK(idx >= 0 && idx < 25);
+            if (idx >= 0 && idx < 25) {
+                CHECK(!seen[idx]);  /* no repeats */
+                CHECK(expect[idx]); /* only what the filter selects */
+                seen[idx] = true;
+            }
+            CHECK(v[i]->seq < last); /* newest first, across pages */
+            last = v[i]->seq;
+        }
+        total += n;
+        if (n > 0) {
+            q.after_seq = v[n - 1]->seq;
+        }
+        as_cert_recs_free(v, n);
+        if (n == 0 || ++pages > npages) {
+            break;
+        }
+    }
+    CHECK_INT(total, want);
+    for (size_t i = 0; i < 25; i++) {
+        CHECK(seen[i] == expect[i]); /* no gaps */
+    }
+}
+
+static void test_cert_paging(void)
+{
+    struct as_store *st = open_fresh("paging.db");
+    if (st == NULL) {
+        return;
+    }
+    bool all[25], revoked[25];
+    for (int i = 0; i < 25; i++) {
+        char serial[8];
+        snprintf(serial, sizeof serial, "p%02d", i);
+        struct as_cert_rec c = mk_cert(serial, i % 2 == 0 ? "x509" : "jwt", "spiffe://td/page",
+                                       NULL, 1, 1000 + i, 2000000000);
+        CHECK_INT(as_store_cert_insert(st, &c), AS_OK);
+        all[i] = true;
+        revoked[i] = i % 3 == 0;
+        if (revoked[i]) {
+            CHECK_INT(as_store_cert_revoke(st, serial, 5000, NULL, NULL), AS_OK);
+        }
+    }
+    struct as_cert_query q = {.state = AS_CERT_ANY, .now = 3000, .limit = 10};
+    static const size_t tens[] = {10, 10, 5};
+    page_through(st, q, 25, all, tens, 3);
+
+    /* With a filter: 9 revoked records (0, 3, ..., 24) in pages of 4. */
+    q.state = AS_CERT_REVOKED;
+    q.limit = 4;
+    static const size_t fours[] = {4, 4, 1};
+    page_through(st, q, 9, revoked, fours, 3);
+
+    /* Negative twin: active ones are the complement. */
+    bool active[25];
+    for (int i = 0; i < 25; i++) {
+        active[i] = !revoked[i];
+    }
+    q.state = AS_CERT_ACTIVE;
+    q.limit = 10;
+    static const size_t rest[] = {10, 6};
+    page_through(st, q, 16, active, rest, 2);
+    as_store_close(st);
+}
+
+static void test_ca_gens(void)
+{
+    struct as_store *st = open_fresh("cagen.db");
+    if (st == NULL) {
+        return;
+    }
+    struct as_ca_gen_rec **v = NULL;
+    size_t n = 9;
+
+    CHECK_INT(as_store_ca_gen_list(st, &v, &n), AS_OK);
+    CHECK(n == 0 && v == NULL);
+
+    struct as_ca_gen_rec g1 = {.base = "ca", .jwt_kid = "kid-1", .state = "active",
+                               .not_before = 100, .not_after = 200, .published_at = 100,
+                               .activate_at = 100};
+    struct as_ca_gen_rec g2 = {.base = "ca-2", .jwt_kid = NULL, .state = "prepared",
+                               .not_before = 150, .not_after = 300, .published_at = 150,
+                               .activate_at = 166};
+    CHECK_INT(as_store_ca_gen_insert(st, &g1), AS_OK);
+    CHECK_INT(as_store_ca_gen_insert(st, &g2), AS_OK);
+    CHECK(g1.id > 0 && g2.id > g1.id);
+
+    CHECK_INT(as_store_ca_gen_list(st, &v, &n), AS_OK);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_INT(v[0]->id, g1.id);
+        CHECK_STR(v[0]->base, "ca");
+        CHECK_STR(v[0]->jwt_kid, "kid-1");
+        CHECK_STR(v[0]->state, "active");
+        CHECK_INT(v[0]->not_before, 100);
+        CHECK_INT(v[0]->not_after, 200);
+        CHECK_INT(v[0]->published_at, 100);
+        CHECK_INT(v[0]->activate_at, 100);
+        CHECK_INT(v[1]->id, g2.id);
+        CHECK_STR(v[1]->base, "ca-2");
+        CHECK(v[1]->jwt_kid == NULL);
+        CHECK_STR(v[1]->state, "prepared");
+        CHECK_INT(v[1]->activate_at, 166);
+    }
+    as_ca_gen_recs_free(v, n);
+    v = NULL;
+
+    /* Rotation: the old one retires, the prepared one becomes active. */
+    CHECK_INT(as_store_ca_gen_update(st, g1.id, "retired", 0), AS_OK);
+    CHECK_INT(as_store_ca_gen_update(st, g2.id, "active", 170), AS_OK);
+    CHECK_INT(as_store_ca_gen_list(st, &v, &n), AS_OK);
+    if (n == 2) {
+        CHECK_STR(v[0]->state, "retired");
+        CHECK_INT(v[0]->activate_at, 0);
+        CHECK_INT(v[0]->not_after, 200); /* other fields unchanged */
+        CHECK_STR(v[1]->state, "active");
+        CHECK_INT(v[1]->activate_at, 170);
+        CHECK_STR(v[1]->base, "ca-2");
+    }
+    as_ca_gen_recs_free(v, n);
+    v = NULL;
+
+    /* Negative twins: unknown id, unknown state, missing base. */
+    CHECK_INT(as_store_ca_gen_update(st, g2.id + 100, "active", 1), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_ca_gen_update(st, g1.id, "bogus", 1), AS_ERR_INVALID);
+    CHECK_INT(as_store_ca_gen_update(st, g1.id, NULL, 1), AS_ERR_INVALID);
+    struct as_ca_gen_rec bad = {.base = "ca-3", .state = "Active"};
+    CHECK_INT(as_store_ca_gen_insert(st, &bad), AS_ERR_INVALID);
+    bad = (struct as_ca_gen_rec){.base = NULL, .state = "prepared"};
+    CHECK_INT(as_store_ca_gen_insert(st, &bad), AS_ERR_INVALID);
+    bad = (struct as_ca_gen_rec){.base = "", .state = "prepared"};
+    CHECK_INT(as_store_ca_gen_insert(st, &bad), AS_ERR_INVALID);
+    CHECK_INT(as_store_ca_gen_list(st, &v, &n), AS_OK);
+    CHECK_INT(n, 2);
+    if (n == 2) {
+        CHECK_STR(v[0]->state, "retired");
+    }
+    as_ca_gen_recs_free(v, n);
+    v = NULL;
+
+    /* A third generation gets a larger id still. */
+    struct as_ca_gen_rec g3 = {.base = "ca-3", .state = "prepared"};
+    CHECK_INT(as_store_ca_gen_insert(st, &g3), AS_OK);
+    CHECK(g3.id > g2.id);
+    as_ca_gen_rec_free(NULL);
+    as_ca_gen_recs_free(NULL, 0);
+    as_store_close(st);
+}
+
 int main(void)
 {
     if (mkdtemp(g_dir) == NULL) {
@@ -800,6 +1613,13 @@ int main(void)
     test_threads();
     test_close_with_live_thread();
     test_kill9();
+    test_migrate_v1();
+    test_cert_basic();
+    test_cert_crl();
+    test_cert_token_revoke();
+    test_cert_query();
+    test_cert_paging();
+    test_ca_gens();
 
     if (nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
         perror("nftw");
