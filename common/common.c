@@ -122,6 +122,38 @@ size_t as_b64url(const unsigned char *in, size_t n, char *out)
     return o;
 }
 
+char *as_pem_encode(const char *label, const unsigned char *der, size_t n)
+{
+    if (n > (1u << 24)) {
+        return NULL;
+    }
+    size_t b64len = 4 * ((n + 2) / 3);
+    unsigned char *b64 = malloc(b64len + 1);
+    struct as_buf out;
+    as_buf_init(&out, b64len + b64len / 64 + 256);
+    if (b64 == NULL) {
+        return NULL;
+    }
+    EVP_EncodeBlock(b64, der, (int)n);
+    enum as_err r = as_buf_printf(&out, "-----BEGIN %s-----\n", label);
+    for (size_t i = 0; r == AS_OK && i < b64len; i += 64) {
+        size_t k = b64len - i < 64 ? b64len - i : 64;
+        r = as_buf_append(&out, b64 + i, k);
+        if (r == AS_OK) {
+            r = as_buf_append(&out, "\n", 1);
+        }
+    }
+    if (r == AS_OK) {
+        r = as_buf_printf(&out, "-----END %s-----\n", label);
+    }
+    free(b64);
+    if (r != AS_OK) {
+        as_buf_free(&out, false);
+        return NULL;
+    }
+    return out.data;
+}
+
 void as_hex(const unsigned char *in, size_t n, char *out)
 {
     static const char d[] = "0123456789abcdef";

@@ -67,6 +67,9 @@ bool as_secret_eq(const void *a, const void *b, size_t n);
 enum as_err as_rand_bytes(void *buf, size_t n) AS_WUR;
 /* Base64url without padding of n bytes; out must hold 4*((n+2)/3)+1 bytes. Returns strlen. */
 size_t as_b64url(const unsigned char *in, size_t n, char *out);
+/* PEM armour ("-----BEGIN <label>-----", base64 in 64-column lines) of n DER bytes; malloc'd,
+ * NULL on failure. */
+char *as_pem_encode(const char *label, const unsigned char *der, size_t n);
 /* Lowercase hex of n bytes; out must hold 2n+1 bytes. */
 void as_hex(const unsigned char *in, size_t n, char *out);
 /* HMAC-SHA256(key, msg) into out[32]. */

@@ -1,14 +1,17 @@
 /*
- * ca.c: authsvc's certificate authority (pki.h). Bootstraps a self-signed ECDSA P-256 CA kept in
- * the data dir and issues the HTTPS listener's certificate.
+ * ca.c: authsvc's certificate authority (pki.h). Creates, saves and loads self-signed ECDSA P-256
+ * CA generations kept in the data dir, and issues the HTTPS listener's certificate. The helpers
+ * that pki/svid.c shares are declared in pki/pki_internal.h.
  *
- * Only this file touches a CA private key. On disk: ca.pem (the certificate, 0644) and ca-key.pem
- * (PKCS#8 PEM, 0600; unencrypted until the config's ca.kek_file is implemented).
+ * Only pki/ touches a CA private key. On disk, per generation: <base>.pem (the certificate, 0644)
+ * and <base>-key.pem (PKCS#8 PEM, 0600; unencrypted until the config's ca.kek_file is
+ * implemented). The first generation has base "ca".
  *
  * Certificates are built from OpenSSL's extension structures rather than from config strings:
  * names that reach a SAN never pass through a string parser where a comma could add an entry.
  */
 #include "pki/pki.h"
+#include "pki/pki_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,6 +26,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -30,14 +34,17 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define CA_CERT_FILE "ca.pem"
-#define CA_KEY_FILE "ca-key.pem"
+/* The first CA generation's base name: ca.pem and ca-key.pem. */
+#define CA_FIRST_BASE "ca"
+#define CA_CERT_SUFFIX ".pem"
+#define CA_KEY_SUFFIX "-key.pem"
+/* A generation's base name: short, one path component, never hidden (temp files start with '.'). */
+#define CA_BASE_MAX_LEN 64
+#define CA_FILE_NAME_LEN (CA_BASE_MAX_LEN + sizeof CA_KEY_SUFFIX)
 /* A PEM certificate or P-256 key is about 1 KiB; a file near this cap is not ours. */
 #define PKI_MAX_FILE_BYTES (64 * 1024)
 /* SPIFFE-ID §2.3: a trust domain is at most 255 bytes. */
-#define TD_MAX_LEN 255
-/* RFC 5280 §4.1.2.2: positive, at most 20 octets. 128 random bits with the top bit clear. */
-#define SERIAL_BYTES 16
+#define TD_MAX_LEN AS_SPIFFE_MAX_TD
 /* Clock skew allowance for relying parties; SPEC §6 backdates SVIDs by the same 10 s. */
 #define BACKDATE_SECS 10
 /* A century keeps now + ttl far from time_t and ASN1_TIME limits. */
@@ -52,26 +59,10 @@
 #define CN_TIME_LEN 16
 #define CN_RAND_BYTES 4
 
-struct as_ca {
-    X509 *cert;
-    EVP_PKEY *key;
-    /* Fetched once: implicit fetches per signature cost time and take a global lock
-     * (PERF-NOTES trap 1). */
-    EVP_MD *sha256;
-    /* The CA's subject key identifier, copied into each leaf's AKID (RFC 5280 §4.2.1.1). */
-    ASN1_OCTET_STRING *skid;
-    char *cert_pem;
-    unsigned char *cert_der;
-    size_t cert_der_len;
-    char *chain_pem;
-    int64_t not_after;
-    bool self_signed;
-};
-
 /* ---- small helpers ---- */
 
 /* Logs what failed and drains OpenSSL's error queue, so a stale error never blames a later call. */
-static void log_ssl_errors(const char *what)
+void as_pki_log_ssl_errors(const char *what)
 {
     unsigned long e = ERR_get_error();
     if (e == 0) {
@@ -84,30 +75,10 @@ static void log_ssl_errors(const char *what)
     ERR_clear_error();
 }
 
-/*
- * SPIFFE-ID §2.1: a trust domain is lowercase letters, digits, '.', '-' and '_'; §2.3: at most
- * 255 bytes. Empty labels ("a..b", ".a", "a.") are refused as a DNS-like name would be.
- */
+/* SPIFFE-ID §2.1, §2.3 (the rules live in pki/spiffe.c, shared with SPIFFE ID checks). */
 static bool trust_domain_valid(const char *td)
 {
-    if (td == NULL) {
-        return false;
-    }
-    size_t len = strnlen(td, TD_MAX_LEN + 1);
-    if (len == 0 || len > TD_MAX_LEN) {
-        return false;
-    }
-    char prev = '.';
-    for (size_t i = 0; i < len; i++) {
-        char c = td[i];
-        bool ok =
-            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
-        if (!ok || (c == '.' && prev == '.')) {
-            return false;
-        }
-        prev = c;
-    }
-    return prev != '.';
+    return td != NULL && as_pki_td_problem(td, strnlen(td, TD_MAX_LEN + 1)) == NULL;
 }
 
 /* Text form of a DNS name for a SAN dNSName (an IA5String, RFC 5280 §4.2.1.6). Letters of both
@@ -131,7 +102,7 @@ static bool dns_name_valid(const char *name)
     return prev != '.';
 }
 
-static enum as_err asn1_time_to_unix(const ASN1_TIME *t, int64_t *out)
+enum as_err as_pki_asn1_time_to_unix(const ASN1_TIME *t, int64_t *out)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -147,7 +118,7 @@ static enum as_err asn1_time_to_unix(const ASN1_TIME *t, int64_t *out)
 }
 
 /* Cleanses a memory BIO's contents, then frees it. NULL is fine. */
-static void bio_free_wiped(BIO *bio)
+void as_pki_bio_free_wiped(BIO *bio)
 {
     char *data = NULL;
     long n = bio != NULL ? BIO_get_mem_data(bio, &data) : 0;
@@ -161,7 +132,7 @@ static void bio_free_wiped(BIO *bio)
  * Copies the contents of a memory BIO into a new NUL-terminated string and frees the BIO. With
  * secret, the BIO's buffer is cleansed before it is freed (the caller wipes the copy).
  */
-static enum as_err bio_take_string(BIO **bio, bool secret, char **out, size_t *outlen)
+enum as_err as_pki_bio_take_string(BIO **bio, bool secret, char **out, size_t *outlen)
 {
     enum as_err r = AS_OK;
     char *data = NULL;
@@ -184,7 +155,7 @@ static enum as_err bio_take_string(BIO **bio, bool secret, char **out, size_t *o
     }
 out:
     if (secret) {
-        bio_free_wiped(*bio);
+        as_pki_bio_free_wiped(*bio);
     } else {
         BIO_free(*bio);
     }
@@ -192,42 +163,42 @@ out:
     return r;
 }
 
-static enum as_err cert_to_pem(X509 *x, char **out)
+enum as_err as_pki_cert_to_pem(X509 *x, char **out)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     if (bio == NULL) {
         return AS_ERR_NOMEM;
     }
     if (PEM_write_bio_X509(bio, x) != 1) {
-        log_ssl_errors("PEM_write_bio_X509");
+        as_pki_log_ssl_errors("PEM_write_bio_X509");
         BIO_free(bio);
         return AS_ERR_CRYPTO;
     }
-    return bio_take_string(&bio, false, out, NULL);
+    return as_pki_bio_take_string(&bio, false, out, NULL);
 }
 
 /* PEM_write_bio_PrivateKey writes PKCS#8 ("BEGIN PRIVATE KEY") in OpenSSL 3, which GnuTLS reads.
  * The caller wipes *out (*outlen bytes). */
-static enum as_err key_to_pem(EVP_PKEY *key, char **out, size_t *outlen)
+enum as_err as_pki_key_to_pem(EVP_PKEY *key, char **out, size_t *outlen)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     if (bio == NULL) {
         return AS_ERR_NOMEM;
     }
     if (PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) != 1) {
-        log_ssl_errors("PEM_write_bio_PrivateKey");
+        as_pki_log_ssl_errors("PEM_write_bio_PrivateKey");
         /* A failure may come after part of the key was written. */
-        bio_free_wiped(bio);
+        as_pki_bio_free_wiped(bio);
         return AS_ERR_CRYPTO;
     }
-    return bio_take_string(&bio, true, out, outlen);
+    return as_pki_bio_take_string(&bio, true, out, outlen);
 }
 
-static enum as_err gen_p256(EVP_PKEY **out)
+enum as_err as_pki_gen_p256(EVP_PKEY **out)
 {
     *out = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (*out == NULL) {
-        log_ssl_errors("P-256 key generation");
+        as_pki_log_ssl_errors("P-256 key generation");
         return AS_ERR_CRYPTO;
     }
     return AS_OK;
@@ -235,40 +206,53 @@ static enum as_err gen_p256(EVP_PKEY **out)
 
 /* RFC 5280 §4.1.2.2: unique, positive, at most 20 octets. 128 random bits with the top bit
  * cleared stay positive in 16 DER content octets; zero is drawn again. */
-static enum as_err set_random_serial(X509 *x)
+enum as_err as_pki_random_serial(ASN1_INTEGER *dst, unsigned char *mag, size_t *maglen)
 {
     enum as_err r = AS_OK;
-    unsigned char b[SERIAL_BYTES];
+    unsigned char b[AS_PKI_SERIAL_BYTES];
+    size_t skip = 0;
     BIGNUM *bn = NULL;
     do {
         if ((r = as_rand_bytes(b, sizeof b)) != AS_OK) {
             goto out;
         }
         b[0] &= 0x7f;
-        BN_free(bn);
-        bn = BN_bin2bn(b, (int)sizeof b, NULL);
-        if (bn == NULL) {
-            r = AS_ERR_NOMEM;
-            goto out;
+        skip = 0;
+        while (skip < sizeof b && b[skip] == 0) {
+            skip++;
         }
-    } while (BN_is_zero(bn));
-    if (BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL) {
-        log_ssl_errors("BN_to_ASN1_INTEGER");
+    } while (skip == sizeof b);
+    bn = BN_bin2bn(b + skip, (int)(sizeof b - skip), NULL);
+    if (bn == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (BN_to_ASN1_INTEGER(bn, dst) == NULL) {
+        as_pki_log_ssl_errors("BN_to_ASN1_INTEGER");
         r = AS_ERR_CRYPTO;
         goto out;
+    }
+    if (mag != NULL) {
+        memcpy(mag, b + skip, sizeof b - skip);
+        *maglen = sizeof b - skip;
     }
 out:
     BN_free(bn);
     return r;
 }
 
+static enum as_err set_random_serial(X509 *x)
+{
+    return as_pki_random_serial(X509_get_serialNumber(x), NULL, NULL);
+}
+
 /* ASN1_TIME_set picks UTCTime before 2050 and GeneralizedTime after, as RFC 5280 §4.1.2.5
  * requires. */
-static enum as_err set_validity(X509 *x, int64_t not_before, int64_t not_after)
+enum as_err as_pki_set_validity(X509 *x, int64_t not_before, int64_t not_after)
 {
     if (ASN1_TIME_set(X509_getm_notBefore(x), (time_t)not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL) {
-        log_ssl_errors("ASN1_TIME_set");
+        as_pki_log_ssl_errors("ASN1_TIME_set");
         return AS_ERR_CRYPTO;
     }
     return AS_OK;
@@ -277,7 +261,7 @@ static enum as_err set_validity(X509 *x, int64_t not_before, int64_t not_after)
 static enum as_err add_ext(X509 *x, int nid, void *value, int crit)
 {
     if (X509_add1_ext_i2d(x, nid, value, crit, X509V3_ADD_DEFAULT) != 1) {
-        log_ssl_errors(OBJ_nid2sn(nid));
+        as_pki_log_ssl_errors(OBJ_nid2sn(nid));
         return AS_ERR_CRYPTO;
     }
     return AS_OK;
@@ -300,9 +284,25 @@ out:
 }
 
 /* RFC 5280 §4.2.1.3: bit numbers of KeyUsage; conforming CAs mark the extension critical. */
-enum { KU_BIT_DIGITAL_SIGNATURE = 0, KU_BIT_KEY_CERT_SIGN = 5, KU_BIT_CRL_SIGN = 6 };
+enum {
+    KU_BIT_DIGITAL_SIGNATURE = 0,
+    KU_BIT_KEY_ENCIPHERMENT = 2,
+    KU_BIT_KEY_CERT_SIGN = 5,
+    KU_BIT_CRL_SIGN = 6
+};
 
-static enum as_err add_key_usage(X509 *x, const int *bits, size_t n)
+/* Encodes value as extension nid into *out. */
+static enum as_err ext_new(int nid, int crit, void *value, X509_EXTENSION **out)
+{
+    *out = X509V3_EXT_i2d(nid, crit, value);
+    if (*out == NULL) {
+        as_pki_log_ssl_errors(OBJ_nid2sn(nid));
+        return AS_ERR_CRYPTO;
+    }
+    return AS_OK;
+}
+
+static enum as_err ku_ext_new(const int *bits, size_t n, X509_EXTENSION **out)
 {
     enum as_err r = AS_OK;
     ASN1_BIT_STRING *ku = ASN1_BIT_STRING_new();
@@ -316,9 +316,22 @@ static enum as_err add_key_usage(X509 *x, const int *bits, size_t n)
             goto out;
         }
     }
-    r = add_ext(x, NID_key_usage, ku, 1);
+    /* RFC 5280 §4.2.1.3: conforming CAs mark keyUsage critical. */
+    r = ext_new(NID_key_usage, 1, ku, out);
 out:
     ASN1_BIT_STRING_free(ku);
+    return r;
+}
+
+static enum as_err add_key_usage(X509 *x, const int *bits, size_t n)
+{
+    X509_EXTENSION *ext = NULL;
+    enum as_err r = ku_ext_new(bits, n, &ext);
+    if (r == AS_OK && X509_add_ext(x, ext, -1) != 1) {
+        as_pki_log_ssl_errors("keyUsage");
+        r = AS_ERR_CRYPTO;
+    }
+    X509_EXTENSION_free(ext);
     return r;
 }
 
@@ -347,7 +360,7 @@ static enum as_err add_skid(X509 *x, ASN1_OCTET_STRING **out)
     unsigned int mdlen = 0;
     ASN1_OCTET_STRING *skid = NULL;
     if (X509_pubkey_digest(x, EVP_sha1(), md, &mdlen) != 1) {
-        log_ssl_errors("X509_pubkey_digest");
+        as_pki_log_ssl_errors("X509_pubkey_digest");
         r = AS_ERR_CRYPTO;
         goto out;
     }
@@ -384,7 +397,7 @@ out:
 }
 
 /* Appends one GeneralName of type GEN_URI, GEN_DNS (IA5String) or GEN_IPADD (OCTET STRING). */
-static enum as_err san_push(GENERAL_NAMES *gens, int type, const void *data, size_t len)
+enum as_err as_pki_san_push(GENERAL_NAMES *gens, int type, const void *data, size_t len)
 {
     enum as_err r = AS_OK;
     GENERAL_NAME *gen = GENERAL_NAME_new();
@@ -406,7 +419,7 @@ out:
     return r;
 }
 
-static enum as_err x509_new_v3(X509 **out)
+enum as_err as_pki_x509_new_v3(X509 **out)
 {
     *out = X509_new();
     if (*out == NULL) {
@@ -424,10 +437,51 @@ static enum as_err sign(X509 *x, EVP_PKEY *key, const EVP_MD *md)
 {
     /* X509_sign returns the signature length, 0 on error. */
     if (X509_sign(x, key, md) <= 0) {
-        log_ssl_errors("X509_sign");
+        as_pki_log_ssl_errors("X509_sign");
         return AS_ERR_CRYPTO;
     }
     return AS_OK;
+}
+
+/* A copy of the CA's DigestSign template, for one signature. */
+static enum as_err sign_ctx_copy(const struct as_ca *ca, EVP_MD_CTX **out)
+{
+    *out = EVP_MD_CTX_new();
+    if (*out == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (EVP_MD_CTX_copy_ex(*out, ca->sign_tmpl) != 1) {
+        as_pki_log_ssl_errors("EVP_MD_CTX_copy_ex");
+        EVP_MD_CTX_free(*out);
+        *out = NULL;
+        return AS_ERR_CRYPTO;
+    }
+    return AS_OK;
+}
+
+enum as_err as_pki_sign_x509(const struct as_ca *ca, X509 *x)
+{
+    EVP_MD_CTX *ctx = NULL;
+    enum as_err r = sign_ctx_copy(ca, &ctx);
+    /* X509_sign_ctx returns the signature length, 0 on error. */
+    if (r == AS_OK && X509_sign_ctx(x, ctx) <= 0) {
+        as_pki_log_ssl_errors("X509_sign_ctx");
+        r = AS_ERR_CRYPTO;
+    }
+    EVP_MD_CTX_free(ctx);
+    return r;
+}
+
+enum as_err as_pki_sign_crl(const struct as_ca *ca, X509_CRL *crl)
+{
+    EVP_MD_CTX *ctx = NULL;
+    enum as_err r = sign_ctx_copy(ca, &ctx);
+    if (r == AS_OK && X509_CRL_sign_ctx(crl, ctx) <= 0) {
+        as_pki_log_ssl_errors("X509_CRL_sign_ctx");
+        r = AS_ERR_CRYPTO;
+    }
+    EVP_MD_CTX_free(ctx);
+    return r;
 }
 
 /* ---- files ---- */
@@ -457,7 +511,8 @@ static enum as_err write_file_atomic(int dirfd, const char *dir, const char *nam
                                      size_t len, mode_t mode)
 {
     enum as_err r = AS_OK;
-    char tmp[64];
+    /* "." name "." 16 hex ".tmp" NUL; names are at most CA_FILE_NAME_LEN. */
+    char tmp[CA_FILE_NAME_LEN + 32];
     int fd = -1;
     bool created = false;
     unsigned char rnd[8];
@@ -466,7 +521,10 @@ static enum as_err write_file_atomic(int dirfd, const char *dir, const char *nam
         goto out;
     }
     as_hex(rnd, sizeof rnd, hex);
-    snprintf(tmp, sizeof tmp, ".%s.%s.tmp", name, hex);
+    if ((size_t)snprintf(tmp, sizeof tmp, ".%s.%s.tmp", name, hex) >= sizeof tmp) {
+        r = AS_ERR_INTERNAL;
+        goto out;
+    }
     fd = openat(dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         as_error("pki: cannot create %s/%s: %s", dir, tmp, strerror(errno));
@@ -614,13 +672,22 @@ void as_ca_free(struct as_ca *ca)
         return;
     }
     X509_free(ca->cert);
-    /* EVP_PKEY_free clears the private scalar (BN_clear_free in the EC key). */
+    /* EVP_PKEY_free clears the private scalar (BN_clear_free in the EC key). The signing
+     * template holds a reference to the key and goes first. */
+    EVP_MD_CTX_free(ca->sign_tmpl);
     EVP_PKEY_free(ca->key);
     EVP_MD_free(ca->sha256);
+    EVP_MD_free(ca->sha1);
     ASN1_OCTET_STRING_free(ca->skid);
+    X509_EXTENSION_free(ca->ext_leaf_bc);
+    X509_EXTENSION_free(ca->ext_ku_ec);
+    X509_EXTENSION_free(ca->ext_ku_rsa);
+    X509_EXTENSION_free(ca->ext_eku_svid);
+    X509_EXTENSION_free(ca->ext_akid);
     free(ca->cert_pem);
     free(ca->cert_der);
     free(ca->chain_pem);
+    free(ca->subject);
     free(ca);
 }
 
@@ -645,6 +712,16 @@ int64_t as_ca_not_after(const struct as_ca *ca)
     return ca->not_after;
 }
 
+int64_t as_ca_not_before(const struct as_ca *ca)
+{
+    return ca->not_before;
+}
+
+const char *as_ca_subject(const struct as_ca *ca)
+{
+    return ca->subject;
+}
+
 static enum as_err ca_alloc(struct as_ca **out)
 {
     struct as_ca *ca = calloc(1, sizeof *ca);
@@ -652,8 +729,9 @@ static enum as_err ca_alloc(struct as_ca **out)
         return AS_ERR_NOMEM;
     }
     ca->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    if (ca->sha256 == NULL) {
-        log_ssl_errors("EVP_MD_fetch SHA2-256");
+    ca->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    if (ca->sha256 == NULL || ca->sha1 == NULL) {
+        as_pki_log_ssl_errors("EVP_MD_fetch");
         as_ca_free(ca);
         return AS_ERR_CRYPTO;
     }
@@ -661,13 +739,66 @@ static enum as_err ca_alloc(struct as_ca **out)
     return AS_OK;
 }
 
-/* Fills the values derived from ca->cert: PEM, DER, chain, notAfter, SKID, self_signed. */
+/*
+ * The extensions every X.509-SVID and CRL of this CA carries, encoded once (PERF-NOTES trap 1):
+ * SPIFFE X509-SVID §4.1-4.4 and RFC 5280 §4.2.1.1, §4.2.1.9, §4.2.1.12.
+ */
+static enum as_err build_constant_extensions(struct as_ca *ca)
+{
+    enum as_err r = AS_OK;
+    BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+    EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
+    AUTHORITY_KEYID *akid = AUTHORITY_KEYID_new();
+    static const int ku_ec[] = {KU_BIT_DIGITAL_SIGNATURE};
+    /* keyEncipherment only where the key can encipher: RSA (SPIFFE X509-SVID §4.3). */
+    static const int ku_rsa[] = {KU_BIT_DIGITAL_SIGNATURE, KU_BIT_KEY_ENCIPHERMENT};
+
+    if (bc == NULL || eku == NULL || akid == NULL ||
+        sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) <= 0 ||
+        sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) <= 0 ||
+        (akid->keyid = ASN1_OCTET_STRING_dup(ca->skid)) == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    bc->ca = 0;
+    if ((r = ext_new(NID_basic_constraints, 1, bc, &ca->ext_leaf_bc)) != AS_OK ||
+        (r = ku_ext_new(ku_ec, sizeof ku_ec / sizeof ku_ec[0], &ca->ext_ku_ec)) != AS_OK ||
+        (r = ku_ext_new(ku_rsa, sizeof ku_rsa / sizeof ku_rsa[0], &ca->ext_ku_rsa)) != AS_OK ||
+        (r = ext_new(NID_ext_key_usage, 0, eku, &ca->ext_eku_svid)) != AS_OK ||
+        (r = ext_new(NID_authority_key_identifier, 0, akid, &ca->ext_akid)) != AS_OK) {
+        goto out;
+    }
+out:
+    BASIC_CONSTRAINTS_free(bc);
+    /* OBJ_nid2obj returns static objects; ASN1_OBJECT_free leaves them alone. */
+    sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+    AUTHORITY_KEYID_free(akid);
+    return r;
+}
+
+/* The one-line RFC 2253 form of the CA's subject, for logs. */
+static enum as_err subject_string(X509 *x, char **out)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0) {
+        as_pki_log_ssl_errors("X509_NAME_print_ex");
+        BIO_free(bio);
+        return AS_ERR_CRYPTO;
+    }
+    return as_pki_bio_take_string(&bio, false, out, NULL);
+}
+
+/* Fills what is derived from ca->cert and ca->key: PEM, DER, chain, subject, validity, SKID,
+ * self_signed, the signing template and the constant extensions. */
 static enum as_err ca_derive(struct as_ca *ca)
 {
     enum as_err r = AS_OK;
     int n = i2d_X509(ca->cert, NULL);
     if (n <= 0) {
-        log_ssl_errors("i2d_X509");
+        as_pki_log_ssl_errors("i2d_X509");
         r = AS_ERR_CRYPTO;
         goto out;
     }
@@ -682,7 +813,8 @@ static enum as_err ca_derive(struct as_ca *ca)
         goto out;
     }
     ca->cert_der_len = (size_t)n;
-    if ((r = cert_to_pem(ca->cert, &ca->cert_pem)) != AS_OK) {
+    if ((r = as_pki_cert_to_pem(ca->cert, &ca->cert_pem)) != AS_OK ||
+        (r = subject_string(ca->cert, &ca->subject)) != AS_OK) {
         goto out;
     }
     /* A root CA has no upstream: the issuing chain is the CA alone. */
@@ -691,8 +823,9 @@ static enum as_err ca_derive(struct as_ca *ca)
         r = AS_ERR_NOMEM;
         goto out;
     }
-    if ((r = asn1_time_to_unix(X509_get0_notAfter(ca->cert), &ca->not_after)) != AS_OK) {
-        as_error("pki: cannot read the CA certificate's notAfter");
+    if ((r = as_pki_asn1_time_to_unix(X509_get0_notAfter(ca->cert), &ca->not_after)) != AS_OK ||
+        (r = as_pki_asn1_time_to_unix(X509_get0_notBefore(ca->cert), &ca->not_before)) != AS_OK) {
+        as_error("pki: cannot read the CA certificate's validity");
         goto out;
     }
     const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(ca->cert);
@@ -703,7 +836,7 @@ static enum as_err ca_derive(struct as_ca *ca)
          * computed by the same method (1) we use for our own. */
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;
-        if (X509_pubkey_digest(ca->cert, EVP_sha1(), md, &mdlen) != 1) {
+        if (X509_pubkey_digest(ca->cert, ca->sha1, md, &mdlen) != 1) {
             r = AS_ERR_CRYPTO;
             goto out;
         }
@@ -718,6 +851,17 @@ static enum as_err ca_derive(struct as_ca *ca)
         goto out;
     }
     ca->self_signed = (X509_get_extension_flags(ca->cert) & EXFLAG_SS) != 0;
+    ca->sign_tmpl = EVP_MD_CTX_new();
+    if (ca->sign_tmpl == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (EVP_DigestSignInit(ca->sign_tmpl, NULL, ca->sha256, NULL, ca->key) != 1) {
+        as_pki_log_ssl_errors("EVP_DigestSignInit");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    r = build_constant_extensions(ca);
 out:
     return r;
 }
@@ -752,7 +896,7 @@ static bool cert_has_td_uri(X509 *x, const char *td)
 
 /* An encrypted key must fail to load, not prompt on the terminal as OpenSSL's default
  * callback would: a server has no one at the terminal. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
+int as_pki_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
@@ -761,8 +905,37 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+/* The two file names of a generation. */
+struct ca_files {
+    char cert[CA_FILE_NAME_LEN];
+    char key[CA_FILE_NAME_LEN];
+};
+
+/* A base is one path component of [A-Za-z0-9._-], 1..64 bytes, not starting with '.' (so never
+ * "." or "..", and never one of our hidden temp files). */
+static enum as_err ca_files_of(const char *base, struct ca_files *f)
+{
+    size_t len = base != NULL ? strnlen(base, CA_BASE_MAX_LEN + 1) : 0;
+    bool ok = len > 0 && len <= CA_BASE_MAX_LEN && base[0] != '.';
+    for (size_t i = 0; ok && i < len; i++) {
+        char c = base[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '-' || c == '_';
+    }
+    if (!ok) {
+        as_error("pki: invalid CA file base name: expected 1 to %d bytes of [A-Za-z0-9._-] not "
+                 "starting with a dot",
+                 CA_BASE_MAX_LEN);
+        return AS_ERR_INVALID;
+    }
+    snprintf(f->cert, sizeof f->cert, "%s" CA_CERT_SUFFIX, base);
+    snprintf(f->key, sizeof f->key, "%s" CA_KEY_SUFFIX, base);
+    return AS_OK;
+}
+
 /* Parses the two files and checks they form a CA for td. Every refusal says why in the log. */
-static enum as_err ca_load(int dirfd, const char *dir, const char *td, struct as_ca *ca)
+static enum as_err ca_load(int dirfd, const char *dir, const char *td, const struct ca_files *f,
+                           struct as_ca *ca)
 {
     enum as_err r = AS_OK;
     char *cert_buf = NULL;
@@ -772,10 +945,10 @@ static enum as_err ca_load(int dirfd, const char *dir, const char *td, struct as
     BIO *bio = NULL;
 
     /* The key first: its mode check must not wait on a certificate that fails to parse. */
-    if ((r = read_file_at(dirfd, dir, CA_KEY_FILE, true, &key_buf, &key_len)) != AS_OK) {
+    if ((r = read_file_at(dirfd, dir, f->key, true, &key_buf, &key_len)) != AS_OK) {
         goto out;
     }
-    if ((r = read_file_at(dirfd, dir, CA_CERT_FILE, false, &cert_buf, &cert_len)) != AS_OK) {
+    if ((r = read_file_at(dirfd, dir, f->cert, false, &cert_buf, &cert_len)) != AS_OK) {
         goto out;
     }
     bio = BIO_new_mem_buf(cert_buf, (int)cert_len);
@@ -787,8 +960,8 @@ static enum as_err ca_load(int dirfd, const char *dir, const char *td, struct as
     BIO_free(bio);
     bio = NULL;
     if (ca->cert == NULL) {
-        log_ssl_errors("reading " CA_CERT_FILE);
-        as_error("pki: %s/%s is not a PEM certificate", dir, CA_CERT_FILE);
+        as_pki_log_ssl_errors(f->cert);
+        as_error("pki: %s/%s is not a PEM certificate", dir, f->cert);
         r = AS_ERR_CONFIG;
         goto out;
     }
@@ -797,38 +970,38 @@ static enum as_err ca_load(int dirfd, const char *dir, const char *td, struct as
         r = AS_ERR_NOMEM;
         goto out;
     }
-    ca->key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    ca->key = PEM_read_bio_PrivateKey(bio, NULL, as_pki_no_passphrase, NULL);
     if (ca->key == NULL) {
-        log_ssl_errors("reading " CA_KEY_FILE);
-        as_error("pki: %s/%s is not an unencrypted PEM private key", dir, CA_KEY_FILE);
+        as_pki_log_ssl_errors(f->key);
+        as_error("pki: %s/%s is not an unencrypted PEM private key", dir, f->key);
         r = AS_ERR_CONFIG;
         goto out;
     }
     if (X509_check_private_key(ca->cert, ca->key) != 1) {
         ERR_clear_error();
-        as_error("pki: %s/%s does not match the certificate in %s/%s", dir, CA_KEY_FILE, dir,
-                 CA_CERT_FILE);
+        as_error("pki: %s/%s does not match the certificate in %s/%s", dir, f->key, dir, f->cert);
         r = AS_ERR_CONFIG;
         goto out;
     }
     if (X509_check_ca(ca->cert) != 1) {
-        as_error("pki: %s/%s is not a CA certificate (RFC 5280 §4.2.1.9)", dir, CA_CERT_FILE);
+        as_error("pki: %s/%s is not a CA certificate (RFC 5280 §4.2.1.9)", dir, f->cert);
         r = AS_ERR_CONFIG;
         goto out;
     }
     if (!cert_has_td_uri(ca->cert, td)) {
         as_error("pki: %s/%s is not a CA for trust domain %s (its SAN lacks exactly one URI "
                  "spiffe://%s); point data_dir elsewhere or fix trust_domain",
-                 dir, CA_CERT_FILE, td, td);
+                 dir, f->cert, td, td);
         r = AS_ERR_CONFIG;
         goto out;
     }
+    snprintf(ca->td, sizeof ca->td, "%s", td);
     if ((r = ca_derive(ca)) != AS_OK) {
         goto out;
     }
     if (ca->not_after <= as_now()) {
         /* Loading still succeeds: rotation, not bootstrap, decides what replaces it. */
-        as_warn("pki: the CA in %s/%s has expired", dir, CA_CERT_FILE);
+        as_warn("pki: the CA in %s/%s has expired", dir, f->cert);
     }
 out:
     BIO_free(bio);
@@ -857,8 +1030,8 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
     char *uri = NULL;
     int64_t now = as_now();
 
-    if ((r = x509_new_v3(&x)) != AS_OK || (r = set_random_serial(x)) != AS_OK ||
-        (r = set_validity(x, now - BACKDATE_SECS, now + ttl)) != AS_OK) {
+    if ((r = as_pki_x509_new_v3(&x)) != AS_OK || (r = set_random_serial(x)) != AS_OK ||
+        (r = as_pki_set_validity(x, now - BACKDATE_SECS, now + ttl)) != AS_OK) {
         goto out;
     }
 
@@ -887,12 +1060,12 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
         X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
                                    -1, -1, 0) != 1 ||
         X509_set_issuer_name(x, name) != 1) {
-        log_ssl_errors("building the CA subject");
+        as_pki_log_ssl_errors("building the CA subject");
         r = AS_ERR_CRYPTO;
         goto out;
     }
     if (X509_set_pubkey(x, key) != 1) {
-        log_ssl_errors("X509_set_pubkey");
+        as_pki_log_ssl_errors("X509_set_pubkey");
         r = AS_ERR_CRYPTO;
         goto out;
     }
@@ -912,7 +1085,7 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
         goto out;
     }
     snprintf(uri, urilen + 1, "spiffe://%s", td);
-    if ((r = san_push(gens, GEN_URI, uri, urilen)) != AS_OK ||
+    if ((r = as_pki_san_push(gens, GEN_URI, uri, urilen)) != AS_OK ||
         (r = add_ext(x, NID_subject_alt_name, gens, 0)) != AS_OK) {
         goto out;
     }
@@ -930,39 +1103,76 @@ out:
     return r;
 }
 
-/* Creates a new CA and writes the key, then the certificate: a crash in between leaves a key
- * without a certificate, which the next start refuses rather than trusting a half-made CA. */
-static enum as_err ca_create(int dirfd, const char *dir, const char *td, int64_t ttl,
-                             struct as_ca *ca)
+/* The checks shared by every entry point that names a trust domain (and a ttl, when not 0). */
+static enum as_err check_td_ttl(const char *td, bool with_ttl, int64_t ttl)
+{
+    if (!trust_domain_valid(td)) {
+        as_error("pki: invalid trust domain: expected 1 to %d bytes of [a-z0-9._-] without "
+                 "empty labels",
+                 TD_MAX_LEN);
+        return AS_ERR_CONFIG;
+    }
+    if (with_ttl && (ttl <= 0 || ttl > PKI_MAX_TTL_SECS)) {
+        as_error("pki: invalid CA ttl %lld s: expected 1 s to 100 years", (long long)ttl);
+        return AS_ERR_CONFIG;
+    }
+    return AS_OK;
+}
+
+enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca **out)
+{
+    enum as_err r = AS_OK;
+    struct as_ca *ca = NULL;
+
+    *out = NULL;
+    if ((r = check_td_ttl(trust_domain, true, ttl)) != AS_OK || (r = ca_alloc(&ca)) != AS_OK) {
+        goto out;
+    }
+    snprintf(ca->td, sizeof ca->td, "%s", trust_domain);
+    if ((r = as_pki_gen_p256(&ca->key)) != AS_OK ||
+        (r = build_ca_cert(trust_domain, ttl, ca->key, ca->sha256, &ca->cert)) != AS_OK ||
+        (r = ca_derive(ca)) != AS_OK) {
+        goto out;
+    }
+    *out = ca;
+    ca = NULL;
+out:
+    as_ca_free(ca);
+    return r;
+}
+
+/*
+ * Writes the key, then the certificate: a crash in between leaves a key without a certificate,
+ * which every load refuses rather than trusting a half-made CA. On failure after the key is in
+ * place both names are removed, so a retry starts from nothing.
+ */
+static enum as_err save_pair(int dirfd, const char *dir, const struct ca_files *f,
+                             const struct as_ca *ca)
 {
     enum as_err r = AS_OK;
     char *key_pem = NULL;
     size_t key_len = 0;
     bool key_written = false;
 
-    if ((r = gen_p256(&ca->key)) != AS_OK ||
-        (r = build_ca_cert(td, ttl, ca->key, ca->sha256, &ca->cert)) != AS_OK ||
-        (r = ca_derive(ca)) != AS_OK || (r = key_to_pem(ca->key, &key_pem, &key_len)) != AS_OK) {
+    if ((r = as_pki_key_to_pem(ca->key, &key_pem, &key_len)) != AS_OK) {
         goto out;
     }
-    if ((r = write_file_atomic(dirfd, dir, CA_KEY_FILE, key_pem, key_len, 0600)) != AS_OK) {
+    if ((r = write_file_atomic(dirfd, dir, f->key, key_pem, key_len, 0600)) != AS_OK) {
         goto out;
     }
     key_written = true;
-    if ((r = write_file_atomic(dirfd, dir, CA_CERT_FILE, ca->cert_pem, strlen(ca->cert_pem),
-                               0644)) != AS_OK) {
+    if ((r = write_file_atomic(dirfd, dir, f->cert, ca->cert_pem, strlen(ca->cert_pem), 0644)) !=
+        AS_OK) {
         goto out;
     }
     key_written = false;
-    as_info("pki: created a new CA for trust domain %s in %s/%s", td, dir, CA_CERT_FILE);
 out:
     if (key_written) {
-        /* The pair is incomplete or not durable: remove both (the certificate may have been
-         * renamed into place before the directory fsync failed) so the next start creates a
-         * new CA instead of refusing a half-present pair. */
-        unlinkat(dirfd, CA_CERT_FILE, 0);
-        if (unlinkat(dirfd, CA_KEY_FILE, 0) != 0 || fsync(dirfd) != 0) {
-            as_error("pki: cannot remove %s/%s after a failed bootstrap: %s", dir, CA_KEY_FILE,
+        /* The pair is incomplete or not durable: the certificate may have been renamed into
+         * place before the directory fsync failed. */
+        unlinkat(dirfd, f->cert, 0);
+        if (unlinkat(dirfd, f->key, 0) != 0 || fsync(dirfd) != 0) {
+            as_error("pki: cannot remove %s/%s after a failed write: %s", dir, f->key,
                      strerror(errno));
         }
     }
@@ -973,65 +1183,137 @@ out:
     return r;
 }
 
+static enum as_err open_dir(const char *dir, int *fd)
+{
+    *fd = -1;
+    if (dir == NULL) {
+        as_error("pki: no CA directory given");
+        return AS_ERR_CONFIG;
+    }
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0) {
+        as_error("pki: cannot open data dir %s: %s", dir, strerror(errno));
+        return AS_ERR_IO;
+    }
+    return AS_OK;
+}
+
+enum as_err as_ca_save(const struct as_ca *ca, const char *dir, const char *base)
+{
+    enum as_err r = AS_OK;
+    struct ca_files f;
+    int dirfd = -1;
+
+    if (ca == NULL) {
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if ((r = ca_files_of(base, &f)) != AS_OK || (r = open_dir(dir, &dirfd)) != AS_OK ||
+        (r = save_pair(dirfd, dir, &f, ca)) != AS_OK) {
+        goto out;
+    }
+out:
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    return r;
+}
+
+/*
+ * Checks that both files of a generation are present. Both absent is AS_ERR_NOT_FOUND (nothing
+ * logged above debug: the caller decides whether that is normal); one without the other is
+ * AS_ERR_CONFIG, because guessing would either trust a half-made CA or overwrite a key.
+ */
+static enum as_err pair_present(int dirfd, const char *dir, const struct ca_files *f)
+{
+    enum as_err r = AS_OK;
+    bool have_cert = false;
+    bool have_key = false;
+    if ((r = file_present(dirfd, dir, f->cert, &have_cert)) != AS_OK ||
+        (r = file_present(dirfd, dir, f->key, &have_key)) != AS_OK) {
+        return r;
+    }
+    if (!have_cert && !have_key) {
+        as_debug("pki: no CA in %s/%s", dir, f->cert);
+        return AS_ERR_NOT_FOUND;
+    }
+    if (have_cert != have_key) {
+        const char *here = have_cert ? f->cert : f->key;
+        const char *missing = have_cert ? f->key : f->cert;
+        as_error("pki: %s/%s exists but %s does not (an interrupted bootstrap or a lost file); "
+                 "restore %s, or remove %s to create a new CA",
+                 dir, here, missing, missing, here);
+        return AS_ERR_CONFIG;
+    }
+    return AS_OK;
+}
+
+/* Loads the generation named by f from the open directory; *out is set only on success. */
+static enum as_err load_at(int dirfd, const char *dir, const struct ca_files *f, const char *td,
+                           struct as_ca **out)
+{
+    enum as_err r = AS_OK;
+    struct as_ca *ca = NULL;
+    if ((r = ca_alloc(&ca)) != AS_OK || (r = ca_load(dirfd, dir, td, f, ca)) != AS_OK) {
+        goto out;
+    }
+    *out = ca;
+    ca = NULL;
+out:
+    as_ca_free(ca);
+    return r;
+}
+
+enum as_err as_ca_load(const char *dir, const char *base, const char *trust_domain,
+                       struct as_ca **out)
+{
+    enum as_err r = AS_OK;
+    struct ca_files f;
+    int dirfd = -1;
+
+    *out = NULL;
+    if ((r = ca_files_of(base, &f)) != AS_OK ||
+        (r = check_td_ttl(trust_domain, false, 0)) != AS_OK ||
+        (r = open_dir(dir, &dirfd)) != AS_OK || (r = pair_present(dirfd, dir, &f)) != AS_OK ||
+        (r = load_at(dirfd, dir, &f, trust_domain, out)) != AS_OK) {
+        goto out;
+    }
+out:
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    return r;
+}
+
 enum as_err as_ca_load_or_create(const char *dir, const char *trust_domain, int64_t ttl,
                                  struct as_ca **out, bool *created)
 {
     enum as_err r = AS_OK;
     struct as_ca *ca = NULL;
+    struct ca_files f;
     int dirfd = -1;
-    bool have_cert = false;
-    bool have_key = false;
 
     *out = NULL;
     *created = false;
-    if (dir == NULL) {
-        r = AS_ERR_CONFIG;
+    if ((r = ca_files_of(CA_FIRST_BASE, &f)) != AS_OK ||
+        (r = check_td_ttl(trust_domain, true, ttl)) != AS_OK ||
+        (r = open_dir(dir, &dirfd)) != AS_OK) {
         goto out;
     }
-    if (!trust_domain_valid(trust_domain)) {
-        as_error("pki: invalid trust domain: expected 1 to %d bytes of [a-z0-9._-] without "
-                 "empty labels",
-                 TD_MAX_LEN);
-        r = AS_ERR_CONFIG;
+    r = pair_present(dirfd, dir, &f);
+    if (r == AS_OK) {
+        r = load_at(dirfd, dir, &f, trust_domain, out);
         goto out;
     }
-    if (ttl <= 0 || ttl > PKI_MAX_TTL_SECS) {
-        as_error("pki: invalid CA ttl %lld s: expected 1 s to 100 years", (long long)ttl);
-        r = AS_ERR_CONFIG;
+    if (r != AS_ERR_NOT_FOUND) {
         goto out;
     }
-    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0) {
-        as_error("pki: cannot open data dir %s: %s", dir, strerror(errno));
-        r = AS_ERR_IO;
+    if ((r = as_ca_generate(trust_domain, ttl, &ca)) != AS_OK ||
+        (r = save_pair(dirfd, dir, &f, ca)) != AS_OK) {
         goto out;
     }
-    if ((r = file_present(dirfd, dir, CA_CERT_FILE, &have_cert)) != AS_OK ||
-        (r = file_present(dirfd, dir, CA_KEY_FILE, &have_key)) != AS_OK) {
-        goto out;
-    }
-    if (have_cert != have_key) {
-        const char *here = have_cert ? CA_CERT_FILE : CA_KEY_FILE;
-        const char *missing = have_cert ? CA_KEY_FILE : CA_CERT_FILE;
-        as_error("pki: %s/%s exists but %s does not (an interrupted bootstrap or a lost file); "
-                 "restore %s, or remove %s to create a new CA",
-                 dir, here, missing, missing, here);
-        r = AS_ERR_CONFIG;
-        goto out;
-    }
-    if ((r = ca_alloc(&ca)) != AS_OK) {
-        goto out;
-    }
-    if (have_cert) {
-        if ((r = ca_load(dirfd, dir, trust_domain, ca)) != AS_OK) {
-            goto out;
-        }
-    } else {
-        if ((r = ca_create(dirfd, dir, trust_domain, ttl, ca)) != AS_OK) {
-            goto out;
-        }
-        *created = true;
-    }
+    as_info("pki: created a new CA for trust domain %s in %s/%s", trust_domain, dir, f.cert);
+    *created = true;
     *out = ca;
     ca = NULL;
 out:
@@ -1040,6 +1322,57 @@ out:
         close(dirfd);
     }
     return r;
+}
+
+/*
+ * SPIFFE Trust Domain and Bundle §4.1 (x509-svid JWK): the EC coordinates of the CA's public key
+ * as RFC 7518 §6.2.1 wants them (base64url of the 32-byte big-endian values), and x5c holding
+ * exactly this CA certificate (RFC 7517 §4.7: standard base64 of the DER, with padding).
+ */
+json_t *as_ca_x509_jwk(const struct as_ca *ca)
+{
+    json_t *jwk = NULL;
+    BIGNUM *bx = NULL;
+    BIGNUM *by = NULL;
+    char *x5c = NULL;
+    enum { COORD = 32 };
+    unsigned char xb[COORD];
+    unsigned char yb[COORD];
+    char x[4 * ((COORD + 2) / 3) + 1];
+    char y[sizeof x];
+    char group[32] = "";
+
+    if (ca == NULL || ca->cert_der_len == 0 || ca->cert_der_len > INT32_MAX / 2) {
+        goto out;
+    }
+    EVP_PKEY *pub = X509_get0_pubkey(ca->cert);
+    if (pub == NULL || !EVP_PKEY_is_a(pub, "EC") ||
+        EVP_PKEY_get_utf8_string_param(pub, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       NULL) != 1 ||
+        strcmp(group, "prime256v1") != 0) {
+        as_error("pki: the CA key is not ECDSA P-256; no x509-svid JWK");
+        goto out;
+    }
+    if (EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_X, &bx) != 1 ||
+        EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_EC_PUB_Y, &by) != 1 ||
+        BN_bn2binpad(bx, xb, COORD) != COORD || BN_bn2binpad(by, yb, COORD) != COORD) {
+        as_pki_log_ssl_errors("reading the CA's EC coordinates");
+        goto out;
+    }
+    as_b64url(xb, COORD, x);
+    as_b64url(yb, COORD, y);
+    x5c = malloc(4 * ((ca->cert_der_len + 2) / 3) + 1);
+    if (x5c == NULL) {
+        goto out;
+    }
+    EVP_EncodeBlock((unsigned char *)x5c, ca->cert_der, (int)ca->cert_der_len);
+    jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s]}", "use", "x509-svid", "kty", "EC", "crv",
+                    "P-256", "x", x, "y", y, "x5c", x5c);
+out:
+    BN_free(bx);
+    BN_free(by);
+    free(x5c);
+    return jwk;
 }
 
 /* ---- the listener's certificate ---- */
@@ -1058,8 +1391,8 @@ static enum as_err build_server_cert(const struct as_ca *ca, const char *const *
     GENERAL_NAMES *gens = NULL;
     int64_t now = as_now();
 
-    if ((r = x509_new_v3(&x)) != AS_OK || (r = set_random_serial(x)) != AS_OK ||
-        (r = set_validity(x, now - BACKDATE_SECS, not_after)) != AS_OK) {
+    if ((r = as_pki_x509_new_v3(&x)) != AS_OK || (r = set_random_serial(x)) != AS_OK ||
+        (r = as_pki_set_validity(x, now - BACKDATE_SECS, not_after)) != AS_OK) {
         goto out;
     }
     const char *cn = n > 0 && strlen(names[0]) <= UB_NAME_LEN ? names[0] : "authsvc";
@@ -1067,7 +1400,7 @@ static enum as_err build_server_cert(const struct as_ca *ca, const char *const *
                                    (const unsigned char *)cn, -1, -1, 0) != 1 ||
         X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
         X509_set_pubkey(x, key) != 1) {
-        log_ssl_errors("building the server certificate");
+        as_pki_log_ssl_errors("building the server certificate");
         r = AS_ERR_CRYPTO;
         goto out;
     }
@@ -1091,11 +1424,11 @@ static enum as_err build_server_cert(const struct as_ca *ca, const char *const *
              * octets; anything that is not an IP literal is a dNSName. */
             unsigned char ip[16];
             if (inet_pton(AF_INET, names[i], ip) == 1) {
-                r = san_push(gens, GEN_IPADD, ip, 4);
+                r = as_pki_san_push(gens, GEN_IPADD, ip, 4);
             } else if (inet_pton(AF_INET6, names[i], ip) == 1) {
-                r = san_push(gens, GEN_IPADD, ip, 16);
+                r = as_pki_san_push(gens, GEN_IPADD, ip, 16);
             } else {
-                r = san_push(gens, GEN_DNS, names[i], strlen(names[i]));
+                r = as_pki_san_push(gens, GEN_DNS, names[i], strlen(names[i]));
             }
             if (r != AS_OK) {
                 goto out;
@@ -1106,7 +1439,7 @@ static enum as_err build_server_cert(const struct as_ca *ca, const char *const *
         }
     }
 
-    if ((r = sign(x, ca->key, ca->sha256)) != AS_OK) {
+    if ((r = as_pki_sign_x509(ca, x)) != AS_OK) {
         goto out;
     }
     *out = x;
@@ -1152,9 +1485,9 @@ enum as_err as_ca_issue_server_cert(const struct as_ca *ca, const char *const *n
     /* A certificate outliving its issuer would fail path validation (RFC 5280 §6.1.3 (a)(2)). */
     int64_t not_after = ttl < ca->not_after - now ? now + ttl : ca->not_after;
 
-    if ((r = gen_p256(&key)) != AS_OK ||
+    if ((r = as_pki_gen_p256(&key)) != AS_OK ||
         (r = build_server_cert(ca, names, n, not_after, key, &x)) != AS_OK ||
-        (r = cert_to_pem(x, &leaf_pem)) != AS_OK) {
+        (r = as_pki_cert_to_pem(x, &leaf_pem)) != AS_OK) {
         goto out;
     }
     if (!ca->self_signed) {
@@ -1170,7 +1503,7 @@ enum as_err as_ca_issue_server_cert(const struct as_ca *ca, const char *const *n
         memcpy(both + a, ca->chain_pem, b + 1);
         leaf_pem = both;
     }
-    if ((r = key_to_pem(key, &kpem, &kpem_len)) != AS_OK) {
+    if ((r = as_pki_key_to_pem(key, &kpem, &kpem_len)) != AS_OK) {
         goto out;
     }
     *cert_pem = leaf_pem;

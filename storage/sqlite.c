@@ -88,7 +88,8 @@ static const struct as_migration {
         "  not_before INTEGER NOT NULL,"
         "  not_after INTEGER NOT NULL,"
         "  revoked_at INTEGER NOT NULL DEFAULT 0,"
-        "  der BLOB"
+        "  der BLOB,"
+        "  issued_at INTEGER NOT NULL DEFAULT 0"
         ");"
         "CREATE INDEX certs_token_accessor ON certs(token_accessor);"
         "CREATE INDEX certs_ca_gen_revoked ON certs(ca_gen, revoked_at);"
@@ -160,7 +161,7 @@ enum stmt_id {
 /* The column order read_cert() expects. */
 #define CERT_COLS                                                                         \
     "seq, serial, kind, spiffe_id, dns, token_accessor, mount, role, subject, ca_gen, "   \
-    "not_before, not_after, revoked_at, der"
+    "not_before, not_after, revoked_at, der, issued_at"
 
 /* The column order read_ca_gen() expects. */
 #define CA_GEN_COLS "id, base, jwt_kid, state, not_before, not_after, published_at, activate_at"
@@ -216,8 +217,9 @@ static const char *const stmt_sql[] = {
     [ST_TOKEN_REVOKE_CERTS] = "UPDATE certs SET revoked_at = ?2 "
                               "WHERE token_accessor = ?1 AND revoked_at = 0",
     [ST_CERT_INSERT] = "INSERT INTO certs (serial, kind, spiffe_id, dns, token_accessor, mount, "
-                       "role, subject, ca_gen, not_before, not_after, revoked_at, der) VALUES "
-                       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING seq",
+                       "role, subject, ca_gen, not_before, not_after, revoked_at, der, issued_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                       "RETURNING seq",
     [ST_CERT_GET] = "SELECT " CERT_COLS " FROM certs WHERE serial = ?1",
     [ST_CERT_REVOKE] = "UPDATE certs SET revoked_at = ?2 WHERE serial = ?1 AND revoked_at = 0",
     [ST_CERT_REVOKED_AT] = "SELECT revoked_at FROM certs WHERE serial = ?1",
@@ -239,7 +241,7 @@ static const char *const stmt_sql[] = {
                       "  WHEN 2 THEN revoked_at = 0 AND not_after <= ?4 "
                       "  WHEN 3 THEN revoked_at > 0 "
                       "  ELSE 1 END "
-                      "AND not_before BETWEEN ?5 AND ?6 ORDER BY seq DESC LIMIT ?7",
+                      "AND issued_at BETWEEN ?5 AND ?6 ORDER BY seq DESC LIMIT ?7",
     [ST_CA_GEN_INSERT] = "INSERT INTO ca_gens (base, jwt_kid, state, not_before, not_after, "
                          "published_at, activate_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                          "RETURNING id",
@@ -1691,6 +1693,7 @@ static enum as_err read_cert(sqlite3_stmt *s, struct as_cert_rec **out)
     c->not_before = sqlite3_column_int64(s, 10);
     c->not_after = sqlite3_column_int64(s, 11);
     c->revoked_at = sqlite3_column_int64(s, 12);
+    c->issued_at = sqlite3_column_int64(s, 14);
     if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
         const void *p = sqlite3_column_blob(s, 13);
         size_t n = (size_t)sqlite3_column_bytes(s, 13);
@@ -1756,6 +1759,9 @@ enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
     } else {
         rc = sqlite3_bind_null(s, 13);
         r = rc == SQLITE_OK ? AS_OK : map_err(conn, rc, "bind");
+    }
+    if (r == AS_OK) {
+        r = bind_int64(conn, s, 14, c->issued_at);
     }
     if (r != AS_OK) {
         goto out;

@@ -131,6 +131,7 @@ struct as_cert_rec {
     int64_t not_before;
     int64_t not_after;
     int64_t revoked_at;    /* 0 = not revoked */
+    int64_t issued_at;     /* when it was issued (X.509 not_before is backdated) */
     int64_t seq;           /* insertion order, set by the store (for cursors) */
     unsigned char *der;    /* the certificate (x509), or NULL */
     size_t der_len;
@@ -163,8 +164,8 @@ struct as_cert_query {
     const char *spiffe_glob;  /* "*" matches any run of characters; NULL = all */
     enum as_cert_state state;
     int64_t now;              /* for active/expired */
-    int64_t since;            /* issued (not_before) >= since; 0 = no bound */
-    int64_t until;            /* issued (not_before) <= until; 0 = no bound */
+    int64_t since;            /* issued_at >= since; 0 = no bound */
+    int64_t until;            /* issued_at <= until; 0 = no bound */
     int64_t after_seq;        /* only seq < after_seq; 0 = from the newest */
     int64_t limit;            /* 1..1000 */
 };

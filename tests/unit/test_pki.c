@@ -930,6 +930,68 @@ static void test_expired_ca(void)
     rm_dir(dir);
 }
 
+/* Later generations live next to the first in the same directory: as_ca_load_or_create still
+ * loads "ca", each generation loads under its own base, and a save replaces atomically. */
+static void test_generations_share_dir(void)
+{
+    char dir[64];
+    make_dir(dir, sizeof dir);
+    struct as_ca *first = must_create(dir, TD, DAY);
+    struct as_ca *next = NULL;
+    CHECK_INT(as_ca_generate(TD, DAY, &next), AS_OK);
+    if (next == NULL) {
+        as_ca_free(first);
+        rm_dir(dir);
+        return;
+    }
+    CHECK_INT(as_ca_save(next, dir, "ca-2"), AS_OK);
+    CHECK_INT(count_entries(dir), 4);
+    CHECK_INT(mode_of(dir, "ca-2-key.pem"), 0600);
+    CHECK_INT(mode_of(dir, "ca-2.pem"), 0644);
+    CHECK(strcmp(as_ca_subject(first), as_ca_subject(next)) != 0);
+
+    struct as_ca *again = NULL;
+    bool created = true;
+    CHECK_INT(as_ca_load_or_create(dir, TD, DAY, &again, &created), AS_OK);
+    CHECK(again != NULL && !created);
+    CHECK(again != NULL && strcmp(as_ca_cert_pem(again), as_ca_cert_pem(first)) == 0);
+    struct as_ca *next_again = NULL;
+    CHECK_INT(as_ca_load(dir, "ca-2", TD, &next_again), AS_OK);
+    CHECK(next_again != NULL && strcmp(as_ca_cert_pem(next_again), as_ca_cert_pem(next)) == 0);
+    CHECK(next_again != NULL && strcmp(as_ca_subject(next_again), as_ca_subject(next)) == 0);
+
+    /* The listener's certificate from the loaded second generation chains to it alone. */
+    char *cert_pem = NULL;
+    char *key_pem = NULL;
+    if (next_again != NULL) {
+        CHECK_INT(as_ca_issue_server_cert(next_again, NULL, 0, 3600, &cert_pem, &key_pem), AS_OK);
+    }
+    X509 *leaf = cert_pem != NULL ? x509_from_pem(cert_pem) : NULL;
+    X509 *x1 = ca_x509(first);
+    X509 *x2 = ca_x509(next);
+    CHECK(leaf != NULL && verify_leaf(x2, leaf, X509_PURPOSE_SSL_SERVER) == X509_V_OK);
+    CHECK(leaf != NULL && verify_leaf(x1, leaf, X509_PURPOSE_SSL_SERVER) != X509_V_OK);
+    X509_free(leaf);
+    X509_free(x1);
+    X509_free(x2);
+    free(cert_pem);
+    as_free_secret_str(key_pem);
+
+    /* Saving over a generation replaces both files; no temp file is left behind. */
+    CHECK_INT(as_ca_save(first, dir, "ca-2"), AS_OK);
+    CHECK_INT(count_entries(dir), 4);
+    struct as_ca *replaced = NULL;
+    CHECK_INT(as_ca_load(dir, "ca-2", TD, &replaced), AS_OK);
+    CHECK(replaced != NULL && strcmp(as_ca_cert_pem(replaced), as_ca_cert_pem(first)) == 0);
+
+    as_ca_free(replaced);
+    as_ca_free(next_again);
+    as_ca_free(again);
+    as_ca_free(next);
+    as_ca_free(first);
+    rm_dir(dir);
+}
+
 int main(void)
 {
     /* Keep "created a new CA" lines out of the output; refusals are captured and checked. */
@@ -944,5 +1006,6 @@ int main(void)
     test_bad_trust_domains();
     test_server_cert();
     test_expired_ca();
+    test_generations_share_dir();
     return check_done();
 }

@@ -852,6 +852,7 @@ static struct as_cert_rec mk_cert(const char *serial, const char *kind, char *sp
     c.subject = g_subject;
     c.ca_gen = ca_gen;
     c.not_before = nb;
+    c.issued_at = nb;
     c.not_after = na;
     if (strcmp(kind, "x509") == 0) {
         c.der = g_der;
@@ -1361,7 +1362,7 @@ static void test_cert_query(void)
     QUERY("*x]", AS_CERT_ANY, 0, 0, 0, 100, "q07");
     QUERY("*?*", AS_CERT_ANY, 0, 0, 0, 100, "q05");
 
-    /* since/until bound not_before, inclusively. */
+    /* since/until bound issued_at (here equal to not_before), inclusively. */
     QUERY(NULL, AS_CERT_ANY, 300, 500, 0, 100, "q05,q04,q03");
     QUERY(NULL, AS_CERT_ANY, 901, 0, 0, 100, "q10");
     QUERY(NULL, AS_CERT_ANY, 0, 199, 0, 100, "q01");

@@ -1,0 +1,103 @@
+/*
+ * pki_internal.h: what the files of pki/ share and nothing outside pki/ may include: the CA
+ * object's layout and a few OpenSSL helpers. Every helper is defined in pki/ca.c unless noted.
+ *
+ * The CA private key lives in struct as_ca; only pki/ touches it (STYLE.md §5).
+ */
+#ifndef AS_PKI_INTERNAL_H
+#define AS_PKI_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "common/common.h"
+#include "pki/pki.h"
+
+/* RFC 5280 §4.1.2.2: positive, at most 20 octets. 128 random bits with the top bit clear. */
+#define AS_PKI_SERIAL_BYTES 16
+/* RFC 5280 §4.1.2.2: conforming serials are at most 20 octets. */
+#define AS_PKI_SERIAL_MAX_BYTES 20
+
+struct as_ca {
+    X509 *cert;
+    EVP_PKEY *key;
+    /* Fetched once: implicit fetches per operation cost time and take a global lock
+     * (PERF-NOTES trap 1). sha1 computes leaf SKIDs (RFC 5280 §4.2.1.2 method 1). */
+    EVP_MD *sha256;
+    EVP_MD *sha1;
+    /* A DigestSign context initialised once with key and SHA-256. Every signature works on a
+     * copy (EVP_MD_CTX_copy_ex), which skips the per-signature fetch of the signature method and
+     * the key-context setup; the template itself is never used to sign, so it is only read and
+     * may be shared by threads. */
+    EVP_MD_CTX *sign_tmpl;
+    /* The CA's subject key identifier, copied into each leaf's AKID (RFC 5280 §4.2.1.1). */
+    ASN1_OCTET_STRING *skid;
+    /* Constant extensions of every X.509-SVID and CRL, built once; X509_add_ext copies them. */
+    X509_EXTENSION *ext_leaf_bc;  /* basicConstraints critical CA:FALSE */
+    X509_EXTENSION *ext_ku_ec;    /* keyUsage critical digitalSignature */
+    X509_EXTENSION *ext_ku_rsa;   /* keyUsage critical digitalSignature, keyEncipherment */
+    X509_EXTENSION *ext_eku_svid; /* extKeyUsage serverAuth, clientAuth */
+    X509_EXTENSION *ext_akid;     /* AKID keyIdentifier = skid, non-critical */
+    char *cert_pem;
+    unsigned char *cert_der;
+    size_t cert_der_len;
+    char *chain_pem;
+    char *subject; /* one-line RFC 2253 form, for logs */
+    char td[AS_SPIFFE_MAX_TD + 1];
+    int64_t not_before;
+    int64_t not_after;
+    bool self_signed;
+};
+
+/* Logs what failed with OpenSSL's first queued error and drains the queue. */
+void as_pki_log_ssl_errors(const char *what);
+/* Cleanses a memory BIO's contents, then frees it. NULL is fine. */
+void as_pki_bio_free_wiped(BIO *bio);
+/*
+ * Copies a memory BIO's contents into a new NUL-terminated malloc'd string and frees the BIO
+ * (*bio becomes NULL). With secret, the BIO's buffer is cleansed first; the caller wipes *out.
+ */
+enum as_err as_pki_bio_take_string(BIO **bio, bool secret, char **out, size_t *outlen) AS_WUR;
+/* A pem_password_cb that always fails: an encrypted PEM is refused instead of prompting on the
+ * terminal as OpenSSL's default callback would. */
+int as_pki_no_passphrase(char *buf, int size, int rwflag, void *u);
+/* PEM of x into a malloc'd string. */
+enum as_err as_pki_cert_to_pem(X509 *x, char **out) AS_WUR;
+/* PKCS#8 PEM of key into a malloc'd string of *outlen bytes; the caller wipes and frees it. */
+enum as_err as_pki_key_to_pem(EVP_PKEY *key, char **out, size_t *outlen) AS_WUR;
+/* A fresh ECDSA P-256 key. */
+enum as_err as_pki_gen_p256(EVP_PKEY **out) AS_WUR;
+/* Seconds since the epoch of an ASN1_TIME. */
+enum as_err as_pki_asn1_time_to_unix(const ASN1_TIME *t, int64_t *out) AS_WUR;
+/* A new X509 with version 3 set. */
+enum as_err as_pki_x509_new_v3(X509 **out) AS_WUR;
+/* Sets notBefore/notAfter (UTCTime before 2050, GeneralizedTime after: RFC 5280 §4.1.2.5). */
+enum as_err as_pki_set_validity(X509 *x, int64_t not_before, int64_t not_after) AS_WUR;
+/* Appends one GeneralName of type GEN_URI, GEN_DNS (IA5String) or GEN_IPADD (OCTET STRING). */
+enum as_err as_pki_san_push(GENERAL_NAMES *gens, int type, const void *data, size_t len) AS_WUR;
+/*
+ * Draws a serial (RFC 5280 §4.1.2.2): AS_PKI_SERIAL_BYTES random bytes, top bit cleared, never
+ * zero, stored in dst. mag (may be NULL, AS_PKI_SERIAL_BYTES bytes) receives the big-endian
+ * magnitude without leading zero bytes and *maglen its length.
+ */
+enum as_err as_pki_random_serial(ASN1_INTEGER *dst, unsigned char *mag, size_t *maglen) AS_WUR;
+/* Signs x with the CA key and SHA-256 through a copy of ca->sign_tmpl. */
+enum as_err as_pki_sign_x509(const struct as_ca *ca, X509 *x) AS_WUR;
+/* Signs crl the same way. */
+enum as_err as_pki_sign_crl(const struct as_ca *ca, X509_CRL *crl) AS_WUR;
+
+/*
+ * Defined in pki/spiffe.c. NULL when td (len bytes, not NUL-terminated necessarily) is a valid
+ * SPIFFE trust domain name (SPIFFE-ID §2.1, §2.3), else a static sentence saying which rule
+ * failed.
+ */
+const char *as_pki_td_problem(const char *td, size_t len);
+
+#endif

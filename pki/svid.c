@@ -1,0 +1,817 @@
+/*
+ * svid.c: X.509-SVIDs (SPIFFE X509-SVID §4, SPEC §6), the CSRs they are issued for, serial
+ * numbers and CRLs (RFC 5280 §5) of a CA generation (pki.h).
+ *
+ * Issuance is on the hot path of svid/x509, so it avoids what PERF-NOTES trap 1 measured as the
+ * cost of OpenSSL 3.0: the CSR's public key is never re-decoded or re-encoded (its
+ * SubjectPublicKeyInfo parts are copied into the certificate with X509_PUBKEY_set0_param instead
+ * of X509_set_pubkey), the constant extensions were encoded once per CA, digests were fetched
+ * once per CA, and each signature starts from a copy of a pre-initialised signing context.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "pki/pki.h"
+#include "pki/pki_internal.h"
+
+/* SPEC §6 sets no limit; a hundred names is far past any workload and keeps a leaf small. */
+#define SVID_MAX_DNS_NAMES 100
+/* SPEC §6: RSA under 2048 bits is refused. Above 8192 bits a CSR signature check costs tens of
+ * milliseconds for nothing any client needs, so that is refused too. */
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 8192
+/* SEC 1 §2.3.3 uncompressed points: 0x04 || X || Y. */
+#define P256_POINT_LEN 65
+#define P384_POINT_LEN 97
+#define EC_POINT_UNCOMPRESSED 0x04
+/* A CRL lists the unexpired revoked serials of one generation; a million is far past that and
+ * still bounds the memory of one call. */
+#define CRL_MAX_ENTRIES (1024 * 1024)
+/* "aa:" per byte; 20 bytes need 60 characters and a NUL. */
+#define SERIAL_HEX_MIN_OUT 64
+/* The longest serial text we look at: 20 bytes as "aa:" groups, plus slack to report "too long"
+ * rather than scan a huge string. */
+#define SERIAL_TEXT_MAX 128
+
+/*
+ * What issuance needs of a CSR's SubjectPublicKeyInfo (RFC 5280 §4.1.2.7), kept as its parts so
+ * that X509_PUBKEY_set0_param can rebuild exactly the same SPKI in the certificate without a key
+ * decode: the algorithm, its parameter, and the subjectPublicKey bits.
+ */
+struct as_csr {
+    int alg_nid;    /* NID_rsaEncryption or NID_X9_62_id_ecPublicKey */
+    int param_type; /* V_ASN1_NULL or V_ASN1_UNDEF (RSA), V_ASN1_OBJECT (EC named curve) */
+    int curve_nid;  /* EC only */
+    unsigned char *key;
+    size_t key_len;
+    bool rsa; /* keyUsage gets keyEncipherment (SPIFFE X509-SVID §4.3) */
+};
+
+static void say(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
+
+static void say(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why == NULL || whylen == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- CSRs ---- */
+
+void as_csr_free(struct as_csr *csr)
+{
+    if (csr == NULL) {
+        return;
+    }
+    free(csr->key);
+    free(csr);
+}
+
+/* RFC 2986 §4 signatures with a digest of SHA-256 or stronger: MD5 and SHA-1 prove nothing
+ * today, and our clients all sign with SHA-256. */
+static bool csr_sig_alg_ok(const X509_REQ *req, bool rsa)
+{
+    int md_nid = NID_undef;
+    int pk_nid = NID_undef;
+    if (OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, &pk_nid) != 1) {
+        return false;
+    }
+    bool md_ok = md_nid == NID_sha256 || md_nid == NID_sha384 || md_nid == NID_sha512;
+    bool pk_ok = rsa ? pk_nid == NID_rsaEncryption : pk_nid == NID_X9_62_id_ecPublicKey;
+    return md_ok && pk_ok;
+}
+
+/*
+ * The key policy of SPEC §6 on the SPKI itself: rsaEncryption with 2048..8192 bits, or
+ * id-ecPublicKey on the named curve P-256 or P-384 with an uncompressed point (compressed points
+ * are legal but Go's x509 parser, and so go-spiffe and SPIRE, refuse them). Fills k on success.
+ */
+static enum as_err csr_key_policy(X509_REQ *req, struct as_csr *k, char *why, size_t whylen)
+{
+    ASN1_OBJECT *alg = NULL;
+    const unsigned char *pk = NULL;
+    int pklen = 0;
+    X509_ALGOR *palg = NULL;
+    const ASN1_OBJECT *pobj = NULL;
+    int ptype = V_ASN1_UNDEF;
+    const void *pval = NULL;
+
+    X509_PUBKEY *spki = X509_REQ_get_X509_PUBKEY(req);
+    if (spki == NULL || X509_PUBKEY_get0_param(&alg, &pk, &pklen, &palg, spki) != 1 || pk == NULL ||
+        pklen <= 0) {
+        say(why, whylen, "CSR has no public key");
+        return AS_ERR_INVALID;
+    }
+    X509_ALGOR_get0(&pobj, &ptype, &pval, palg);
+    int nid = OBJ_obj2nid(alg);
+    /* The decoded key: NULL when OpenSSL could not make sense of the SPKI (a point off the
+     * curve, a malformed RSA key). */
+    EVP_PKEY *pkey = X509_REQ_get0_pubkey(req);
+    if (nid == NID_rsaEncryption) {
+        if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) {
+            say(why, whylen, "RSA key has unexpected algorithm parameters");
+            return AS_ERR_INVALID;
+        }
+        if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA")) {
+            say(why, whylen, "CSR public key cannot be decoded");
+            return AS_ERR_INVALID;
+        }
+        int bits = EVP_PKEY_get_bits(pkey);
+        if (bits < RSA_MIN_BITS) {
+            say(why, whylen, "RSA key of %d bits is too small (at least %d)", bits, RSA_MIN_BITS);
+            return AS_ERR_INVALID;
+        }
+        if (bits > RSA_MAX_BITS) {
+            say(why, whylen, "RSA key of %d bits is too large (at most %d)", bits, RSA_MAX_BITS);
+            return AS_ERR_INVALID;
+        }
+        k->rsa = true;
+    } else if (nid == NID_X9_62_id_ecPublicKey) {
+        if (ptype != V_ASN1_OBJECT || pval == NULL) {
+            say(why, whylen, "EC key must name its curve (P-256 or P-384)");
+            return AS_ERR_INVALID;
+        }
+        int curve = OBJ_obj2nid(pval);
+        size_t want = curve == NID_X9_62_prime256v1 ? P256_POINT_LEN
+                      : curve == NID_secp384r1      ? P384_POINT_LEN
+                                                    : 0;
+        if (want == 0) {
+            const char *sn = curve != NID_undef ? OBJ_nid2sn(curve) : "unknown";
+            say(why, whylen, "EC curve %s is not allowed (P-256 or P-384 only)", sn);
+            return AS_ERR_INVALID;
+        }
+        if ((size_t)pklen != want || pk[0] != EC_POINT_UNCOMPRESSED) {
+            say(why, whylen, "EC public key must be an uncompressed point");
+            return AS_ERR_INVALID;
+        }
+        if (pkey == NULL || !EVP_PKEY_is_a(pkey, "EC")) {
+            say(why, whylen, "CSR public key cannot be decoded");
+            return AS_ERR_INVALID;
+        }
+        k->curve_nid = curve;
+        k->rsa = false;
+    } else {
+        const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
+        say(why, whylen,
+            "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)", sn);
+        return AS_ERR_INVALID;
+    }
+    k->alg_nid = nid;
+    k->param_type = ptype;
+    k->key = malloc((size_t)pklen);
+    if (k->key == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    memcpy(k->key, pk, (size_t)pklen);
+    k->key_len = (size_t)pklen;
+    return AS_OK;
+}
+
+enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char *why, size_t whylen)
+{
+    enum as_err r = AS_OK;
+    BIO *bio = NULL;
+    X509_REQ *req = NULL;
+    struct as_csr *csr = NULL;
+
+    say(why, whylen, "%s", "");
+    if (out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if (pem == NULL || len == 0) {
+        say(why, whylen, "CSR is empty");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (len > AS_MAX_CSR_BYTES) {
+        say(why, whylen, "CSR is larger than %d bytes", AS_MAX_CSR_BYTES);
+        r = AS_ERR_TOO_LARGE;
+        goto out;
+    }
+    bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    req = PEM_read_bio_X509_REQ(bio, NULL, as_pki_no_passphrase, NULL);
+    if (req == NULL) {
+        say(why, whylen, "CSR is not a PEM certificate request");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    /* RFC 2986 §4.1: version 0 is the only one there is. */
+    if (X509_REQ_get_version(req) != X509_REQ_VERSION_1) {
+        say(why, whylen, "CSR version is not 1");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    csr = calloc(1, sizeof *csr);
+    if (csr == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    /* Cheap refusals first: a key we would refuse is never used to verify anything. */
+    if ((r = csr_key_policy(req, csr, why, whylen)) != AS_OK) {
+        goto out;
+    }
+    if (!csr_sig_alg_ok(req, csr->rsa)) {
+        say(why, whylen,
+            "CSR signature algorithm is not allowed (SHA-256 or stronger with the "
+            "CSR's own key type)");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    /* Proof of possession (RFC 2986 §3): the request is signed by the key it carries. */
+    if (X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
+        say(why, whylen, "CSR signature does not verify");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    *out = csr;
+    csr = NULL;
+out:
+    /* A refusal is the client's error, not ours: drop OpenSSL's queue so it blames nothing
+     * later. */
+    ERR_clear_error();
+    as_csr_free(csr);
+    X509_REQ_free(req);
+    BIO_free(bio);
+    return r;
+}
+
+/* ---- serials ---- */
+
+/* Lowercase colon hex of n bytes (1..20) into out (>= 3n bytes). */
+static void serial_hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            out[o++] = ':';
+        }
+        out[o++] = d[b[i] >> 4];
+        out[o++] = d[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/*
+ * Parses "aa:bb:..", "aa-bb-.." (two hex digits per group, one kind of separator) or plain hex (an
+ * odd count gets a leading zero nibble) into 1..20 bytes, then drops leading zero bytes (keeping
+ * one): the same integer has one spelling, the one issuance prints (RFC 5280 §4.1.2.2 compares
+ * serials as integers).
+ */
+static enum as_err serial_parse(const char *in, unsigned char out[AS_PKI_SERIAL_MAX_BYTES],
+                                size_t *n)
+{
+    if (in == NULL) {
+        return AS_ERR_INVALID;
+    }
+    size_t len = strnlen(in, SERIAL_TEXT_MAX + 1);
+    if (len == 0 || len > SERIAL_TEXT_MAX) {
+        return AS_ERR_INVALID;
+    }
+    char sep = strchr(in, ':') != NULL ? ':' : strchr(in, '-') != NULL ? '-' : '\0';
+    unsigned char b[AS_PKI_SERIAL_MAX_BYTES];
+    size_t nb = 0;
+    if (sep != '\0') {
+        /* Groups "hh" separated by exactly one sep: length 3k-1. */
+        if ((len + 1) % 3 != 0 || (len + 1) / 3 > sizeof b) {
+            return AS_ERR_INVALID;
+        }
+        for (size_t i = 0; i < len; i += 3) {
+            int hi = hexval((unsigned char)in[i]);
+            int lo = hexval((unsigned char)in[i + 1]);
+            if (hi < 0 || lo < 0 || (i + 2 < len && in[i + 2] != sep)) {
+                return AS_ERR_INVALID;
+            }
+            b[nb++] = (unsigned char)(hi << 4 | lo);
+        }
+    } else {
+        if ((len + 1) / 2 > sizeof b) {
+            return AS_ERR_INVALID;
+        }
+        size_t i = 0;
+        if (len % 2 == 1) {
+            int lo = hexval((unsigned char)in[0]);
+            if (lo < 0) {
+                return AS_ERR_INVALID;
+            }
+            b[nb++] = (unsigned char)lo;
+            i = 1;
+        }
+        for (; i < len; i += 2) {
+            int hi = hexval((unsigned char)in[i]);
+            int lo = hexval((unsigned char)in[i + 1]);
+            if (hi < 0 || lo < 0) {
+                return AS_ERR_INVALID;
+            }
+            b[nb++] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    size_t skip = 0;
+    while (skip + 1 < nb && b[skip] == 0) {
+        skip++;
+    }
+    memcpy(out, b + skip, nb - skip);
+    *n = nb - skip;
+    return AS_OK;
+}
+
+enum as_err as_serial_normalize(const char *in, char *out, size_t outlen)
+{
+    unsigned char b[AS_PKI_SERIAL_MAX_BYTES];
+    size_t n = 0;
+    if (out == NULL || outlen < SERIAL_HEX_MIN_OUT) {
+        return AS_ERR_INVALID;
+    }
+    out[0] = '\0';
+    enum as_err r = serial_parse(in, b, &n);
+    if (r != AS_OK) {
+        return r;
+    }
+    serial_hex(b, n, out);
+    return AS_OK;
+}
+
+/* ---- X.509-SVIDs ---- */
+
+void as_leaf_free(struct as_leaf *leaf)
+{
+    if (leaf == NULL) {
+        return;
+    }
+    free(leaf->cert_pem);
+    free(leaf->der);
+    as_free_secret_str(leaf->key_pem);
+    free(leaf);
+}
+
+/* Rebuilds the SPKI from its parts in x without decoding a key (PERF-NOTES trap 1). The
+ * objects from OBJ_nid2obj are static; X509_ALGOR frees them as no-ops. */
+static enum as_err set_spki(X509 *x, const struct as_csr *k)
+{
+    if (k->key_len > INT32_MAX) {
+        return AS_ERR_INVALID;
+    }
+    void *pval = k->param_type == V_ASN1_OBJECT ? OBJ_nid2obj(k->curve_nid) : NULL;
+    unsigned char *penc = OPENSSL_memdup(k->key, k->key_len);
+    if (penc == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), OBJ_nid2obj(k->alg_nid), k->param_type,
+                               pval, penc, (int)k->key_len) != 1) {
+        OPENSSL_free(penc);
+        as_pki_log_ssl_errors("X509_PUBKEY_set0_param");
+        return AS_ERR_CRYPTO;
+    }
+    return AS_OK;
+}
+
+/* RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey BIT STRING's value, from the bits
+ * we already hold. */
+static enum as_err add_skid(const struct as_ca *ca, X509 *x, const struct as_csr *k)
+{
+    enum as_err r = AS_OK;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    ASN1_OCTET_STRING *skid = ASN1_OCTET_STRING_new();
+    if (skid == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (EVP_Digest(k->key, k->key_len, md, &mdlen, ca->sha1, NULL) != 1) {
+        as_pki_log_ssl_errors("SHA-1 of the subject key");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    if (ASN1_OCTET_STRING_set(skid, md, (int)mdlen) != 1) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (X509_add1_ext_i2d(x, NID_subject_key_identifier, skid, 0, X509V3_ADD_DEFAULT) != 1) {
+        as_pki_log_ssl_errors("subjectKeyIdentifier");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+out:
+    ASN1_OCTET_STRING_free(skid);
+    return r;
+}
+
+/* SPIFFE X509-SVID §2: exactly one URI SAN, the SPIFFE ID, then the DNS names; critical because
+ * the subject is empty (RFC 5280 §4.2.1.6). */
+static enum as_err add_san(X509 *x, const struct as_leaf_req *req)
+{
+    enum as_err r = AS_OK;
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+    if (gens == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if ((r = as_pki_san_push(gens, GEN_URI, req->spiffe_id, strlen(req->spiffe_id))) != AS_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < req->ndns; i++) {
+        if ((r = as_pki_san_push(gens, GEN_DNS, req->dns[i], strlen(req->dns[i]))) != AS_OK) {
+            goto out;
+        }
+    }
+    if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 1, X509V3_ADD_DEFAULT) != 1) {
+        as_pki_log_ssl_errors("subjectAltName");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+out:
+    GENERAL_NAMES_free(gens);
+    return r;
+}
+
+/* Appends a copy of a pre-built extension. */
+static enum as_err add_const_ext(X509 *x, X509_EXTENSION *ext)
+{
+    if (X509_add_ext(x, ext, -1) != 1) {
+        as_pki_log_ssl_errors("X509_add_ext");
+        return AS_ERR_NOMEM;
+    }
+    return AS_OK;
+}
+
+/*
+ * The leaf profile of SPEC §6 (SPIFFE X509-SVID §4): v3, random positive serial, issuer = CA
+ * subject, empty subject, the CSR's SPKI, basicConstraints critical CA:FALSE, keyUsage critical
+ * digitalSignature (+keyEncipherment for RSA), extKeyUsage serverAuth+clientAuth, SKID, AKID,
+ * critical SAN; signed with SHA-256. Writes the serial's text form into leaf->serial.
+ */
+static enum as_err build_leaf(const struct as_ca *ca, const struct as_csr *k,
+                              const struct as_leaf_req *req, int64_t not_after,
+                              struct as_leaf *leaf, X509 **out)
+{
+    enum as_err r = AS_OK;
+    X509 *x = NULL;
+    unsigned char mag[AS_PKI_SERIAL_BYTES];
+    size_t maglen = 0;
+
+    if ((r = as_pki_x509_new_v3(&x)) != AS_OK ||
+        (r = as_pki_random_serial(X509_get_serialNumber(x), mag, &maglen)) != AS_OK ||
+        (r = as_pki_set_validity(x, req->not_before, not_after)) != AS_OK) {
+        goto out;
+    }
+    serial_hex(mag, maglen, leaf->serial);
+    if (X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1) {
+        as_pki_log_ssl_errors("X509_set_issuer_name");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    if ((r = set_spki(x, k)) != AS_OK || (r = add_const_ext(x, ca->ext_leaf_bc)) != AS_OK ||
+        (r = add_const_ext(x, k->rsa ? ca->ext_ku_rsa : ca->ext_ku_ec)) != AS_OK ||
+        (r = add_const_ext(x, ca->ext_eku_svid)) != AS_OK || (r = add_skid(ca, x, k)) != AS_OK ||
+        (r = add_const_ext(x, ca->ext_akid)) != AS_OK || (r = add_san(x, req)) != AS_OK ||
+        (r = as_pki_sign_x509(ca, x)) != AS_OK) {
+        goto out;
+    }
+    *out = x;
+    x = NULL;
+out:
+    X509_free(x);
+    return r;
+}
+
+/* PEM of DER bytes under label, without a second encode of the structure. */
+static enum as_err der_to_pem(const char *label, const unsigned char *der, size_t len, char **out)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (len > INT32_MAX || PEM_write_bio(bio, label, "", der, (long)len) <= 0) {
+        as_pki_log_ssl_errors("PEM_write_bio");
+        BIO_free(bio);
+        return AS_ERR_CRYPTO;
+    }
+    return as_pki_bio_take_string(&bio, false, out, NULL);
+}
+
+/* The DER of x in a malloc'd buffer (callers free() what they are handed). */
+static enum as_err cert_der(X509 *x, unsigned char **out, size_t *len)
+{
+    int n = i2d_X509(x, NULL);
+    if (n <= 0) {
+        as_pki_log_ssl_errors("i2d_X509");
+        return AS_ERR_CRYPTO;
+    }
+    *out = malloc((size_t)n);
+    if (*out == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    unsigned char *p = *out;
+    if (i2d_X509(x, &p) != n) {
+        free(*out);
+        *out = NULL;
+        return AS_ERR_CRYPTO;
+    }
+    *len = (size_t)n;
+    return AS_OK;
+}
+
+/* The SPKI parts of a freshly generated P-256 key, read as its encoded point (no encoder). */
+static enum as_err generated_spki(EVP_PKEY *key, unsigned char point[P256_POINT_LEN],
+                                  struct as_csr *k)
+{
+    size_t plen = 0;
+    if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                        P256_POINT_LEN, &plen) != 1 ||
+        plen != P256_POINT_LEN || point[0] != EC_POINT_UNCOMPRESSED) {
+        as_pki_log_ssl_errors("reading the generated public key");
+        return AS_ERR_CRYPTO;
+    }
+    k->alg_nid = NID_X9_62_id_ecPublicKey;
+    k->param_type = V_ASN1_OBJECT;
+    k->curve_nid = NID_X9_62_prime256v1;
+    k->key = point;
+    k->key_len = plen;
+    k->rsa = false;
+    return AS_OK;
+}
+
+/* Refuses what the caller should never pass: every name was authorized, but a name that is not
+ * what it claims to be must not reach a certificate. Logged, since it is our bug or an attack. */
+static enum as_err check_leaf_req(const struct as_ca *ca, const struct as_leaf_req *req)
+{
+    char why[128];
+    if (as_spiffe_id_check(req->spiffe_id, ca->td, why, sizeof why) != AS_OK) {
+        as_warn("pki: refusing to issue an X.509-SVID: %s", why);
+        return AS_ERR_INVALID;
+    }
+    if (req->ndns > SVID_MAX_DNS_NAMES || (req->ndns > 0 && req->dns == NULL)) {
+        as_warn("pki: refusing to issue an X.509-SVID: %zu DNS names (at most %d)", req->ndns,
+                SVID_MAX_DNS_NAMES);
+        return AS_ERR_INVALID;
+    }
+    for (size_t i = 0; i < req->ndns; i++) {
+        if (!as_dns_name_ok(req->dns[i])) {
+            as_warn("pki: refusing to issue an X.509-SVID: DNS name %zu is not a valid name", i);
+            return AS_ERR_INVALID;
+        }
+    }
+    if (req->not_before < 0 || req->not_after <= req->not_before) {
+        as_warn("pki: refusing to issue an X.509-SVID: notAfter is not after notBefore");
+        return AS_ERR_INVALID;
+    }
+    return AS_OK;
+}
+
+enum as_err as_ca_issue_svid(const struct as_ca *ca, const struct as_csr *csr,
+                             const struct as_leaf_req *req, struct as_leaf **out)
+{
+    enum as_err r = AS_OK;
+    struct as_leaf *leaf = NULL;
+    X509 *x = NULL;
+    EVP_PKEY *gen_key = NULL;
+    unsigned char point[P256_POINT_LEN];
+    struct as_csr gen = {0};
+    size_t key_len = 0;
+
+    if (out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if (ca == NULL || req == NULL) {
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if ((r = check_leaf_req(ca, req)) != AS_OK) {
+        goto out;
+    }
+    /* RFC 5280 §6.1.3 (a)(2): a leaf outliving its issuer fails path validation then. */
+    int64_t not_after = req->not_after < ca->not_after ? req->not_after : ca->not_after;
+    if (not_after <= req->not_before) {
+        as_warn("pki: cannot issue an X.509-SVID: the CA (%s) expires before its notBefore",
+                ca->subject);
+        r = AS_ERR_EXPIRED;
+        goto out;
+    }
+    leaf = calloc(1, sizeof *leaf);
+    if (leaf == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (csr == NULL) {
+        if ((r = as_pki_gen_p256(&gen_key)) != AS_OK ||
+            (r = generated_spki(gen_key, point, &gen)) != AS_OK) {
+            goto out;
+        }
+        csr = &gen;
+    }
+    if ((r = build_leaf(ca, csr, req, not_after, leaf, &x)) != AS_OK ||
+        (r = cert_der(x, &leaf->der, &leaf->der_len)) != AS_OK ||
+        (r = der_to_pem(PEM_STRING_X509, leaf->der, leaf->der_len, &leaf->cert_pem)) != AS_OK) {
+        goto out;
+    }
+    if (gen_key != NULL && (r = as_pki_key_to_pem(gen_key, &leaf->key_pem, &key_len)) != AS_OK) {
+        goto out;
+    }
+    leaf->not_before = req->not_before;
+    leaf->not_after = not_after;
+    *out = leaf;
+    leaf = NULL;
+out:
+    /* EVP_PKEY_free clears the private scalar; the PEM copy is wiped by as_leaf_free. */
+    EVP_PKEY_free(gen_key);
+    X509_free(x);
+    as_leaf_free(leaf);
+    return r;
+}
+
+/* ---- CRLs ---- */
+
+/* One revoked entry (RFC 5280 §5.1.2.6): serial and revocation date, no entry extensions. */
+static enum as_err crl_add_entry(X509_CRL *crl, const struct as_revoked *rv, ASN1_TIME *t)
+{
+    enum as_err r = AS_OK;
+    unsigned char b[AS_PKI_SERIAL_MAX_BYTES];
+    size_t n = 0;
+    BIGNUM *bn = NULL;
+    ASN1_INTEGER *serial = NULL;
+    X509_REVOKED *entry = NULL;
+
+    if (serial_parse(rv->serial, b, &n) != AS_OK || rv->revoked_at < 0) {
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    bn = BN_bin2bn(b, (int)n, NULL);
+    if (bn == NULL || (serial = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+        (entry = X509_REVOKED_new()) == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (ASN1_TIME_set(t, (time_t)rv->revoked_at) == NULL ||
+        X509_REVOKED_set_serialNumber(entry, serial) != 1 ||
+        X509_REVOKED_set_revocationDate(entry, t) != 1 || X509_CRL_add0_revoked(crl, entry) != 1) {
+        as_pki_log_ssl_errors("building a CRL entry");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    entry = NULL;
+out:
+    X509_REVOKED_free(entry);
+    ASN1_INTEGER_free(serial);
+    BN_free(bn);
+    return r;
+}
+
+/* After X509_CRL_sort: a serial listed twice is a caller bug, refused rather than published. */
+static bool crl_has_duplicates(X509_CRL *crl)
+{
+    STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
+    for (int i = 1; i < sk_X509_REVOKED_num(rev); i++) {
+        const ASN1_INTEGER *a = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rev, i - 1));
+        const ASN1_INTEGER *b = X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(rev, i));
+        if (ASN1_INTEGER_cmp(a, b) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* RFC 5280 §5.2.3: the CRL number is non-critical; §5.2.1: AKID keyIdentifier, non-critical. */
+static enum as_err crl_add_extensions(const struct as_ca *ca, X509_CRL *crl, int64_t crl_number)
+{
+    enum as_err r = AS_OK;
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    if (num == NULL || ASN1_INTEGER_set_int64(num, crl_number) != 1) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_DEFAULT) != 1 ||
+        X509_CRL_add_ext(crl, ca->ext_akid, -1) != 1) {
+        as_pki_log_ssl_errors("CRL extensions");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+out:
+    ASN1_INTEGER_free(num);
+    return r;
+}
+
+enum as_err as_ca_crl(const struct as_ca *ca, const struct as_revoked *revoked, size_t n,
+                      int64_t this_update, int64_t next_update, int64_t crl_number,
+                      unsigned char **der, size_t *der_len, char **pem)
+{
+    enum as_err r = AS_OK;
+    X509_CRL *crl = NULL;
+    ASN1_TIME *t = NULL;
+    unsigned char *d = NULL;
+    int dlen = 0;
+
+    if (der == NULL || der_len == NULL || pem == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *der = NULL;
+    *der_len = 0;
+    *pem = NULL;
+    if (ca == NULL || (n > 0 && revoked == NULL) || n > CRL_MAX_ENTRIES || this_update < 0 ||
+        next_update <= this_update || crl_number < 0) {
+        as_warn("pki: refusing to build a CRL: invalid arguments");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    crl = X509_CRL_new();
+    t = ASN1_TIME_new();
+    if (crl == NULL || t == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    /* RFC 5280 §5.1.2.1: v2 because the CRL carries extensions. §5.1.2.4-5: UTCTime through
+     * 2049, which ASN1_TIME_set picks. */
+    if (X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
+        X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) != 1 ||
+        ASN1_TIME_set(t, (time_t)this_update) == NULL || X509_CRL_set1_lastUpdate(crl, t) != 1 ||
+        ASN1_TIME_set(t, (time_t)next_update) == NULL || X509_CRL_set1_nextUpdate(crl, t) != 1) {
+        as_pki_log_ssl_errors("building the CRL");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((r = crl_add_entry(crl, &revoked[i], t)) != AS_OK) {
+            if (r == AS_ERR_INVALID) {
+                as_warn("pki: refusing to build a CRL: entry %zu has an invalid serial or date", i);
+            }
+            goto out;
+        }
+    }
+    if (X509_CRL_sort(crl) != 1) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (crl_has_duplicates(crl)) {
+        as_warn("pki: refusing to build a CRL: a serial is listed twice");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if ((r = crl_add_extensions(ca, crl, crl_number)) != AS_OK ||
+        (r = as_pki_sign_crl(ca, crl)) != AS_OK) {
+        goto out;
+    }
+    dlen = i2d_X509_CRL(crl, NULL);
+    if (dlen <= 0) {
+        as_pki_log_ssl_errors("i2d_X509_CRL");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    d = malloc((size_t)dlen);
+    if (d == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    unsigned char *p = d;
+    if (i2d_X509_CRL(crl, &p) != dlen) {
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    if ((r = der_to_pem(PEM_STRING_X509_CRL, d, (size_t)dlen, pem)) != AS_OK) {
+        goto out;
+    }
+    *der = d;
+    *der_len = (size_t)dlen;
+    d = NULL;
+out:
+    free(d);
+    ASN1_TIME_free(t);
+    X509_CRL_free(crl);
+    return r;
+}
