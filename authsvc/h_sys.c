@@ -1,5 +1,6 @@
 /* h_sys.c: sys/health, sys/bootstrap, sys/policy, sys/policies/acl, sys/auth (SPEC §3). */
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,98 @@ enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp
                            (json_int_t)AS_TOKEN_DEFAULT_TTL, "max_lease_ttl",
                            (json_int_t)AS_TOKEN_MAX_TTL);
     resp->copy_data_top = true;
+    resp->status = 200;
+    return resp->data ? AS_OK : AS_ERR_NOMEM;
+}
+
+/* ---- identity inventory (SPEC §8) ---- */
+
+static const char *state_name(const struct as_cert_rec *c, int64_t now)
+{
+    if (c->revoked_at > 0) {
+        return "revoked";
+    }
+    return c->not_after > now ? "active" : "expired";
+}
+
+static bool query_int(const struct as_req *req, const char *key, int64_t *out, bool *bad)
+{
+    char v[32];
+    if (!as_req_query(req, key, v, sizeof v)) {
+        return false;
+    }
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 0) {
+        *bad = true;
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+enum as_err h_sys_identities(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    struct as_cert_query q;
+    char glob[AS_SPIFFE_MAX_ID + 1];
+    char state[16];
+    bool bad = false;
+    struct as_cert_rec **rows = NULL;
+    size_t n = 0;
+    memset(&q, 0, sizeof q);
+    q.now = as_now();
+    q.limit = 100;
+    if (as_req_query(req, "spiffe_id", glob, sizeof glob)) {
+        q.spiffe_glob = glob;
+    }
+    if (as_req_query(req, "state", state, sizeof state)) {
+        if (strcmp(state, "active") == 0) {
+            q.state = AS_CERT_ACTIVE;
+        } else if (strcmp(state, "expired") == 0) {
+            q.state = AS_CERT_EXPIRED;
+        } else if (strcmp(state, "revoked") == 0) {
+            q.state = AS_CERT_REVOKED;
+        } else if (strcmp(state, "all") != 0 && *state != '\0') {
+            return as_fail(resp, AS_ERR_INVALID, "state must be active, expired or revoked");
+        }
+    }
+    query_int(req, "since", &q.since, &bad);
+    query_int(req, "until", &q.until, &bad);
+    query_int(req, "limit", &q.limit, &bad);
+    query_int(req, "after", &q.after_seq, &bad);
+    if (bad || q.limit < 1 || q.limit > 1000) {
+        return as_fail(resp, AS_ERR_INVALID,
+                       "since, until and after must be non-negative integers, limit 1..1000");
+    }
+    enum as_err r = as_store_cert_query(srv->store, &q, &rows, &n);
+    if (r != AS_OK) {
+        return r;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const struct as_cert_rec *c = rows[i];
+        json_error_t je;
+        json_t *dns = c->dns_json ? json_loads(c->dns_json, 0, &je) : NULL;
+        json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I,s:s?,s:s?,s:s?,s:s?,s:I}",
+                              "serial", c->serial, "kind", c->kind, "spiffe_id", c->spiffe_id,
+                              "dns_names", dns ? dns : json_array(), "issued",
+                              (json_int_t)c->issued_at, "expires", (json_int_t)c->not_after,
+                              "state", state_name(c, q.now), "revoked_at",
+                              (json_int_t)c->revoked_at, "token_accessor", c->token_accessor,
+                              "auth_mount", c->mount, "role", c->role, "login_subject",
+                              c->subject, "ca_generation", (json_int_t)c->ca_gen);
+        if (o != NULL) {
+            json_array_append_new(list, o);
+        }
+    }
+    resp->data = json_pack("{s:o}", "identities", list);
+    /* A full page may have more behind it: hand out the cursor of its last row. */
+    if (resp->data != NULL && n == (size_t)q.limit && n > 0) {
+        char next[32];
+        snprintf(next, sizeof next, "%" PRId64, rows[n - 1]->seq);
+        json_object_set_new(resp->data, "next", json_string(next));
+    }
+    as_cert_recs_free(rows, n);
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }

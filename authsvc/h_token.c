@@ -90,6 +90,34 @@ enum as_err h_token_create(struct as_server *srv, struct as_req *req, struct as_
                     "\"spiffe_ids\" and \"allowed_dns_names\" must be lists of strings");
         goto out;
     }
+    /* Identities are checked here, where the trust domain is known (SPEC §4, §6). */
+    size_t i;
+    json_t *it;
+    json_array_foreach(sids, i, it)
+    {
+        char why[160];
+        if (as_spiffe_id_check(json_string_value(it), srv->cfg.trust_domain, why, sizeof why) !=
+            AS_OK) {
+            r = as_fail(resp, AS_ERR_INVALID, "invalid spiffe_ids entry \"%.200s\": %s",
+                        json_string_value(it), why);
+            goto out;
+        }
+    }
+    json_array_foreach(dns, i, it)
+    {
+        /* A glob is valid when it is a valid name with each "*" standing for a letter. */
+        char probe[256];
+        const char *g = json_string_value(it);
+        size_t k = 0;
+        for (; g[k] && k < sizeof probe - 1; k++) {
+            probe[k] = g[k] == '*' ? 'a' : g[k];
+        }
+        probe[k] = '\0';
+        if (g[k] != '\0' || !as_dns_name_ok(probe)) {
+            r = as_fail(resp, AS_ERR_INVALID, "invalid allowed_dns_names entry \"%.200s\"", g);
+            goto out;
+        }
+    }
     p.spiffe_ids = sids;
     p.allowed_dns = dns;
     p.caller_sudo = caller_has_sudo(req);

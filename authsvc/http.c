@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "authsvc/server.h"
@@ -289,6 +291,13 @@ static bool list_param(struct MHD_Connection *conn)
     return as_parse_bool(dec, &b) == AS_OK && b;
 }
 
+bool as_req_query(const struct as_req *req, const char *key, char *out, size_t outlen)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+    size_t n = 0;
+    return v != NULL && pct_decode(v, strlen(v), out, outlen, &n);
+}
+
 static const char *token_of(struct MHD_Connection *conn)
 {
     const char *t = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Vault-Token");
@@ -545,6 +554,90 @@ static enum as_err parse_addr(const char *s, struct sockaddr_storage *ss, bool *
     return AS_ERR_CONFIG;
 }
 
+/*
+ * The HTTPS listener's certificate, swappable while serving (it is re-issued when a new CA
+ * generation becomes active). GnuTLS keeps using the credentials it was handed for the rest of
+ * a handshake, so replaced ones are kept until shutdown rather than freed under its feet.
+ */
+struct tls_cred {
+    gnutls_pcert_st pcerts[8];
+    unsigned int npcerts;
+    gnutls_privkey_t key;
+    struct tls_cred *older;
+};
+static pthread_mutex_t cred_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tls_cred *cred_current;
+
+static void cred_free_all(void)
+{
+    pthread_mutex_lock(&cred_lock);
+    struct tls_cred *c = cred_current;
+    cred_current = NULL;
+    pthread_mutex_unlock(&cred_lock);
+    while (c != NULL) {
+        struct tls_cred *next = c->older;
+        for (unsigned i = 0; i < c->npcerts; i++) {
+            gnutls_pcert_deinit(&c->pcerts[i]);
+        }
+        gnutls_privkey_deinit(c->key);
+        free(c);
+        c = next;
+    }
+}
+
+enum as_err as_http_set_cert(const char *cert_pem, const char *key_pem)
+{
+    struct tls_cred *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    gnutls_datum_t cd = {(unsigned char *)cert_pem, (unsigned int)strlen(cert_pem)};
+    gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned int)strlen(key_pem)};
+    c->npcerts = 8;
+    if (gnutls_pcert_list_import_x509_raw(c->pcerts, &c->npcerts, &cd, GNUTLS_X509_FMT_PEM, 0) <
+        0) {
+        free(c);
+        as_error("tls: cannot import the listener certificate");
+        return AS_ERR_CRYPTO;
+    }
+    if (gnutls_privkey_init(&c->key) < 0 ||
+        gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0) < 0) {
+        for (unsigned i = 0; i < c->npcerts; i++) {
+            gnutls_pcert_deinit(&c->pcerts[i]);
+        }
+        gnutls_privkey_deinit(c->key);
+        free(c);
+        as_error("tls: cannot import the listener key");
+        return AS_ERR_CRYPTO;
+    }
+    pthread_mutex_lock(&cred_lock);
+    c->older = cred_current;
+    cred_current = c;
+    pthread_mutex_unlock(&cred_lock);
+    return AS_OK;
+}
+
+static int cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                   const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
+                   unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    (void)session;
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)algos;
+    (void)nalgos;
+    pthread_mutex_lock(&cred_lock);
+    struct tls_cred *c = cred_current;
+    pthread_mutex_unlock(&cred_lock);
+    if (c == NULL) {
+        return -1;
+    }
+    *pcert = c->pcerts;
+    *pcert_length = c->npcerts;
+    *pkey = c->key;
+    return 0;
+}
+
 static struct MHD_Daemon *start_one(struct as_server *srv, const char *addr, bool tls)
 {
     struct sockaddr_storage ss;
@@ -566,8 +659,7 @@ static struct MHD_Daemon *start_one(struct as_server *srv, const char *addr, boo
             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
             MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
-            keep_escaped, NULL, MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key_pem, MHD_OPTION_HTTPS_MEM_CERT,
-            srv->tls_cert_pem, MHD_OPTION_END);
+            keep_escaped, NULL, MHD_OPTION_HTTPS_CERT_CALLBACK, cert_cb, MHD_OPTION_END);
     }
     return MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER,
                             mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
@@ -606,5 +698,6 @@ void as_http_stop(struct as_server *srv)
     if (srv->https != NULL) {
         MHD_stop_daemon(srv->https);
         srv->https = NULL;
+        cred_free_all();
     }
 }

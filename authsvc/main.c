@@ -152,36 +152,52 @@ static enum as_err write_bootstrap_code(struct as_server *srv)
     return r;
 }
 
+/*
+ * The HTTPS listener's certificate: the configured files, or one issued by the active CA for
+ * localhost, 127.0.0.1, ::1 and the configured tls_names (SPEC §1). Called at start and whenever
+ * a new CA generation becomes active.
+ */
 static enum as_err tls_material(struct as_server *srv)
 {
     enum as_err r;
+    char *cert = NULL;
+    char *key = NULL;
     if (srv->cfg.tls_listen == NULL || *srv->cfg.tls_listen == '\0') {
         return AS_OK;
     }
     if (srv->cfg.tls_cert_file != NULL) {
-        if ((r = as_file_read(srv->cfg.tls_cert_file, 1 << 20, &srv->tls_cert_pem, NULL)) !=
-                AS_OK ||
-            (r = as_file_read(srv->cfg.tls_key_file, 1 << 20, &srv->tls_key_pem, NULL)) != AS_OK) {
+        if ((r = as_file_read(srv->cfg.tls_cert_file, 1 << 20, &cert, NULL)) != AS_OK ||
+            (r = as_file_read(srv->cfg.tls_key_file, 1 << 20, &key, NULL)) != AS_OK) {
             as_error("cannot read tls_cert_file/tls_key_file");
-            return AS_ERR_CONFIG;
+            r = AS_ERR_CONFIG;
+            goto out;
         }
-        return AS_OK;
+    } else {
+        struct as_signing s;
+        size_t extra = json_array_size(srv->cfg.tls_names);
+        const char **names = calloc(3 + extra, sizeof *names);
+        if (names == NULL) {
+            return AS_ERR_NOMEM;
+        }
+        names[0] = "localhost";
+        names[1] = "127.0.0.1";
+        names[2] = "::1";
+        for (size_t i = 0; i < extra; i++) {
+            names[3 + i] = json_string_value(json_array_get(srv->cfg.tls_names, i));
+        }
+        r = as_caset_active(srv->caset, &s);
+        if (r == AS_OK) {
+            r = as_ca_issue_server_cert(s.ca, names, 3 + extra, srv->cfg.ca_ttl, &cert, &key);
+        }
+        free(names);
+        if (r != AS_OK) {
+            goto out;
+        }
     }
-    /* SPEC §1: issued by our CA for localhost, 127.0.0.1, ::1 and the configured tls_names. */
-    size_t extra = json_array_size(srv->cfg.tls_names);
-    const char **names = calloc(3 + extra, sizeof *names);
-    if (names == NULL) {
-        return AS_ERR_NOMEM;
-    }
-    names[0] = "localhost";
-    names[1] = "127.0.0.1";
-    names[2] = "::1";
-    for (size_t i = 0; i < extra; i++) {
-        names[3 + i] = json_string_value(json_array_get(srv->cfg.tls_names, i));
-    }
-    r = as_ca_issue_server_cert(srv->ca, names, 3 + extra, srv->cfg.ca_ttl, &srv->tls_cert_pem,
-                                &srv->tls_key_pem);
-    free(names);
+    r = as_http_set_cert(cert, key);
+out:
+    free(cert);
+    as_free_secret_str(key);
     return r;
 }
 
@@ -189,7 +205,6 @@ static int run(struct as_server *srv)
 {
     enum as_err r;
     char path[4096];
-    bool created = false;
     sigset_t sigs;
 
     /* No core dumps or ptrace peeks at keys and secrets. */
@@ -221,13 +236,16 @@ static int run(struct as_server *srv)
         as_error("cannot initialize tokens: %s", as_strerror(r));
         return 1;
     }
-    r = as_ca_load_or_create(srv->cfg.data_dir, srv->cfg.trust_domain, srv->cfg.ca_ttl, &srv->ca,
-                             &created);
-    if (r != AS_OK) {
+    if ((r = as_caset_open(srv, &srv->caset)) != AS_OK) {
         as_error("cannot load or create the CA in %s: %s", srv->cfg.data_dir, as_strerror(r));
         return r == AS_ERR_CONFIG ? 2 : 1;
     }
-    as_info("CA %s for spiffe://%s", created ? "created" : "loaded", srv->cfg.trust_domain);
+    int64_t next_event = 0;
+    bool activated = false;
+    if ((r = as_caset_tick(srv->caset, as_now(), &next_event, &activated)) != AS_OK) {
+        as_error("CA rotation failed: %s", as_strerror(r));
+        return 1;
+    }
     if ((r = tls_material(srv)) != AS_OK) {
         as_error("cannot prepare the TLS listener certificate: %s", as_strerror(r));
         return r == AS_ERR_CONFIG ? 2 : 1;
@@ -251,8 +269,14 @@ static int run(struct as_server *srv)
     as_info("authsvc %s ready (trust domain %s)", AS_VERSION, srv->cfg.trust_domain);
 
     int rc = 0;
+    int64_t next_purge = as_now() + PURGE_INTERVAL_SECONDS;
     for (;;) {
-        struct timespec ts = {PURGE_INTERVAL_SECONDS, 0};
+        int64_t now = as_now();
+        int64_t wake = next_event < next_purge ? next_event : next_purge;
+        struct timespec ts = {wake > now ? wake - now : 0, 0};
+        if (ts.tv_sec == 0) {
+            ts.tv_nsec = 200 * 1000 * 1000;
+        }
         int sig = sigtimedwait(&sigs, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             as_info("signal %d: stopping", sig);
@@ -267,9 +291,23 @@ static int run(struct as_server *srv)
             rc = 1;
             break;
         }
-        size_t purged = 0;
-        if (as_store_token_purge_expired(srv->store, as_now(), &purged) == AS_OK && purged) {
-            as_info("purged %zu expired tokens", purged);
+        now = as_now();
+        if (now >= next_event) {
+            r = as_caset_tick(srv->caset, now, &next_event, &activated);
+            if (r != AS_OK) {
+                /* Keep serving with the current generation; try again shortly. */
+                as_error("CA rotation step failed: %s", as_strerror(r));
+                next_event = now + 5;
+            } else if (activated && (r = tls_material(srv)) != AS_OK) {
+                as_error("cannot re-issue the listener certificate: %s", as_strerror(r));
+            }
+        }
+        if (now >= next_purge) {
+            size_t purged = 0;
+            if (as_store_token_purge_expired(srv->store, now, &purged) == AS_OK && purged) {
+                as_info("purged %zu expired tokens", purged);
+            }
+            next_purge = now + PURGE_INTERVAL_SECONDS;
         }
     }
     as_http_stop(srv);
@@ -295,9 +333,7 @@ int main(int argc, char **argv)
     pthread_mutex_init(&srv.lock, NULL);
     int rc = run(&srv);
     as_http_stop(&srv);
-    as_free_secret_str(srv.tls_key_pem);
-    free(srv.tls_cert_pem);
-    as_ca_free(srv.ca);
+    as_caset_free(srv.caset);
     as_tokens_free(srv.tokens);
     as_store_close(srv.store);
     as_config_free(&srv.cfg);

@@ -31,9 +31,22 @@ static const struct as_route routes[] = {
     {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke},
     {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke},
     {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors},
+    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities},
     {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
     {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
     {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
+    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem},
+    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl},
+    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl},
+    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert},
+    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs},
+    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs},
+    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke},
+    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate},
+    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509},
+    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt},
+    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate},
+    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle},
 };
 
 /* Matches path against pattern, capturing ":x" segments into req->params. */

@@ -45,14 +45,45 @@ struct as_config {
 enum as_err as_config_load(int argc, char **argv, struct as_config *cfg) AS_WUR;
 void as_config_free(struct as_config *cfg);
 
+/* ---- CA generations and rotation (caset.c) ---- */
+struct as_caset;
+
+/* The generation to sign with now; pointers stay valid until as_caset_free. */
+struct as_signing {
+    int64_t gen_id;
+    const struct as_ca *ca;
+    const struct as_jwtkey *jwt;
+};
+
+struct as_server;
+/* Loads every trusted generation from the store (creating the first one on a new install). */
+enum as_err as_caset_open(struct as_server *srv, struct as_caset **out) AS_WUR;
+void as_caset_free(struct as_caset *cs);
+enum as_err as_caset_active(struct as_caset *cs, struct as_signing *out) AS_WUR;
+/* PEM of every CA in the bundle (malloc'd), in generation order. */
+char *as_caset_bundle_pem(struct as_caset *cs);
+/* The SPIFFE bundle (JWKS) of every generation in the bundle; new reference. */
+json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint);
+/* The JWT-SVID keys in the bundle (borrowed), at most max. */
+size_t as_caset_jwt_keys(struct as_caset *cs, const struct as_jwtkey **out, size_t max);
+int64_t as_caset_sequence(struct as_caset *cs);
+/* DER CRL of the active generation; PEM CRLs of every generation in the bundle (malloc'd). */
+enum as_err as_caset_crl_der(struct as_caset *cs, unsigned char **der, size_t *len) AS_WUR;
+enum as_err as_caset_crl_pem(struct as_caset *cs, char **pem) AS_WUR;
+/* Runs due rotation steps; *next_event is when to call again; *activated when a new
+ * generation became active (the listener certificate is then re-issued). */
+enum as_err as_caset_tick(struct as_caset *cs, int64_t now, int64_t *next_event,
+                          bool *activated) AS_WUR;
+/* pki/rotate: prepare and publish now (if not yet), activate after activate_after seconds. */
+enum as_err as_caset_rotate_now(struct as_caset *cs, int64_t activate_after,
+                                int64_t *activate_at) AS_WUR;
+
 /* ---- server ---- */
 struct as_server {
     struct as_config cfg;
     struct as_store *store;
     struct as_tokens *tokens;
-    struct as_ca *ca;
-    char *tls_cert_pem;
-    char *tls_key_pem;
+    struct as_caset *caset;
     struct MHD_Daemon *http;
     struct MHD_Daemon *https;
     bool initialized; /* bootstrap done */
@@ -103,6 +134,9 @@ struct as_resp {
 typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
                                   struct as_resp *resp);
 
+/* Looks up query parameter key, percent-decoded into out. false when absent or undecodable. */
+bool as_req_query(const struct as_req *req, const char *key, char *out, size_t outlen);
+
 /* Sets resp->err from a format and returns err: `return as_fail(resp, AS_ERR_INVALID, ...)`. */
 enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...) AS_PRINTF(3, 4);
 
@@ -145,6 +179,17 @@ enum as_err h_token_revoke(struct as_server *, struct as_req *, struct as_resp *
 enum as_err h_token_accessors(struct as_server *, struct as_req *, struct as_resp *);
 
 enum as_err h_pki_ca(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_bundle_pem(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_crl(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_cert(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_certs(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_revoke(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_pki_rotate(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_svid_x509(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_svid_jwt(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_svid_jwt_validate(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_svid_bundle(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_identities(struct as_server *, struct as_req *, struct as_resp *);
 
 /* Vault's "auth" block for a token just created or renewed (secret may be NULL → ""). */
 json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl);
@@ -155,6 +200,9 @@ enum as_err as_server_bootstrap(struct as_server *srv, char **secret,
                                 struct as_token_rec **out) AS_WUR;
 
 /* ---- http.c ---- */
+/* Installs the HTTPS listener's certificate (PEM chain) and key; handshakes after the call use
+ * them. Safe to call while serving. */
+enum as_err as_http_set_cert(const char *cert_pem, const char *key_pem) AS_WUR;
 enum as_err as_http_start(struct as_server *srv) AS_WUR;
 void as_http_stop(struct as_server *srv);
 
