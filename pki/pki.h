@@ -184,4 +184,41 @@ enum as_err as_jwt_svid_validate(const char *token, const struct as_jwtkey *cons
                                  size_t nkeys, const char *audience, const char *trust_domain,
                                  int64_t now, json_t **claims, char *why, size_t whylen) AS_WUR;
 
+/* ---- upstream CA (pki/upstream.c) ----
+ * With an upstream CA, every authsvc CA generation is an intermediate signed by it; peers
+ * trust the upstream's root, and SVIDs carry the intermediates (SPEC §6, SPIFFE X509-SVID §3).
+ */
+struct as_upstream;
+/*
+ * Loads the upstream CA: cert_file holds the upstream CA certificate first, then the rest of
+ * its chain towards the root (the root itself may be included); key_file holds its private key
+ * (PEM, unencrypted, mode 0600). The first certificate must be a CA (basicConstraints CA:TRUE,
+ * keyUsage keyCertSign when present), match the key, be within its validity, and every
+ * certificate must sign the one before it. AS_ERR_CONFIG (logged) otherwise.
+ */
+enum as_err as_upstream_load(const char *cert_file, const char *key_file,
+                             struct as_upstream **out) AS_WUR;
+void as_upstream_free(struct as_upstream *u);
+/* PEM of the trust anchor(s): the last certificate of the chain (the one peers must trust). */
+const char *as_upstream_roots_pem(const struct as_upstream *u);
+/* SPIFFE bundle entries ("use":"x509-svid", one x5c each) of the trust anchor(s); new array. */
+json_t *as_upstream_x509_jwks(const struct as_upstream *u);
+int64_t as_upstream_not_after(const struct as_upstream *u);
+/*
+ * A new CA generation signed by the upstream: the profile of as_ca_generate (SPIFFE URI SAN,
+ * keyCertSign+cRLSign, distinct subject), issuer = upstream subject, AKID = upstream SKID,
+ * notAfter capped at the upstream's. Its chain (as_ca_chain_pem) is itself, then the upstream
+ * chain without the trust anchor.
+ */
+enum as_err as_ca_generate_under(const struct as_upstream *u, const char *trust_domain,
+                                 int64_t ttl, struct as_ca **out) AS_WUR;
+/* as_ca_load for a generation made by as_ca_generate_under; also checks that u signed it. */
+enum as_err as_ca_load_under(const struct as_upstream *u, const char *dir, const char *base,
+                             const char *trust_domain, struct as_ca **out) AS_WUR;
+/* The intermediates between a leaf of ca and a trust anchor, as a new JSON array of PEM strings:
+ * [] for a self-signed CA, [ca, upstream intermediates...] under an upstream. */
+json_t *as_ca_intermediates_json(const struct as_ca *ca);
+/* true when ca is its own trust anchor (self-signed). */
+bool as_ca_is_root(const struct as_ca *ca);
+
 #endif
