@@ -327,8 +327,16 @@ enum as_err as_config_load(int argc, char **argv, struct as_config *cfg)
         (!cfg->default_action && (r = set_arg(&cfg->default_action, "deny")) != AS_OK)) {
         return r;
     }
-    if (cfg->ca_ttl < 60) {
-        return bad("ca.ttl", "must be at least 60 seconds");
+    /* Seconds are allowed so tests can watch rotations happen (SPEC §6). */
+    if (cfg->ca_ttl < 10) {
+        return bad("ca.ttl", "must be at least 10 seconds");
+    }
+    if (cfg->svid_default_ttl < 1 || cfg->svid_max_ttl < cfg->svid_default_ttl ||
+        cfg->jwt_default_ttl < 1 || cfg->jwt_max_ttl < cfg->jwt_default_ttl) {
+        return bad("svid", "default TTLs must be positive and not above their max");
+    }
+    if (cfg->crl_ttl < 10) {
+        return bad("crl.ttl", "must be at least 10 seconds");
     }
     if (cfg->tls_cert_file || cfg->tls_key_file) {
         if (!cfg->tls_cert_file || !cfg->tls_key_file) {

@@ -128,105 +128,6 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decodes in into out (outlen bytes). '+' stays '+'. false on a bad escape, a NUL, or
- * overflow. */
-static bool pct_decode(const char *in, size_t n, char *out, size_t outlen, size_t *written)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '%') {
-            if (i + 2 >= n) {
-                return false;
-            }
-            int hi = hexval(in[i + 1]);
-            int lo = hexval(in[i + 2]);
-            if (hi < 0 || lo < 0) {
-                return false;
-            }
-            c = (char)(hi * 16 + lo);
-            if (c == '\0') {
-                return false;
-            }
-            i += 2;
-        }
-        if (o + 1 >= outlen) {
-            return false;
-        }
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    *written = o;
-    return true;
-}
-
-/*
- * Builds the canonical path from the raw URL: "/v1/" prefix removed, each segment decoded, and
- * refused (AS_ERR_INVALID) when a segment is empty, "." or "..", or decodes to something holding
- * '/', NUL or a control character. One trailing slash is dropped. AS_ERR_NOT_FOUND outside /v1/.
- */
-static enum as_err canonical_path(const char *url, char *out, size_t outlen)
-{
-    if (strncmp(url, "/v1/", 4) != 0) {
-        return AS_ERR_NOT_FOUND;
-    }
-    const char *p = url + 4;
-    size_t o = 0;
-    size_t n = strlen(p);
-    if (n > 0 && p[n - 1] == '/') {
-        n--;
-    }
-    if (n == 0) {
-        return AS_ERR_NOT_FOUND;
-    }
-    size_t i = 0;
-    while (i <= n) {
-        size_t j = i;
-        while (j < n && p[j] != '/') {
-            j++;
-        }
-        char seg[1024];
-        size_t sl = 0;
-        if (!pct_decode(p + i, j - i, seg, sizeof seg, &sl)) {
-            return AS_ERR_INVALID;
-        }
-        if (sl == 0 || strcmp(seg, ".") == 0 || strcmp(seg, "..") == 0) {
-            return AS_ERR_INVALID;
-        }
-        for (size_t k = 0; k < sl; k++) {
-            unsigned char c = (unsigned char)seg[k];
-            if (c == '/' || c < 0x20 || c == 0x7f || c == '\\') {
-                return AS_ERR_INVALID;
-            }
-        }
-        if (o + sl + 2 > outlen) {
-            return AS_ERR_INVALID;
-        }
-        if (o > 0) {
-            out[o++] = '/';
-        }
-        memcpy(out + o, seg, sl);
-        o += sl;
-        i = j + 1;
-    }
-    out[o] = '\0';
-    return AS_OK;
-}
-
 static enum as_method method_of(const char *m)
 {
     if (strcmp(m, "GET") == 0) {
@@ -285,7 +186,7 @@ static bool list_param(struct MHD_Connection *conn)
     char dec[16];
     size_t n = 0;
     bool b = false;
-    if (v == NULL || !pct_decode(v, strlen(v), dec, sizeof dec, &n)) {
+    if (v == NULL || !as_pct_decode(v, strlen(v), dec, sizeof dec, &n)) {
         return false;
     }
     return as_parse_bool(dec, &b) == AS_OK && b;
@@ -295,7 +196,7 @@ bool as_req_query(const struct as_req *req, const char *key, char *out, size_t o
 {
     const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
     size_t n = 0;
-    return v != NULL && pct_decode(v, strlen(v), out, outlen, &n);
+    return v != NULL && as_pct_decode(v, strlen(v), out, outlen, &n);
 }
 
 static const char *token_of(struct MHD_Connection *conn)
@@ -408,7 +309,7 @@ static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn
         err = as_fail(&resp, AS_ERR_INVALID, "namespaces are not supported");
         goto done;
     }
-    if ((err = canonical_path(url, req.path, sizeof req.path)) != AS_OK) {
+    if ((err = as_url_path_canonical(url, req.path, sizeof req.path)) != AS_OK) {
         if (err == AS_ERR_INVALID) {
             as_fail(&resp, err, "invalid request path");
         }

@@ -93,6 +93,19 @@ enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...) AS_PRINTF(2, 3
 /* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
 void as_buf_free(struct as_buf *b, bool wipe);
 
+/* ---- URLs ---- */
+/* Percent-decodes n bytes of in into out (outlen bytes, NUL-terminated); '+' stays '+'.
+ * false on a bad escape, an encoded NUL, or overflow. */
+bool as_pct_decode(const char *in, size_t n, char *out, size_t outlen, size_t *written);
+/*
+ * The canonical API path of a raw (still percent-encoded) request URL: the "/v1/" prefix
+ * removed, each segment decoded; AS_ERR_INVALID when a segment is empty, "." or "..", or decodes
+ * to something holding '/', '\\', NUL or a control character; one trailing slash is dropped;
+ * AS_ERR_NOT_FOUND outside /v1/. This is what is routed, authorized and logged (PERF-NOTES
+ * trap 7).
+ */
+enum as_err as_url_path_canonical(const char *url, char *out, size_t outlen) AS_WUR;
+
 /* ---- files ---- */
 /*
  * Writes len bytes to path atomically: a temp file in the same directory created with mode

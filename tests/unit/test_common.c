@@ -131,8 +131,48 @@ static void test_secrets(void)
     CHECK_STR(out, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
 }
 
+static void test_paths(void)
+{
+    static const struct {
+        const char *url;
+        enum as_err want;
+        const char *path;
+    } cases[] = {
+        {"/v1/sys/health", AS_OK, "sys/health"},
+        {"/v1/sys/policy/", AS_OK, "sys/policy"},
+        {"/v1/sys/policy/a%41b", AS_OK, "sys/policy/aAb"},
+        {"/v1/pki/cert/aa%3Abb", AS_OK, "pki/cert/aa:bb"},
+        {"/v1/sys/../x", AS_ERR_INVALID, NULL},
+        {"/v1/sys/./x", AS_ERR_INVALID, NULL},
+        {"/v1/sys//x", AS_ERR_INVALID, NULL},
+        {"/v1/sys%2Fhealth", AS_ERR_INVALID, NULL},
+        {"/v1/sys%2fhealth", AS_ERR_INVALID, NULL},
+        {"/v1/sys/%2e%2e/x", AS_ERR_INVALID, NULL},
+        {"/v1/sys/health%00", AS_ERR_INVALID, NULL},
+        {"/v1/sys/a%5cb", AS_ERR_INVALID, NULL},
+        {"/v1/sys/a%0ab", AS_ERR_INVALID, NULL},
+        {"/v1/sys/%zz", AS_ERR_INVALID, NULL},
+        {"/v1/sys/%4", AS_ERR_INVALID, NULL},
+        {"/v2/sys/health", AS_ERR_NOT_FOUND, NULL},
+        {"/v1/", AS_ERR_NOT_FOUND, NULL},
+        {"/sys/health", AS_ERR_NOT_FOUND, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256] = "";
+        enum as_err r = as_url_path_canonical(cases[i].url, out, sizeof out);
+        if (r != cases[i].want) {
+            fprintf(stderr, "path %s: got %d\n", cases[i].url, r);
+        }
+        CHECK_INT(r, cases[i].want);
+        if (cases[i].path != NULL) {
+            CHECK_STR(out, cases[i].path);
+        }
+    }
+}
+
 int main(void)
 {
+    test_paths();
     test_durations();
     test_json();
     test_buf();
