@@ -227,13 +227,7 @@ enum as_err as_tokens_by_accessor(struct as_tokens *tk, const char *accessor,
 
 static json_t *policies_of(const struct as_token_rec *t)
 {
-    json_error_t je;
-    json_t *v = t->policies_json ? json_loads(t->policies_json, 0, &je) : NULL;
-    if (!json_is_array(v)) {
-        json_decref(v);
-        return json_array();
-    }
-    return v;
+    return as_json_array_from(t->policies_json);
 }
 
 static bool str_in(json_t *arr, const char *s)
@@ -415,17 +409,6 @@ static json_t *normalize_names(json_t *in, bool lower)
     return out;
 }
 
-static json_t *parse_arr(const char *text)
-{
-    json_error_t je;
-    json_t *v = text ? json_loads(text, 0, &je) : NULL;
-    if (!json_is_array(v)) {
-        json_decref(v);
-        return json_array();
-    }
-    return v;
-}
-
 enum warn_kind { WARN_TTL_CAPPED, WARN_EXPLICIT_CAPPED };
 
 /* Vault's warning texts for capped TTLs, with Go-style durations. */
@@ -528,8 +511,8 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     }
 
     /* Identities: a child may only narrow what its parent holds (SPEC §4). */
-    json_t *psids = parent ? parse_arr(parent->spiffe_ids_json) : json_array();
-    json_t *pdns = parent ? parse_arr(parent->allowed_dns_json) : json_array();
+    json_t *psids = parent ? as_json_array_from(parent->spiffe_ids_json) : json_array();
+    json_t *pdns = parent ? as_json_array_from(parent->allowed_dns_json) : json_array();
     bool free_hand = parent_root || (p->orphan && p->caller_sudo);
     sids = p->spiffe_ids ? normalize_names(p->spiffe_ids, false) : json_deep_copy(psids);
     dns = p->allowed_dns ? normalize_names(p->allowed_dns, false) : json_deep_copy(pdns);

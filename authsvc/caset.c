@@ -162,6 +162,31 @@ static enum as_err compute_drop_at(struct as_caset *cs, struct as_gen *g)
     return AS_OK;
 }
 
+/* Records g (files already written) in the store and the in-memory list, in the bundle. */
+static enum as_err register_gen(struct as_caset *cs, struct as_gen *g, const char *state,
+                                int64_t now, int64_t activate_at)
+{
+    struct as_ca_gen_rec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.base = g->base;
+    rec.jwt_kid = (char *)as_jwtkey_kid(g->jwt);
+    rec.state = (char *)state;
+    rec.not_before = as_ca_not_before(g->ca);
+    rec.not_after = as_ca_not_after(g->ca);
+    rec.published_at = now;
+    rec.activate_at = activate_at;
+    enum as_err r = as_store_ca_gen_insert(cs->srv->store, &rec);
+    if (r != AS_OK) {
+        return r;
+    }
+    g->id = rec.id;
+    snprintf(g->state, sizeof g->state, "%s", state);
+    g->published_at = now;
+    g->activate_at = activate_at;
+    g->in_bundle = true;
+    return push_gen(cs, g);
+}
+
 /* First start (or upgrade from a store without generations): generation 1 is ca.pem. */
 static enum as_err first_generation(struct as_caset *cs)
 {
@@ -169,7 +194,6 @@ static enum as_err first_generation(struct as_caset *cs)
     enum as_err r;
     bool created = false;
     struct as_gen *g = gen_new();
-    struct as_ca_gen_rec rec;
     if (g == NULL) {
         return AS_ERR_NOMEM;
     }
@@ -180,28 +204,17 @@ static enum as_err first_generation(struct as_caset *cs)
         return r;
     }
     g->base = strdup("ca");
-    memset(&rec, 0, sizeof rec);
-    rec.base = "ca";
-    rec.jwt_kid = (char *)as_jwtkey_kid(g->jwt);
-    rec.state = "active";
-    rec.not_before = as_ca_not_before(g->ca);
-    rec.not_after = as_ca_not_after(g->ca);
-    rec.published_at = as_now();
     if (g->base == NULL) {
         gen_free(g);
         return AS_ERR_NOMEM;
     }
-    if ((r = as_store_ca_gen_insert(srv->store, &rec)) != AS_OK) {
+    if ((r = register_gen(cs, g, "active", as_now(), 0)) != AS_OK) {
         gen_free(g);
         return r;
     }
-    g->id = rec.id;
-    snprintf(g->state, sizeof g->state, "active");
-    g->published_at = rec.published_at;
-    g->in_bundle = true;
     as_info("CA generation %" PRId64 " %s: %s", g->id, created ? "created" : "imported",
             as_ca_subject(g->ca));
-    return push_gen(cs, g);
+    return AS_OK;
 }
 
 enum as_err as_caset_open(struct as_server *srv, struct as_caset **out)
@@ -492,7 +505,6 @@ static enum as_err prepare(struct as_caset *cs, int64_t now, int64_t activate_at
     unsigned char rnd[4];
     char hex[9];
     char base[64];
-    struct as_ca_gen_rec rec;
     struct as_gen *g = gen_new();
     if (g == NULL) {
         return AS_ERR_NOMEM;
@@ -512,28 +524,11 @@ static enum as_err prepare(struct as_caset *cs, int64_t now, int64_t activate_at
         return r;
     }
     g->base = strdup(base);
-    memset(&rec, 0, sizeof rec);
-    rec.base = base;
-    rec.jwt_kid = (char *)as_jwtkey_kid(g->jwt);
-    rec.state = "prepared";
-    rec.not_before = as_ca_not_before(g->ca);
-    rec.not_after = as_ca_not_after(g->ca);
-    rec.published_at = now;
-    rec.activate_at = activate_at;
     if (g->base == NULL) {
         gen_free(g);
         return AS_ERR_NOMEM;
     }
-    if ((r = as_store_ca_gen_insert(srv->store, &rec)) != AS_OK) {
-        gen_free(g);
-        return r;
-    }
-    g->id = rec.id;
-    snprintf(g->state, sizeof g->state, "prepared");
-    g->published_at = now;
-    g->activate_at = activate_at;
-    g->in_bundle = true;
-    if ((r = push_gen(cs, g)) != AS_OK) {
+    if ((r = register_gen(cs, g, "prepared", now, activate_at)) != AS_OK) {
         gen_free(g);
         return r;
     }

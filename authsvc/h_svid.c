@@ -12,17 +12,6 @@
 #define MAX_DNS_NAMES 32
 #define MAX_AUDIENCES 16
 
-static json_t *json_arr_of(const char *text)
-{
-    json_error_t je;
-    json_t *v = text ? json_loads(text, 0, &je) : NULL;
-    if (!json_is_array(v)) {
-        json_decref(v);
-        return json_array();
-    }
-    return v;
-}
-
 static const char *meta_str(json_t *meta, const char *key)
 {
     json_t *v = meta ? json_object_get(meta, key) : NULL;
@@ -117,8 +106,8 @@ static enum as_err pick_ttl(struct as_req *req, struct as_resp *resp, int64_t de
 enum as_err h_svid_x509(struct as_server *srv, struct as_req *req, struct as_resp *resp)
 {
     enum as_err r;
-    json_t *ids = json_arr_of(req->auth->spiffe_ids_json);
-    json_t *allowed = json_arr_of(req->auth->allowed_dns_json);
+    json_t *ids = as_json_array_from(req->auth->spiffe_ids_json);
+    json_t *allowed = as_json_array_from(req->auth->allowed_dns_json);
     json_t *meta = req->auth->meta_json ? json_loads(req->auth->meta_json, 0, NULL) : NULL;
     json_t *dns = NULL;
     const char *dnsv[MAX_DNS_NAMES];
@@ -245,7 +234,7 @@ out:
 enum as_err h_svid_jwt(struct as_server *srv, struct as_req *req, struct as_resp *resp)
 {
     enum as_err r;
-    json_t *ids = json_arr_of(req->auth->spiffe_ids_json);
+    json_t *ids = as_json_array_from(req->auth->spiffe_ids_json);
     json_t *meta = req->auth->meta_json ? json_loads(req->auth->meta_json, 0, NULL) : NULL;
     json_t *aud = NULL;
     const char *id = NULL;

@@ -31,7 +31,7 @@ enum as_err h_sys_health(struct as_server *srv, struct as_req *req, struct as_re
 json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl)
 {
     json_error_t je;
-    json_t *pols = json_loads(t->policies_json ? t->policies_json : "[]", 0, &je);
+    json_t *pols = as_json_array_from(t->policies_json);
     json_t *meta = t->meta_json ? json_loads(t->meta_json, 0, &je) : NULL;
     json_t *a = json_object();
     json_object_set_new(a, "client_token", json_string(secret ? secret : ""));
@@ -222,7 +222,13 @@ static enum as_err policy_read(struct as_server *srv, struct as_resp *resp, cons
     return r;
 }
 
-enum as_err h_sys_policy(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+/*
+ * One policy by name, for both of Vault's APIs: the legacy sys/policy/:name (accepts "policy"
+ * or "rules", answers {name, rules} also at the top level) and sys/policies/acl/:name
+ * ({name, policy} in data).
+ */
+static enum as_err policy_endpoint(struct as_server *srv, struct as_req *req, struct as_resp *resp,
+                                   bool legacy)
 {
     char name[130];
     enum as_err r = policy_name(req, resp, name);
@@ -238,7 +244,8 @@ enum as_err h_sys_policy(struct as_server *srv, struct as_req *req, struct as_re
         if (as_json_get_string(req->body, "policy", &text, &present) != AS_OK) {
             return as_fail(resp, AS_ERR_INVALID, "\"policy\" must be a string");
         }
-        if (!present && as_json_get_string(req->body, "rules", &text, &present) != AS_OK) {
+        if (legacy && !present &&
+            as_json_get_string(req->body, "rules", &text, &present) != AS_OK) {
             return as_fail(resp, AS_ERR_INVALID, "\"rules\" must be a string");
         }
         if (!present || *text == '\0') {
@@ -250,11 +257,16 @@ enum as_err h_sys_policy(struct as_server *srv, struct as_req *req, struct as_re
     if ((r = policy_read(srv, resp, name, &text)) != AS_OK) {
         return r;
     }
-    resp->data = json_pack("{s:s,s:s}", "name", name, "rules", text);
+    resp->data = json_pack("{s:s,s:s}", "name", name, legacy ? "rules" : "policy", text);
     free(text);
-    resp->copy_data_top = true;
+    resp->copy_data_top = legacy;
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
+}
+
+enum as_err h_sys_policy(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    return policy_endpoint(srv, req, resp, true);
 }
 
 enum as_err h_sys_policies_acl_list(struct as_server *srv, struct as_req *req,
@@ -273,33 +285,7 @@ enum as_err h_sys_policies_acl_list(struct as_server *srv, struct as_req *req,
 
 enum as_err h_sys_policies_acl(struct as_server *srv, struct as_req *req, struct as_resp *resp)
 {
-    char name[130];
-    enum as_err r = policy_name(req, resp, name);
-    if (r != AS_OK) {
-        return r;
-    }
-    if (req->method == AS_M_DELETE) {
-        return policy_delete(srv, resp, name);
-    }
-    if (req->method == AS_M_POST) {
-        const char *text = NULL;
-        bool present = false;
-        if (as_json_get_string(req->body, "policy", &text, &present) != AS_OK) {
-            return as_fail(resp, AS_ERR_INVALID, "\"policy\" must be a string");
-        }
-        if (!present || *text == '\0') {
-            return as_fail(resp, AS_ERR_INVALID, "'policy' parameter not supplied or empty");
-        }
-        return policy_write(srv, resp, name, text);
-    }
-    char *text = NULL;
-    if ((r = policy_read(srv, resp, name, &text)) != AS_OK) {
-        return r;
-    }
-    resp->data = json_pack("{s:s,s:s}", "name", name, "policy", text);
-    free(text);
-    resp->status = 200;
-    return resp->data ? AS_OK : AS_ERR_NOMEM;
+    return policy_endpoint(srv, req, resp, false);
 }
 
 enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp *resp)

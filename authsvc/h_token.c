@@ -206,9 +206,9 @@ static json_t *lookup_data(const struct as_token_rec *t, const char *secret)
     int64_t now = as_now();
     as_time_rfc3339(t->creation_time, created, sizeof created);
     json_t *d = json_object();
-    json_t *pols = json_loads(t->policies_json ? t->policies_json : "[]", 0, &je);
-    json_t *sids = json_loads(t->spiffe_ids_json ? t->spiffe_ids_json : "[]", 0, &je);
-    json_t *dns = json_loads(t->allowed_dns_json ? t->allowed_dns_json : "[]", 0, &je);
+    json_t *pols = as_json_array_from(t->policies_json);
+    json_t *sids = as_json_array_from(t->spiffe_ids_json);
+    json_t *dns = as_json_array_from(t->allowed_dns_json);
     json_t *meta = t->meta_json ? json_loads(t->meta_json, 0, &je) : NULL;
     json_object_set_new(d, "accessor", json_string(t->accessor));
     json_object_set_new(d, "creation_time", json_integer(t->creation_time));

@@ -721,6 +721,17 @@ enum as_err as_json_get_duration(json_t *obj, const char *key, int64_t *out, boo
     return AS_ERR_INVALID;
 }
 
+json_t *as_json_array_from(const char *text)
+{
+    json_error_t je;
+    json_t *v = text ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+    if (!json_is_array(v)) {
+        json_decref(v);
+        return json_array();
+    }
+    return v;
+}
+
 enum as_err as_parse_bool(const char *s, bool *out)
 {
     static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};

@@ -153,6 +153,9 @@ enum as_err as_json_get_int(json_t *obj, const char *key, int64_t *out, bool *pr
 /* Accepts an array of strings or a comma-separated string (items trimmed, empty ones dropped).
  * *out is a new JSON array of strings (caller decrefs). */
 enum as_err as_json_get_strlist(json_t *obj, const char *key, json_t **out, bool *present) AS_WUR;
+/* Parses JSON array text the store keeps (trusted); NULL, invalid or non-array text gives an
+ * empty array. Never NULL unless out of memory. New reference. */
+json_t *as_json_array_from(const char *text);
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 enum as_err as_parse_bool(const char *s, bool *out) AS_WUR;
 
