@@ -29,6 +29,9 @@
 /* How long a connection waits for another writer before giving up with AS_ERR_STORE. */
 #define AS_STORE_BUSY_MS 5000
 
+/* The number of elements of an array (an array, not a pointer). */
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
 /* ---- schema migrations ---- */
 
 /*
@@ -491,25 +494,105 @@ static void stmt_put(sqlite3_stmt *s)
     }
 }
 
+/* The calling thread's connection (see conn_ready) and its cached statement id, ready to bind. */
+static enum as_err stmt_ready(struct as_store *st, enum stmt_id id, struct as_conn **c,
+                              sqlite3_stmt **s)
+{
+    enum as_err r;
+
+    if ((r = conn_ready(st, c)) != AS_OK) {
+        return r;
+    }
+    return stmt_get(*c, id, s);
+}
+
+/* ---- stepping: each maps a failed step to our errors with map_err(what) ---- */
+
+/* Steps a statement that returns no rows (a write, transaction control) to completion. */
+static enum as_err step_done(struct as_conn *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    return rc == SQLITE_DONE ? AS_OK : map_err(c, rc, what);
+}
+
+/* step_done for an UPDATE or DELETE of one row: AS_ERR_NOT_FOUND if it changed nothing. */
+static enum as_err step_change(struct as_conn *c, sqlite3_stmt *s, const char *what)
+{
+    enum as_err r = step_done(c, s, what);
+
+    if (r == AS_OK && sqlite3_changes64(c->db) == 0) {
+        r = AS_ERR_NOT_FOUND;
+    }
+    return r;
+}
+
+/* Steps a query to its first row: AS_OK with that row current, AS_ERR_NOT_FOUND if none. */
+static enum as_err step_row(struct as_conn *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        return AS_OK;
+    }
+    return rc == SQLITE_DONE ? AS_ERR_NOT_FOUND : map_err(c, rc, what);
+}
+
+/* step_row for a query of one integer: *out receives column 0 of the first row. */
+static enum as_err step_int64(struct as_conn *c, sqlite3_stmt *s, const char *what, int64_t *out)
+{
+    enum as_err r = step_row(c, s, what);
+
+    if (r == AS_OK) {
+        *out = sqlite3_column_int64(s, 0);
+    }
+    return r;
+}
+
+/*
+ * Steps a write with RETURNING of one integer to completion: the row is written once the
+ * statement reaches SQLITE_DONE, not at its RETURNING row. A write that matched nothing is not
+ * an error here; if a row came back, *out receives its column 0 and *returned (may be NULL) true.
+ * Neither is touched on failure.
+ */
+static enum as_err step_returning(struct as_conn *c, sqlite3_stmt *s, const char *what,
+                                  int64_t *out, bool *returned)
+{
+    int64_t v = 0;
+    bool got = false;
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        v = sqlite3_column_int64(s, 0);
+        got = true;
+        rc = sqlite3_step(s);
+    }
+    if (rc != SQLITE_DONE) {
+        return map_err(c, rc, what);
+    }
+    if (got) {
+        *out = v;
+    }
+    if (returned != NULL) {
+        *returned = got;
+    }
+    return AS_OK;
+}
+
 /* Runs a statement without parameters or rows (transaction control). */
 static enum as_err run_simple(struct as_conn *c, enum stmt_id id, const char *what)
 {
     enum as_err r;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if ((r = stmt_get(c, id, &s)) != AS_OK) {
-        goto out;
+        return r;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, what);
-        goto out;
-    }
-out:
+    r = step_done(c, s, what);
     stmt_put(s);
     return r;
 }
+
+/* ---- binding parameters ---- */
 
 static enum as_err bind_text(struct as_conn *c, sqlite3_stmt *s, int i, const char *v)
 {
@@ -530,6 +613,36 @@ static enum as_err bind_int64(struct as_conn *c, sqlite3_stmt *s, int i, int64_t
     int rc = sqlite3_bind_int64(s, i, v);
     return rc == SQLITE_OK ? AS_OK : map_err(c, rc, "bind");
 }
+
+/* Binds v[0..n-1] (NULL as SQL NULL) to parameters first, first + 1, ... */
+static enum as_err bind_texts(struct as_conn *c, sqlite3_stmt *s, int first,
+                              const char *const *v, size_t n)
+{
+    enum as_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        if ((r = bind_text(c, s, first + (int)i, v[i])) != AS_OK) {
+            return r;
+        }
+    }
+    return AS_OK;
+}
+
+/* Binds v[0..n-1] to parameters first, first + 1, ... */
+static enum as_err bind_int64s(struct as_conn *c, sqlite3_stmt *s, int first, const int64_t *v,
+                               size_t n)
+{
+    enum as_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        if ((r = bind_int64(c, s, first + (int)i, v[i])) != AS_OK) {
+            return r;
+        }
+    }
+    return AS_OK;
+}
+
+/* ---- reading columns ---- */
 
 /* Copies text column i into a new string; a NULL column gives NULL. */
 static enum as_err col_strdup(sqlite3_stmt *s, int i, char **out)
@@ -553,6 +666,47 @@ static enum as_err col_strdup(sqlite3_stmt *s, int i, char **out)
     return AS_OK;
 }
 
+/* col_strdup of columns first, first + 1, ... into *dst[0..n-1]. */
+static enum as_err col_strdups(sqlite3_stmt *s, int first, char **const *dst, size_t n)
+{
+    enum as_err r;
+
+    for (size_t i = 0; i < n; i++) {
+        if ((r = col_strdup(s, first + (int)i, dst[i])) != AS_OK) {
+            return r;
+        }
+    }
+    return AS_OK;
+}
+
+/*
+ * Copies blob column i into a new buffer (*out, length *len), untouched on failure. Always a
+ * real allocation, even for an empty value, so the caller can free (and wipe) without special
+ * cases and an empty value stays distinct from an absent one.
+ */
+static enum as_err col_blobdup(sqlite3_stmt *s, int i, unsigned char **out, size_t *len)
+{
+    const void *p = sqlite3_column_blob(s, i);
+    size_t n = (size_t)sqlite3_column_bytes(s, i);
+    unsigned char *v;
+
+    if (p == NULL && n > 0) {
+        return AS_ERR_NOMEM;
+    }
+    v = malloc(n > 0 ? n : 1);
+    if (v == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    if (n > 0) {
+        memcpy(v, p, n);
+    }
+    *out = v;
+    *len = n;
+    return AS_OK;
+}
+
+/* ---- collecting rows ---- */
+
 void as_store_strv_free(char **v, size_t n)
 {
     if (v == NULL) {
@@ -564,64 +718,113 @@ void as_store_strv_free(char **v, size_t n)
     free(v);
 }
 
-/* Appends a copy of column 0 of the current row to *v (length *n, capacity *cap). */
-static enum as_err strv_push(sqlite3_stmt *s, char ***v, size_t *n, size_t *cap)
+/*
+ * Grows an array of elem-sized items to hold at least one more than *cap. Returns the new array
+ * (and updates *cap), or NULL with v and *cap untouched.
+ */
+static void *grow_array(void *v, size_t *cap, size_t elem)
+{
+    size_t ncap = *cap > 0 ? *cap * 2 : 16;
+    if (ncap < *cap || ncap > SIZE_MAX / elem) {
+        return NULL;
+    }
+    void *nv = realloc(v, ncap * elem);
+    if (nv != NULL) {
+        *cap = ncap;
+    }
+    return nv;
+}
+
+/*
+ * Fills the array element at elem from the current row of s, and leaves it untouched on
+ * failure. ctx is whatever the caller passed to collect_rows.
+ */
+typedef enum as_err (*row_reader)(sqlite3_stmt *s, void *elem, void *ctx);
+
+/*
+ * Steps s to completion and appends one size-byte element per row, filled by read, to the
+ * growing array *v of *n elements (NULL and 0 on entry). On failure too, *v and *n describe the
+ * elements read so far: the caller frees them with the free function of their type.
+ */
+static enum as_err collect_rows(struct as_conn *c, sqlite3_stmt *s, const char *what,
+                                row_reader read, size_t size, void *ctx, void **v, size_t *n)
+{
+    enum as_err r;
+    size_t cap = 0;
+    int rc;
+
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            void *nv = grow_array(*v, &cap, size);
+            if (nv == NULL) {
+                return AS_ERR_NOMEM;
+            }
+            *v = nv;
+        }
+        if ((r = read(s, (char *)*v + *n * size, ctx)) != AS_OK) {
+            return r;
+        }
+        (*n)++;
+    }
+    return rc == SQLITE_DONE ? AS_OK : map_err(c, rc, what);
+}
+
+/* A row_reader: a copy of text column 0 into the char * at elem. */
+static enum as_err read_text0(sqlite3_stmt *s, void *elem, void *ctx)
 {
     enum as_err r;
     char *str = NULL;
 
-    if (*n == *cap) {
-        size_t ncap = *cap > 0 ? *cap * 2 : 16;
-        if (ncap < *cap || ncap > SIZE_MAX / sizeof **v) {
-            return AS_ERR_NOMEM;
-        }
-        char **nv = realloc(*v, ncap * sizeof **v);
-        if (nv == NULL) {
-            return AS_ERR_NOMEM;
-        }
-        *v = nv;
-        *cap = ncap;
-    }
+    (void)ctx;
     if ((r = col_strdup(s, 0, &str)) != AS_OK) {
         return r;
     }
     if (str == NULL) {
-        return AS_ERR_STORE; /* a primary key column was NULL: the file is damaged */
+        return AS_ERR_STORE; /* a key or NOT NULL column was NULL: the file is damaged */
     }
-    (*v)[(*n)++] = str;
+    *(char **)elem = str;
     return AS_OK;
 }
 
 /*
- * Steps s to completion and collects column 0 of every row. When out is NULL the rows are
- * still stepped through (a RETURNING statement finishes its work only at SQLITE_DONE).
+ * Collects text column 0 of every row of s into a new string vector (as_store_strv_free);
+ * nothing is returned on failure. A RETURNING statement finishes its work only at SQLITE_DONE,
+ * which collecting every row reaches.
  */
 static enum as_err collect_strv(struct as_conn *c, sqlite3_stmt *s, const char *what,
                                 char ***out, size_t *nout)
 {
-    enum as_err r = AS_OK;
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    int rc;
+    void *v = NULL;
+    size_t n = 0;
+    enum as_err r = collect_rows(c, s, what, read_text0, sizeof(char *), NULL, &v, &n);
 
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (out != NULL && (r = strv_push(s, &v, &n, &cap)) != AS_OK) {
-            goto out;
-        }
+    if (r != AS_OK) {
+        as_store_strv_free(v, n);
+        return r;
     }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, what);
+    *out = v;
+    *nout = n;
+    return AS_OK;
+}
+
+/*
+ * Runs the cached query id with key bound to ?1 and reads its first row into dst with read
+ * (ctx NULL). AS_ERR_NOT_FOUND if there is no row.
+ */
+static enum as_err row_by_key(struct as_store *st, enum stmt_id id, const char *key,
+                              const char *what, row_reader read, void *dst)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if ((r = stmt_ready(st, id, &c, &s)) != AS_OK || (r = bind_text(c, s, 1, key)) != AS_OK ||
+        (r = step_row(c, s, what)) != AS_OK) {
         goto out;
     }
-    if (out != NULL) {
-        *out = v;
-        v = NULL;
-    }
-    if (nout != NULL) {
-        *nout = n;
-    }
+    r = read(s, dst, NULL);
 out:
-    as_store_strv_free(v, n);
+    stmt_put(s);
     return r;
 }
 
@@ -647,6 +850,17 @@ static enum as_err tx_enter(struct as_conn *c, enum tx_kind *kind)
         return r;
     }
     return AS_OK;
+}
+
+/* The calling thread's connection (conn_ready) inside tx_enter; on AS_OK, end with tx_leave. */
+static enum as_err tx_open(struct as_store *st, struct as_conn **c, enum tx_kind *kind)
+{
+    enum as_err r;
+
+    if ((r = conn_ready(st, c)) != AS_OK) {
+        return r;
+    }
+    return tx_enter(*c, kind);
 }
 
 /* Commits (r == AS_OK) or undoes what tx_enter started; returns the final result. */
@@ -963,44 +1177,17 @@ enum as_err as_store_setting_get(struct as_store *st, const char *key, unsigned 
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    unsigned char *v = NULL;
-    int rc;
 
     if (st == NULL || key == NULL || val == NULL || len == NULL) {
         return AS_ERR_INVALID;
     }
     *val = NULL;
     *len = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_SETTING_GET, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, key)) != AS_OK) {
+    if ((r = stmt_ready(st, ST_SETTING_GET, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, key)) != AS_OK || (r = step_row(c, s, "setting get")) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "setting get");
-        goto out;
-    }
-    const void *p = sqlite3_column_blob(s, 0);
-    size_t n = (size_t)sqlite3_column_bytes(s, 0);
-    if (p == NULL && n > 0) {
-        r = AS_ERR_NOMEM;
-        goto out;
-    }
-    /* Always a real allocation, so the caller can free (and wipe) without special cases. */
-    v = malloc(n > 0 ? n : 1);
-    if (v == NULL) {
-        r = AS_ERR_NOMEM;
-        goto out;
-    }
-    if (n > 0) {
-        memcpy(v, p, n);
-    }
-    *val = v;
-    *len = n;
+    r = col_blobdup(s, 0, val, len);
 out:
     stmt_put(s);
     return r;
@@ -1012,20 +1199,15 @@ static enum as_err setting_write(struct as_store *st, enum stmt_id id, const cha
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || key == NULL || (val == NULL && len > 0)) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, key)) != AS_OK || (r = bind_blob(c, s, 2, val, len)) != AS_OK) {
+    if ((r = stmt_ready(st, id, &c, &s)) != AS_OK || (r = bind_text(c, s, 1, key)) != AS_OK ||
+        (r = bind_blob(c, s, 2, val, len)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "setting write");
-        goto out;
-    }
+    r = step_done(c, s, "setting write");
 out:
     stmt_put(s);
     return r;
@@ -1089,10 +1271,8 @@ static enum as_err read_token(sqlite3_stmt *s, struct as_token_rec **out)
     char **strs[] = {&t->parent,          &t->policies_json, &t->meta_json,
                      &t->display_name,    &t->path,          &t->spiffe_ids_json,
                      &t->allowed_dns_json, &t->mount};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        if ((r = col_strdup(s, (int)i + 2, strs[i])) != AS_OK) {
-            goto out;
-        }
+    if ((r = col_strdups(s, 2, strs, N_ELEMS(strs))) != AS_OK) {
+        goto out;
     }
     t->creation_time = sqlite3_column_int64(s, 10);
     t->expire_time = sqlite3_column_int64(s, 11);
@@ -1115,7 +1295,6 @@ enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     size_t acclen;
-    int rc;
 
     if (st == NULL || t == NULL) {
         return AS_ERR_INVALID;
@@ -1125,34 +1304,21 @@ enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec
     if (acclen == 0 || acclen == sizeof t->accessor || t->num_uses < 0) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_INSERT, &s)) != AS_OK) {
-        goto out;
-    }
+    /* ?1 accessor, ?2 hash, ?3..?10 the strings and ?11..?18 the integers, as in TOKEN_COLS. */
     const char *strs[] = {t->parent,          t->policies_json, t->meta_json,
                           t->display_name,    t->path,          t->spiffe_ids_json,
                           t->allowed_dns_json, t->mount};
     const int64_t ints[] = {t->creation_time, t->expire_time, t->creation_ttl,
                             t->explicit_max_ttl, t->period, t->num_uses,
                             t->renewable ? 1 : 0, t->orphan ? 1 : 0};
-    if ((r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
-        (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK) {
+    if ((r = stmt_ready(st, ST_TOKEN_INSERT, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
+        (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK ||
+        (r = bind_texts(c, s, 3, strs, N_ELEMS(strs))) != AS_OK ||
+        (r = bind_int64s(c, s, 11, ints, N_ELEMS(ints))) != AS_OK) {
         goto out;
     }
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        if ((r = bind_text(c, s, (int)i + 3, strs[i])) != AS_OK) {
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        if ((r = bind_int64(c, s, (int)i + 11, ints[i])) != AS_OK) {
-            goto out;
-        }
-    }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "token insert");
-        goto out;
-    }
+    r = step_done(c, s, "token insert");
 out:
     stmt_put(s);
     return r;
@@ -1164,22 +1330,12 @@ static enum as_err token_lookup(struct as_store *st, enum stmt_id id, const void
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK) {
+    if ((r = stmt_ready(st, id, &c, &s)) != AS_OK) {
         goto out;
     }
     r = id == ST_TOKEN_BY_HASH ? bind_blob(c, s, 1, key, keylen) : bind_text(c, s, 1, key);
-    if (r != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "token lookup");
+    if (r != AS_OK || (r = step_row(c, s, "token lookup")) != AS_OK) {
         goto out;
     }
     r = read_token(s, out);
@@ -1214,26 +1370,17 @@ enum as_err as_store_token_set_expiry(struct as_store *st, const char *accessor,
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || accessor == NULL) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK ||
-        (r = stmt_get(c, ST_TOKEN_SET_EXPIRY, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_TOKEN_SET_EXPIRY, &c, &s)) != AS_OK ||
         (r = bind_text(c, s, 1, accessor)) != AS_OK ||
         (r = bind_int64(c, s, 2, expire_time)) != AS_OK ||
         (r = bind_int64(c, s, 3, ttl)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "token set expiry");
-        goto out;
-    }
-    if (sqlite3_changes64(c->db) == 0) {
-        r = AS_ERR_NOT_FOUND;
-    }
+    r = step_change(c, s, "token set expiry");
 out:
     stmt_put(s);
     return r;
@@ -1246,25 +1393,15 @@ enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_
     sqlite3_stmt *s = NULL;
     int64_t left = 0;
     bool decremented = false;
-    int rc;
 
     if (st == NULL || accessor == NULL || remaining == NULL) {
         return AS_ERR_INVALID;
     }
     *remaining = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_USE, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, accessor)) != AS_OK) {
-        goto out;
-    }
     /* The decrement and the check are one statement, so two users cannot both take a use. */
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        left = sqlite3_column_int64(s, 0);
-        decremented = true;
-        rc = sqlite3_step(s);
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "token use");
+    if ((r = stmt_ready(st, ST_TOKEN_USE, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = step_returning(c, s, "token use", &left, &decremented)) != AS_OK) {
         goto out;
     }
     stmt_put(s);
@@ -1278,19 +1415,11 @@ enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_
      * never rises again, so this second read cannot contradict the update above.
      */
     if ((r = stmt_get(c, ST_TOKEN_USES_LEFT, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, accessor)) != AS_OK) {
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = step_int64(c, s, "token use", &left)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "token use");
-        goto out;
-    }
-    if (sqlite3_column_int64(s, 0) != 0) {
+    if (left != 0) {
         r = AS_ERR_NOT_FOUND; /* used up: another caller took the last use */
     }
 out:
@@ -1313,22 +1442,79 @@ static enum as_err revoke_certs_of(struct as_conn *c, char *const *accessors, si
 {
     enum as_err r = AS_OK;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if ((r = stmt_get(c, ST_TOKEN_REVOKE_CERTS, &s)) != AS_OK) {
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         if ((r = bind_text(c, s, 1, accessors[i])) != AS_OK ||
-            (r = bind_int64(c, s, 2, now)) != AS_OK) {
-            goto out;
-        }
-        rc = sqlite3_step(s);
-        if (rc != SQLITE_DONE) {
-            r = map_err(c, rc, "revoke certs of token");
+            (r = bind_int64(c, s, 2, now)) != AS_OK ||
+            (r = step_done(c, s, "revoke certs of token")) != AS_OK) {
             goto out;
         }
         stmt_put(s);
+    }
+out:
+    stmt_put(s);
+    return r;
+}
+
+/*
+ * The tree half of as_store_token_delete: deletes the subtree rooted at accessor. *v and *n
+ * receive the deleted accessors, sorted; the caller frees them, on failure too.
+ */
+static enum as_err token_delete_tree(struct as_conn *c, const char *accessor, char ***v,
+                                     size_t *n)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+
+    if ((r = stmt_get(c, ST_TOKEN_DELETE_TREE, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = collect_strv(c, s, "token delete", v, n)) != AS_OK) {
+        goto out;
+    }
+    if (*n == 0) {
+        r = AS_ERR_NOT_FOUND;
+        goto out;
+    }
+    qsort(*v, *n, sizeof **v, strp_cmp);
+out:
+    stmt_put(s);
+    return r;
+}
+
+/*
+ * The single half of as_store_token_delete: deletes one token and orphans its children. *v and
+ * *n receive its accessor; the caller frees them, on failure too.
+ */
+static enum as_err token_delete_one(struct as_conn *c, const char *accessor, char ***v,
+                                    size_t *n)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+
+    if ((r = stmt_get(c, ST_TOKEN_DELETE_ONE, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = step_change(c, s, "token delete")) != AS_OK) {
+        goto out;
+    }
+    stmt_put(s);
+    s = NULL;
+    if ((r = stmt_get(c, ST_TOKEN_ORPHAN_CHILDREN, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, accessor)) != AS_OK ||
+        (r = step_done(c, s, "token orphan children")) != AS_OK) {
+        goto out;
+    }
+    *v = calloc(1, sizeof **v);
+    if (*v == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    *n = 1;
+    if (((*v)[0] = strdup(accessor)) == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
     }
 out:
     stmt_put(s);
@@ -1340,12 +1526,9 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
 {
     enum as_err r;
     struct as_conn *c = NULL;
-    sqlite3_stmt *s = NULL;
     enum tx_kind kind = TX_OWN;
-    bool in_tx = false;
     char **v = NULL;
     size_t n = 0;
-    int rc;
 
     if (st == NULL || accessor == NULL) {
         return AS_ERR_INVALID;
@@ -1356,73 +1539,21 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
     if (ndeleted != NULL) {
         *ndeleted = 0;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK) {
-        goto out;
-    }
     /*
      * The tree delete is one statement, but collecting its RETURNING rows can fail part way;
      * the transaction makes that failure undo the delete instead of losing the list.
      */
-    if ((r = tx_enter(c, &kind)) != AS_OK) {
-        goto out;
+    if ((r = tx_open(st, &c, &kind)) != AS_OK) {
+        return r;
     }
-    in_tx = true;
-    if (tree) {
-        if ((r = stmt_get(c, ST_TOKEN_DELETE_TREE, &s)) != AS_OK ||
-            (r = bind_text(c, s, 1, accessor)) != AS_OK ||
-            (r = collect_strv(c, s, "token delete", &v, &n)) != AS_OK) {
-            goto out;
-        }
-        if (n == 0) {
-            r = AS_ERR_NOT_FOUND;
-            goto out;
-        }
-        qsort(v, n, sizeof *v, strp_cmp);
-    } else {
-        if ((r = stmt_get(c, ST_TOKEN_DELETE_ONE, &s)) != AS_OK ||
-            (r = bind_text(c, s, 1, accessor)) != AS_OK) {
-            goto out;
-        }
-        rc = sqlite3_step(s);
-        if (rc != SQLITE_DONE) {
-            r = map_err(c, rc, "token delete");
-            goto out;
-        }
-        if (sqlite3_changes64(c->db) == 0) {
-            r = AS_ERR_NOT_FOUND;
-            goto out;
-        }
-        stmt_put(s);
-        s = NULL;
-        if ((r = stmt_get(c, ST_TOKEN_ORPHAN_CHILDREN, &s)) != AS_OK ||
-            (r = bind_text(c, s, 1, accessor)) != AS_OK) {
-            goto out;
-        }
-        rc = sqlite3_step(s);
-        if (rc != SQLITE_DONE) {
-            r = map_err(c, rc, "token orphan children");
-            goto out;
-        }
-        v = calloc(1, sizeof *v);
-        if (v == NULL) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
-        n = 1;
-        if ((v[0] = strdup(accessor)) == NULL) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
+    r = tree ? token_delete_tree(c, accessor, &v, &n) : token_delete_one(c, accessor, &v, &n);
+    if (r != AS_OK) {
+        goto out;
     }
     /* Expiry is not revocation: as_store_token_purge_expired deliberately does not do this. */
-    if ((r = revoke_certs_of(c, v, n, as_now())) != AS_OK) {
-        goto out;
-    }
+    r = revoke_certs_of(c, v, n, as_now());
 out:
-    stmt_put(s);
-    if (in_tx) {
-        r = tx_leave(c, kind, r);
-    }
+    r = tx_leave(c, kind, r);
     if (r == AS_OK) {
         if (ndeleted != NULL) {
             *ndeleted = n;
@@ -1448,7 +1579,7 @@ static enum as_err name_list(struct as_store *st, enum stmt_id id, const char *w
     }
     *out = NULL;
     *n = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, id, &s)) != AS_OK) {
+    if ((r = stmt_ready(st, id, &c, &s)) != AS_OK) {
         goto out;
     }
     r = collect_strv(c, s, what, out, n);
@@ -1467,20 +1598,14 @@ enum as_err as_store_token_purge_expired(struct as_store *st, int64_t now, size_
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || n == NULL) {
         return AS_ERR_INVALID;
     }
     *n = 0;
     /* One statement, hence atomic on its own: expired tokens and their subtrees go together. */
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_TOKEN_PURGE, &s)) != AS_OK ||
-        (r = bind_int64(c, s, 1, now)) != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "token purge");
+    if ((r = stmt_ready(st, ST_TOKEN_PURGE, &c, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, now)) != AS_OK || (r = step_done(c, s, "token purge")) != AS_OK) {
         goto out;
     }
     *n = (size_t)sqlite3_changes64(c->db);
@@ -1496,20 +1621,15 @@ enum as_err as_store_policy_put(struct as_store *st, const char *name, const cha
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || name == NULL || text == NULL) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_PUT, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_POLICY_PUT, &c, &s)) != AS_OK ||
         (r = bind_text(c, s, 1, name)) != AS_OK || (r = bind_text(c, s, 2, text)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "policy put");
-        goto out;
-    }
+    r = step_done(c, s, "policy put");
 out:
     stmt_put(s);
     return r;
@@ -1517,37 +1637,11 @@ out:
 
 enum as_err as_store_policy_get(struct as_store *st, const char *name, char **text)
 {
-    enum as_err r;
-    struct as_conn *c = NULL;
-    sqlite3_stmt *s = NULL;
-    int rc;
-
     if (st == NULL || name == NULL || text == NULL) {
         return AS_ERR_INVALID;
     }
     *text = NULL;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_GET, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, name)) != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "policy get");
-        goto out;
-    }
-    if ((r = col_strdup(s, 0, text)) != AS_OK) {
-        goto out;
-    }
-    if (*text == NULL) {
-        r = AS_ERR_STORE; /* the column is NOT NULL: the file is damaged */
-    }
-out:
-    stmt_put(s);
-    return r;
+    return row_by_key(st, ST_POLICY_GET, name, "policy get", read_text0, text);
 }
 
 enum as_err as_store_policy_delete(struct as_store *st, const char *name)
@@ -1555,23 +1649,15 @@ enum as_err as_store_policy_delete(struct as_store *st, const char *name)
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || name == NULL) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_POLICY_DELETE, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_POLICY_DELETE, &c, &s)) != AS_OK ||
         (r = bind_text(c, s, 1, name)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "policy delete");
-        goto out;
-    }
-    if (sqlite3_changes64(c->db) == 0) {
-        r = AS_ERR_NOT_FOUND;
-    }
+    r = step_change(c, s, "policy delete");
 out:
     stmt_put(s);
     return r;
@@ -1594,23 +1680,6 @@ enum as_err as_store_policy_list(struct as_store *st, char ***names, size_t *n)
 /* Largest and smallest inventory page (store.h: limit 1..1000). */
 #define AS_STORE_QUERY_MIN 1
 #define AS_STORE_QUERY_MAX 1000
-
-/*
- * Grows an array of elem-sized items to hold at least one more than *cap. Returns the new array
- * (and updates *cap), or NULL with v and *cap untouched.
- */
-static void *grow_array(void *v, size_t *cap, size_t elem)
-{
-    size_t ncap = *cap > 0 ? *cap * 2 : 16;
-    if (ncap < *cap || ncap > SIZE_MAX / elem) {
-        return NULL;
-    }
-    void *nv = realloc(v, ncap * elem);
-    if (nv != NULL) {
-        *cap = ncap;
-    }
-    return nv;
-}
 
 void as_cert_rec_free(struct as_cert_rec *c)
 {
@@ -1660,12 +1729,16 @@ static enum as_err col_copy(sqlite3_stmt *s, int i, char *buf, size_t cap)
     return AS_OK;
 }
 
-/* Builds a record from the current row of a SELECT CERT_COLS statement. */
-static enum as_err read_cert(sqlite3_stmt *s, struct as_cert_rec **out)
+/*
+ * A row_reader: builds a record from the current row of a SELECT CERT_COLS statement into the
+ * struct as_cert_rec * at elem.
+ */
+static enum as_err read_cert(sqlite3_stmt *s, void *elem, void *ctx)
 {
     enum as_err r = AS_OK;
     struct as_cert_rec *c = NULL;
 
+    (void)ctx;
     c = calloc(1, sizeof *c);
     if (c == NULL) {
         r = AS_ERR_NOMEM;
@@ -1680,10 +1753,8 @@ static enum as_err read_cert(sqlite3_stmt *s, struct as_cert_rec **out)
     }
     char **strs[] = {&c->spiffe_id, &c->dns_json, &c->token_accessor,
                      &c->mount,     &c->role,     &c->subject};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        if ((r = col_strdup(s, (int)i + 3, strs[i])) != AS_OK) {
-            goto out;
-        }
+    if ((r = col_strdups(s, 3, strs, N_ELEMS(strs))) != AS_OK) {
+        goto out;
     }
     if (c->spiffe_id == NULL) {
         r = AS_ERR_STORE; /* the column is NOT NULL: the file is damaged */
@@ -1694,25 +1765,12 @@ static enum as_err read_cert(sqlite3_stmt *s, struct as_cert_rec **out)
     c->not_after = sqlite3_column_int64(s, 11);
     c->revoked_at = sqlite3_column_int64(s, 12);
     c->issued_at = sqlite3_column_int64(s, 14);
-    if (sqlite3_column_type(s, 13) != SQLITE_NULL) {
-        const void *p = sqlite3_column_blob(s, 13);
-        size_t n = (size_t)sqlite3_column_bytes(s, 13);
-        if (p == NULL && n > 0) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
-        /* A real allocation even for an empty blob, so "stored" and "absent" stay distinct. */
-        c->der = malloc(n > 0 ? n : 1);
-        if (c->der == NULL) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
-        if (n > 0) {
-            memcpy(c->der, p, n);
-        }
-        c->der_len = n;
+    /* A stored der, even an empty one, is a real allocation, so "stored" and "absent" differ. */
+    if (sqlite3_column_type(s, 13) != SQLITE_NULL &&
+        (r = col_blobdup(s, 13, &c->der, &c->der_len)) != AS_OK) {
+        goto out;
     }
-    *out = c;
+    *(struct as_cert_rec **)elem = c;
     c = NULL;
 out:
     as_cert_rec_free(c);
@@ -1726,7 +1784,6 @@ enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
     sqlite3_stmt *s = NULL;
     size_t slen, klen;
     int64_t seq = 0;
-    int rc;
 
     if (st == NULL || c == NULL || c->spiffe_id == NULL || (c->der == NULL && c->der_len > 0)) {
         return AS_ERR_INVALID;
@@ -1737,43 +1794,20 @@ enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
         !cert_kind_ok(c->kind) || c->revoked_at < 0) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &conn)) != AS_OK ||
-        (r = stmt_get(conn, ST_CERT_INSERT, &s)) != AS_OK) {
-        goto out;
-    }
+    /*
+     * ?1..?8 the strings, ?9..?12 the integers, ?13 der and ?14 issued_at. An absent der is SQL
+     * NULL (what bind_text binds for a NULL pointer), an empty one an empty blob.
+     */
     const char *strs[] = {c->serial, c->kind, c->spiffe_id, c->dns_json,
                           c->token_accessor, c->mount, c->role, c->subject};
     const int64_t ints[] = {c->ca_gen, c->not_before, c->not_after, c->revoked_at};
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        if ((r = bind_text(conn, s, (int)i + 1, strs[i])) != AS_OK) {
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        if ((r = bind_int64(conn, s, (int)i + 9, ints[i])) != AS_OK) {
-            goto out;
-        }
-    }
-    if (c->der != NULL) {
-        r = bind_blob(conn, s, 13, c->der, c->der_len);
-    } else {
-        rc = sqlite3_bind_null(s, 13);
-        r = rc == SQLITE_OK ? AS_OK : map_err(conn, rc, "bind");
-    }
-    if (r == AS_OK) {
-        r = bind_int64(conn, s, 14, c->issued_at);
-    }
-    if (r != AS_OK) {
-        goto out;
-    }
-    /* The row is written once the statement reaches SQLITE_DONE, not at its RETURNING row. */
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        seq = sqlite3_column_int64(s, 0);
-        rc = sqlite3_step(s);
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(conn, rc, "cert insert");
+    if ((r = stmt_ready(st, ST_CERT_INSERT, &conn, &s)) != AS_OK ||
+        (r = bind_texts(conn, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
+        (r = bind_int64s(conn, s, 9, ints, N_ELEMS(ints))) != AS_OK ||
+        (r = c->der != NULL ? bind_blob(conn, s, 13, c->der, c->der_len)
+                            : bind_text(conn, s, 13, NULL)) != AS_OK ||
+        (r = bind_int64(conn, s, 14, c->issued_at)) != AS_OK ||
+        (r = step_returning(conn, s, "cert insert", &seq, NULL)) != AS_OK) {
         goto out;
     }
     c->seq = seq;
@@ -1784,32 +1818,11 @@ out:
 
 enum as_err as_store_cert_get(struct as_store *st, const char *serial, struct as_cert_rec **out)
 {
-    enum as_err r;
-    struct as_conn *c = NULL;
-    sqlite3_stmt *s = NULL;
-    int rc;
-
     if (st == NULL || serial == NULL || out == NULL) {
         return AS_ERR_INVALID;
     }
     *out = NULL;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_GET, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, serial)) != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "cert get");
-        goto out;
-    }
-    r = read_cert(s, out);
-out:
-    stmt_put(s);
-    return r;
+    return row_by_key(st, ST_CERT_GET, serial, "cert get", read_cert, out);
 }
 
 enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,
@@ -1819,10 +1832,8 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     enum tx_kind kind = TX_OWN;
-    bool in_tx = false;
     int64_t eff = 0;
     bool was = false;
-    int rc;
 
     /* revoked_at = 0 means "not revoked", so a revocation time must be positive. */
     if (st == NULL || serial == NULL || at <= 0) {
@@ -1834,24 +1845,16 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     if (was_revoked != NULL) {
         *was_revoked = false;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK) {
-        goto out;
-    }
     /*
      * The update and the read that explains a no-op are one transaction, so a row inserted
      * between them cannot be reported as "already revoked at 0".
      */
-    if ((r = tx_enter(c, &kind)) != AS_OK) {
-        goto out;
+    if ((r = tx_open(st, &c, &kind)) != AS_OK) {
+        return r;
     }
-    in_tx = true;
     if ((r = stmt_get(c, ST_CERT_REVOKE, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, serial)) != AS_OK || (r = bind_int64(c, s, 2, at)) != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "cert revoke");
+        (r = bind_text(c, s, 1, serial)) != AS_OK || (r = bind_int64(c, s, 2, at)) != AS_OK ||
+        (r = step_done(c, s, "cert revoke")) != AS_OK) {
         goto out;
     }
     if (sqlite3_changes64(c->db) > 0) {
@@ -1862,19 +1865,10 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     s = NULL;
     /* Nothing changed: absent, or revoked before, in which case the first time stands. */
     if ((r = stmt_get(c, ST_CERT_REVOKED_AT, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, serial)) != AS_OK) {
+        (r = bind_text(c, s, 1, serial)) != AS_OK ||
+        (r = step_int64(c, s, "cert revoke", &eff)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        r = AS_ERR_NOT_FOUND;
-        goto out;
-    }
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "cert revoke");
-        goto out;
-    }
-    eff = sqlite3_column_int64(s, 0);
     was = true;
     if (eff <= 0) {
         as_error("store: cert %s neither revoked nor revocable", serial);
@@ -1883,9 +1877,7 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     }
 out:
     stmt_put(s);
-    if (in_tx) {
-        r = tx_leave(c, kind, r);
-    }
+    r = tx_leave(c, kind, r);
     if (r == AS_OK) {
         if (at_out != NULL) {
             *at_out = eff;
@@ -1903,16 +1895,45 @@ enum as_err as_store_cert_list(struct as_store *st, bool revoked_only, char ***s
                      n);
 }
 
+/* The revocation times of a CRL query, kept in step with the serials collect_rows gathers. */
+struct crl_times {
+    int64_t *v;
+    size_t n;
+    size_t cap;
+};
+
+/*
+ * A row_reader of ST_CERT_CRL rows: the serial (column 0) into the char * at elem, and the
+ * revocation time (column 1) appended to the struct crl_times at ctx.
+ */
+static enum as_err read_crl_entry(sqlite3_stmt *s, void *elem, void *ctx)
+{
+    struct crl_times *t = ctx;
+    enum as_err r;
+
+    if (t->n == t->cap) {
+        int64_t *nv = grow_array(t->v, &t->cap, sizeof *t->v);
+        if (nv == NULL) {
+            return AS_ERR_NOMEM;
+        }
+        t->v = nv;
+    }
+    if ((r = read_text0(s, elem, NULL)) != AS_OK) {
+        return r;
+    }
+    t->v[t->n++] = sqlite3_column_int64(s, 1);
+    return AS_OK;
+}
+
 enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64_t now,
                                       char ***serials, int64_t **revoked_at, size_t *n)
 {
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    char **sv = NULL;
-    int64_t *tv = NULL;
-    size_t cnt = 0, scap = 0, tcap = 0;
-    int rc;
+    void *sv = NULL;
+    struct crl_times tv = {NULL, 0, 0};
+    size_t cnt = 0;
 
     if (st == NULL || serials == NULL || revoked_at == NULL || n == NULL) {
         return AS_ERR_INVALID;
@@ -1920,38 +1941,21 @@ enum as_err as_store_cert_crl_entries(struct as_store *st, int64_t ca_gen, int64
     *serials = NULL;
     *revoked_at = NULL;
     *n = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_CRL, &s)) != AS_OK ||
-        (r = bind_int64(c, s, 1, ca_gen)) != AS_OK || (r = bind_int64(c, s, 2, now)) != AS_OK) {
-        goto out;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (cnt == tcap) {
-            int64_t *nt = grow_array(tv, &tcap, sizeof *tv);
-            if (nt == NULL) {
-                r = AS_ERR_NOMEM;
-                goto out;
-            }
-            tv = nt;
-        }
-        /* tv has room for one more; strv_push appends column 0 (the serial) to sv. */
-        if ((r = strv_push(s, &sv, &cnt, &scap)) != AS_OK) {
-            goto out;
-        }
-        tv[cnt - 1] = sqlite3_column_int64(s, 1);
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "cert crl entries");
+    if ((r = stmt_ready(st, ST_CERT_CRL, &c, &s)) != AS_OK ||
+        (r = bind_int64(c, s, 1, ca_gen)) != AS_OK || (r = bind_int64(c, s, 2, now)) != AS_OK ||
+        (r = collect_rows(c, s, "cert crl entries", read_crl_entry, sizeof(char *), &tv, &sv,
+                          &cnt)) != AS_OK) {
         goto out;
     }
     *serials = sv;
-    *revoked_at = tv;
+    *revoked_at = tv.v;
     *n = cnt;
     sv = NULL;
-    tv = NULL;
+    tv.v = NULL;
 out:
     stmt_put(s);
     as_store_strv_free(sv, cnt);
-    free(tv);
+    free(tv.v);
     return r;
 }
 
@@ -1960,23 +1964,20 @@ enum as_err as_store_cert_max_not_after(struct as_store *st, int64_t ca_gen, int
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || out == NULL) {
         return AS_ERR_INVALID;
     }
     *out = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK ||
-        (r = stmt_get(c, ST_CERT_MAX_NOT_AFTER, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_CERT_MAX_NOT_AFTER, &c, &s)) != AS_OK ||
         (r = bind_int64(c, s, 1, ca_gen)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        r = map_err(c, rc, "cert max not_after");
-        goto out;
+    r = step_int64(c, s, "cert max not_after", out);
+    if (r == AS_ERR_NOT_FOUND) {
+        /* An aggregate always yields one row, so none is a failure, not an unknown generation. */
+        r = map_err(c, SQLITE_DONE, "cert max not_after");
     }
-    *out = sqlite3_column_int64(s, 0);
 out:
     stmt_put(s);
     return r;
@@ -2052,11 +2053,10 @@ enum as_err as_store_cert_query(struct as_store *st, const struct as_cert_query 
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     char *pattern = NULL;
-    struct as_cert_rec **v = NULL;
-    size_t cnt = 0, cap = 0;
+    void *v = NULL;
+    size_t cnt = 0;
     int state = CSC_ANY;
     int64_t limit;
-    int rc;
 
     if (st == NULL || q == NULL || out == NULL || n == NULL) {
         return AS_ERR_INVALID;
@@ -2072,31 +2072,15 @@ enum as_err as_store_cert_query(struct as_store *st, const struct as_cert_query 
     limit = q->limit < AS_STORE_QUERY_MIN   ? AS_STORE_QUERY_MIN
             : q->limit > AS_STORE_QUERY_MAX ? AS_STORE_QUERY_MAX
                                             : q->limit;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CERT_QUERY, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_CERT_QUERY, &c, &s)) != AS_OK ||
         (r = bind_int64(c, s, 1, q->after_seq > 0 ? q->after_seq : INT64_MAX)) != AS_OK ||
         (r = bind_text(c, s, 2, pattern)) != AS_OK || (r = bind_int64(c, s, 3, state)) != AS_OK ||
         (r = bind_int64(c, s, 4, q->now)) != AS_OK ||
         (r = bind_int64(c, s, 5, q->since != 0 ? q->since : INT64_MIN)) != AS_OK ||
         (r = bind_int64(c, s, 6, q->until != 0 ? q->until : INT64_MAX)) != AS_OK ||
-        (r = bind_int64(c, s, 7, limit)) != AS_OK) {
-        goto out;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            struct as_cert_rec **nv = grow_array(v, &cap, sizeof *v);
-            if (nv == NULL) {
-                r = AS_ERR_NOMEM;
-                goto out;
-            }
-            v = nv;
-        }
-        if ((r = read_cert(s, &v[cnt])) != AS_OK) {
-            goto out;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "cert query");
+        (r = bind_int64(c, s, 7, limit)) != AS_OK ||
+        (r = collect_rows(c, s, "cert query", read_cert, sizeof(struct as_cert_rec *), NULL, &v,
+                          &cnt)) != AS_OK) {
         goto out;
     }
     *out = v;
@@ -2140,20 +2124,24 @@ static bool ca_gen_state_ok(const char *state)
                              strcmp(state, "retired") == 0);
 }
 
-/* Builds a record from the current row of a SELECT CA_GEN_COLS statement. */
-static enum as_err read_ca_gen(sqlite3_stmt *s, struct as_ca_gen_rec **out)
+/*
+ * A row_reader: builds a record from the current row of a SELECT CA_GEN_COLS statement into the
+ * struct as_ca_gen_rec * at elem.
+ */
+static enum as_err read_ca_gen(sqlite3_stmt *s, void *elem, void *ctx)
 {
     enum as_err r = AS_OK;
     struct as_ca_gen_rec *g = NULL;
 
+    (void)ctx;
     g = calloc(1, sizeof *g);
     if (g == NULL) {
         r = AS_ERR_NOMEM;
         goto out;
     }
     g->id = sqlite3_column_int64(s, 0);
-    if ((r = col_strdup(s, 1, &g->base)) != AS_OK || (r = col_strdup(s, 2, &g->jwt_kid)) != AS_OK ||
-        (r = col_strdup(s, 3, &g->state)) != AS_OK) {
+    char **strs[] = {&g->base, &g->jwt_kid, &g->state};
+    if ((r = col_strdups(s, 1, strs, N_ELEMS(strs))) != AS_OK) {
         goto out;
     }
     if (g->base == NULL || g->state == NULL) {
@@ -2164,7 +2152,7 @@ static enum as_err read_ca_gen(sqlite3_stmt *s, struct as_ca_gen_rec **out)
     g->not_after = sqlite3_column_int64(s, 5);
     g->published_at = sqlite3_column_int64(s, 6);
     g->activate_at = sqlite3_column_int64(s, 7);
-    *out = g;
+    *(struct as_ca_gen_rec **)elem = g;
     g = NULL;
 out:
     as_ca_gen_rec_free(g);
@@ -2177,29 +2165,18 @@ enum as_err as_store_ca_gen_insert(struct as_store *st, struct as_ca_gen_rec *g)
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     int64_t id = 0;
-    int rc;
 
     if (st == NULL || g == NULL || g->base == NULL || g->base[0] == '\0' ||
         !ca_gen_state_ok(g->state)) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_INSERT, &s)) != AS_OK ||
-        (r = bind_text(c, s, 1, g->base)) != AS_OK ||
-        (r = bind_text(c, s, 2, g->jwt_kid)) != AS_OK ||
-        (r = bind_text(c, s, 3, g->state)) != AS_OK ||
-        (r = bind_int64(c, s, 4, g->not_before)) != AS_OK ||
-        (r = bind_int64(c, s, 5, g->not_after)) != AS_OK ||
-        (r = bind_int64(c, s, 6, g->published_at)) != AS_OK ||
-        (r = bind_int64(c, s, 7, g->activate_at)) != AS_OK) {
-        goto out;
-    }
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        id = sqlite3_column_int64(s, 0);
-        rc = sqlite3_step(s);
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "ca_gen insert");
+    /* ?1..?3 the strings and ?4..?7 the integers, as in ST_CA_GEN_INSERT. */
+    const char *strs[] = {g->base, g->jwt_kid, g->state};
+    const int64_t ints[] = {g->not_before, g->not_after, g->published_at, g->activate_at};
+    if ((r = stmt_ready(st, ST_CA_GEN_INSERT, &c, &s)) != AS_OK ||
+        (r = bind_texts(c, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
+        (r = bind_int64s(c, s, 4, ints, N_ELEMS(ints))) != AS_OK ||
+        (r = step_returning(c, s, "ca_gen insert", &id, NULL)) != AS_OK) {
         goto out;
     }
     g->id = id;
@@ -2213,34 +2190,17 @@ enum as_err as_store_ca_gen_list(struct as_store *st, struct as_ca_gen_rec ***ou
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    struct as_ca_gen_rec **v = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
+    void *v = NULL;
+    size_t cnt = 0;
 
     if (st == NULL || out == NULL || n == NULL) {
         return AS_ERR_INVALID;
     }
     *out = NULL;
     *n = 0;
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_LIST, &s)) != AS_OK) {
-        goto out;
-    }
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            struct as_ca_gen_rec **nv = grow_array(v, &cap, sizeof *v);
-            if (nv == NULL) {
-                r = AS_ERR_NOMEM;
-                goto out;
-            }
-            v = nv;
-        }
-        if ((r = read_ca_gen(s, &v[cnt])) != AS_OK) {
-            goto out;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "ca_gen list");
+    if ((r = stmt_ready(st, ST_CA_GEN_LIST, &c, &s)) != AS_OK ||
+        (r = collect_rows(c, s, "ca_gen list", read_ca_gen, sizeof(struct as_ca_gen_rec *), NULL,
+                          &v, &cnt)) != AS_OK) {
         goto out;
     }
     *out = v;
@@ -2258,24 +2218,16 @@ enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *
     enum as_err r;
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
-    int rc;
 
     if (st == NULL || !ca_gen_state_ok(state)) {
         return AS_ERR_INVALID;
     }
-    if ((r = conn_ready(st, &c)) != AS_OK || (r = stmt_get(c, ST_CA_GEN_UPDATE, &s)) != AS_OK ||
+    if ((r = stmt_ready(st, ST_CA_GEN_UPDATE, &c, &s)) != AS_OK ||
         (r = bind_int64(c, s, 1, id)) != AS_OK || (r = bind_text(c, s, 2, state)) != AS_OK ||
         (r = bind_int64(c, s, 3, activate_at)) != AS_OK) {
         goto out;
     }
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE) {
-        r = map_err(c, rc, "ca_gen update");
-        goto out;
-    }
-    if (sqlite3_changes64(c->db) == 0) {
-        r = AS_ERR_NOT_FOUND;
-    }
+    r = step_change(c, s, "ca_gen update");
 out:
     stmt_put(s);
     return r;
