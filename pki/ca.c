@@ -1,7 +1,8 @@
 /*
- * ca.c: authsvc's certificate authority (pki.h). Creates, saves and loads self-signed ECDSA P-256
- * CA generations kept in the data dir, and issues the HTTPS listener's certificate. The helpers
- * that pki/svid.c shares are declared in pki/pki_internal.h.
+ * ca.c: authsvc's certificate authority (pki.h). Creates, saves and loads ECDSA P-256 CA
+ * generations kept in the data dir, self-signed or issued by an upstream CA (pki/upstream.c adds
+ * the upstream chain), and issues the HTTPS listener's certificate. The helpers that pki/svid.c
+ * and pki/upstream.c share are declared in pki/pki_internal.h.
  *
  * Only pki/ touches a CA private key. On disk, per generation: <base>.pem (the certificate, 0644)
  * and <base>-key.pem (PKCS#8 PEM, 0600; unencrypted until the config's ca.kek_file is
@@ -16,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -648,6 +650,52 @@ out:
     return r;
 }
 
+/*
+ * read_file_at for a path from config. The directory part is opened O_PATH, which needs only the
+ * search permission a plain open of the path needs too (a key under /etc/ssl/private, mode 0710,
+ * stays readable to its group), and the logs name the path as given.
+ */
+enum as_err as_pki_read_file(const char *path, bool is_key, char **out, size_t *outlen)
+{
+    enum as_err r = AS_OK;
+    char dir[PATH_MAX];
+    int dirfd = -1;
+    const char *slash = path != NULL ? strrchr(path, '/') : NULL;
+    const char *name = slash != NULL ? slash + 1 : path;
+
+    if (path == NULL || name[0] == '\0') {
+        as_error("pki: no file name in \"%s\"", path != NULL ? path : "");
+        r = AS_ERR_CONFIG;
+        goto out;
+    }
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+        dirfd = AT_FDCWD;
+    } else {
+        size_t dlen = (size_t)(slash - path);
+        if (dlen >= sizeof dir) {
+            as_error("pki: path too long: %.64s...", path);
+            r = AS_ERR_CONFIG;
+            goto out;
+        }
+        /* "/k.pem" is shown as dir "" and name "k.pem", that is as "/k.pem". */
+        memcpy(dir, path, dlen);
+        dir[dlen] = '\0';
+        dirfd = open(dlen > 0 ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dirfd < 0) {
+            as_error("pki: cannot open the directory of %s: %s", path, strerror(errno));
+            r = AS_ERR_IO;
+            goto out;
+        }
+    }
+    r = read_file_at(dirfd, dir, name, is_key, out, outlen);
+out:
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    return r;
+}
+
 /* Sets *present from fstatat; a missing file is not an error, any other failure is. */
 static enum as_err file_present(int dirfd, const char *dir, const char *name, bool *present)
 {
@@ -687,6 +735,7 @@ void as_ca_free(struct as_ca *ca)
     free(ca->cert_pem);
     free(ca->cert_der);
     free(ca->chain_pem);
+    free(ca->intermediates_pem);
     free(ca->subject);
     free(ca);
 }
@@ -791,8 +840,35 @@ static enum as_err subject_string(X509 *x, char **out)
     return as_pki_bio_take_string(&bio, false, out, NULL);
 }
 
+/*
+ * The key identifier the certificates issued by x carry in their AKID (RFC 5280 §4.2.1.1): x's
+ * SKID, or, for a CA from elsewhere that lacks one, the SHA-1 of its subjectPublicKey (method (1)
+ * of §4.2.1.2, as for our own).
+ */
+enum as_err as_pki_skid_of(X509 *x, const EVP_MD *sha1, ASN1_OCTET_STRING **out)
+{
+    const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(x);
+    if (skid != NULL) {
+        *out = ASN1_OCTET_STRING_dup(skid);
+        return *out != NULL ? AS_OK : AS_ERR_NOMEM;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (X509_pubkey_digest(x, sha1, md, &mdlen) != 1) {
+        as_pki_log_ssl_errors("X509_pubkey_digest");
+        return AS_ERR_CRYPTO;
+    }
+    *out = ASN1_OCTET_STRING_new();
+    if (*out == NULL || ASN1_OCTET_STRING_set(*out, md, (int)mdlen) != 1) {
+        ASN1_OCTET_STRING_free(*out);
+        *out = NULL;
+        return AS_ERR_NOMEM;
+    }
+    return AS_OK;
+}
+
 /* Fills what is derived from ca->cert and ca->key: PEM, DER, chain, subject, validity, SKID,
- * self_signed, the signing template and the constant extensions. */
+ * is_root, the signing template and the constant extensions. */
 static enum as_err ca_derive(struct as_ca *ca)
 {
     enum as_err r = AS_OK;
@@ -817,40 +893,29 @@ static enum as_err ca_derive(struct as_ca *ca)
         (r = subject_string(ca->cert, &ca->subject)) != AS_OK) {
         goto out;
     }
-    /* A root CA has no upstream: the issuing chain is the CA alone. */
+    /* The chain as far as this certificate knows it: the CA alone. Under an upstream CA,
+     * pki/upstream.c appends the upstream chain to both. */
+    ca->is_root = (X509_get_extension_flags(ca->cert) & EXFLAG_SS) != 0;
     ca->chain_pem = strdup(ca->cert_pem);
     if (ca->chain_pem == NULL) {
         r = AS_ERR_NOMEM;
         goto out;
+    }
+    if (!ca->is_root) {
+        ca->intermediates_pem = strdup(ca->cert_pem);
+        if (ca->intermediates_pem == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
     }
     if ((r = as_pki_asn1_time_to_unix(X509_get0_notAfter(ca->cert), &ca->not_after)) != AS_OK ||
         (r = as_pki_asn1_time_to_unix(X509_get0_notBefore(ca->cert), &ca->not_before)) != AS_OK) {
         as_error("pki: cannot read the CA certificate's validity");
         goto out;
     }
-    const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(ca->cert);
-    if (skid != NULL) {
-        ca->skid = ASN1_OCTET_STRING_dup(skid);
-    } else {
-        /* A CA from elsewhere may lack the SKID; leaves still get an AKID (RFC 5280 §4.2.1.1)
-         * computed by the same method (1) we use for our own. */
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (X509_pubkey_digest(ca->cert, ca->sha1, md, &mdlen) != 1) {
-            r = AS_ERR_CRYPTO;
-            goto out;
-        }
-        ca->skid = ASN1_OCTET_STRING_new();
-        if (ca->skid != NULL && ASN1_OCTET_STRING_set(ca->skid, md, (int)mdlen) != 1) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
-    }
-    if (ca->skid == NULL) {
-        r = AS_ERR_NOMEM;
+    if ((r = as_pki_skid_of(ca->cert, ca->sha1, &ca->skid)) != AS_OK) {
         goto out;
     }
-    ca->self_signed = (X509_get_extension_flags(ca->cert) & EXFLAG_SS) != 0;
     ca->sign_tmpl = EVP_MD_CTX_new();
     if (ca->sign_tmpl == NULL) {
         r = AS_ERR_NOMEM;
@@ -1014,14 +1079,15 @@ out:
 }
 
 /*
- * Builds the self-signed CA certificate for td. Profile (SPIFFE X509-SVID §4.1, RFC 5280 §4.2):
- * v3, random serial, SHA-256, subject O=<td>, CN="authsvc CA <td> <UTC time> <8 hex>" so each
- * generation has a distinct subject (a relying party's chain building keys on the name),
- * basicConstraints critical CA:TRUE, keyUsage critical keyCertSign+cRLSign, SKID, AKID = SKID,
- * SAN URI spiffe://<td>.
+ * Builds the CA certificate for td, self-signed when iss is NULL, else issued by iss. Profile
+ * (SPIFFE X509-SVID §4.1, RFC 5280 §4.2): v3, random serial, SHA-256, subject O=<td>,
+ * CN="authsvc CA <td> <UTC time> <8 hex>" so each generation has a distinct subject (a relying
+ * party's chain building keys on the name), basicConstraints critical CA:TRUE, keyUsage critical
+ * keyCertSign+cRLSign, SKID, AKID = the issuer's SKID (our own when self-signed), SAN URI
+ * spiffe://<td>.
  */
 static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, const EVP_MD *md,
-                                 X509 **out)
+                                 const struct as_pki_issuer *iss, X509 **out)
 {
     enum as_err r = AS_OK;
     X509 *x = NULL;
@@ -1029,9 +1095,16 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
     GENERAL_NAMES *gens = NULL;
     char *uri = NULL;
     int64_t now = as_now();
+    /* RFC 5280 §6.1.3 (a)(2): a CA outliving its issuer fails path validation from then on. */
+    int64_t not_after = iss != NULL && iss->not_after < now + ttl ? iss->not_after : now + ttl;
 
+    if (not_after <= now) {
+        as_error("pki: cannot issue a CA certificate: its issuer has expired");
+        r = AS_ERR_EXPIRED;
+        goto out;
+    }
     if ((r = as_pki_x509_new_v3(&x)) != AS_OK || (r = set_random_serial(x)) != AS_OK ||
-        (r = as_pki_set_validity(x, now - BACKDATE_SECS, now + ttl)) != AS_OK) {
+        (r = as_pki_set_validity(x, now - BACKDATE_SECS, not_after)) != AS_OK) {
         goto out;
     }
 
@@ -1059,7 +1132,7 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
                                    (const unsigned char *)org, -1, -1, 0) != 1 ||
         X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
                                    -1, -1, 0) != 1 ||
-        X509_set_issuer_name(x, name) != 1) {
+        X509_set_issuer_name(x, iss != NULL ? X509_get_subject_name(iss->cert) : name) != 1) {
         as_pki_log_ssl_errors("building the CA subject");
         r = AS_ERR_CRYPTO;
         goto out;
@@ -1073,7 +1146,8 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
     static const int ku[] = {KU_BIT_KEY_CERT_SIGN, KU_BIT_CRL_SIGN};
     if ((r = add_basic_constraints(x, true)) != AS_OK ||
         (r = add_key_usage(x, ku, sizeof ku / sizeof ku[0])) != AS_OK ||
-        (r = add_skid(x, &skid)) != AS_OK || (r = add_akid(x, skid)) != AS_OK) {
+        (r = add_skid(x, &skid)) != AS_OK ||
+        (r = add_akid(x, iss != NULL ? iss->skid : skid)) != AS_OK) {
         goto out;
     }
 
@@ -1090,7 +1164,7 @@ static enum as_err build_ca_cert(const char *td, int64_t ttl, EVP_PKEY *key, con
         goto out;
     }
 
-    if ((r = sign(x, key, md)) != AS_OK) {
+    if ((r = sign(x, iss != NULL ? iss->key : key, md)) != AS_OK) {
         goto out;
     }
     *out = x;
@@ -1119,7 +1193,8 @@ static enum as_err check_td_ttl(const char *td, bool with_ttl, int64_t ttl)
     return AS_OK;
 }
 
-enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca **out)
+enum as_err as_pki_ca_generate(const char *trust_domain, int64_t ttl,
+                               const struct as_pki_issuer *iss, struct as_ca **out)
 {
     enum as_err r = AS_OK;
     struct as_ca *ca = NULL;
@@ -1130,7 +1205,7 @@ enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca *
     }
     snprintf(ca->td, sizeof ca->td, "%s", trust_domain);
     if ((r = as_pki_gen_p256(&ca->key)) != AS_OK ||
-        (r = build_ca_cert(trust_domain, ttl, ca->key, ca->sha256, &ca->cert)) != AS_OK ||
+        (r = build_ca_cert(trust_domain, ttl, ca->key, ca->sha256, iss, &ca->cert)) != AS_OK ||
         (r = ca_derive(ca)) != AS_OK) {
         goto out;
     }
@@ -1139,6 +1214,11 @@ enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca *
 out:
     as_ca_free(ca);
     return r;
+}
+
+enum as_err as_ca_generate(const char *trust_domain, int64_t ttl, struct as_ca **out)
+{
+    return as_pki_ca_generate(trust_domain, ttl, NULL, out);
 }
 
 /*
@@ -1490,17 +1570,17 @@ enum as_err as_ca_issue_server_cert(const struct as_ca *ca, const char *const *n
         (r = as_pki_cert_to_pem(x, &leaf_pem)) != AS_OK) {
         goto out;
     }
-    if (!ca->self_signed) {
-        /* An intermediate CA: the peer needs the chain up to its root. A self-signed root is
+    if (ca->intermediates_pem != NULL) {
+        /* An intermediate CA: the peer needs the chain up to its trust anchor. The anchor is
          * left out; the client must already trust it (RFC 8446 §4.4.2). */
         size_t a = strlen(leaf_pem);
-        size_t b = strlen(ca->chain_pem);
+        size_t b = strlen(ca->intermediates_pem);
         char *both = realloc(leaf_pem, a + b + 1);
         if (both == NULL) {
             r = AS_ERR_NOMEM;
             goto out;
         }
-        memcpy(both + a, ca->chain_pem, b + 1);
+        memcpy(both + a, ca->intermediates_pem, b + 1);
         leaf_pem = both;
     }
     if ((r = as_pki_key_to_pem(key, &kpem, &kpem_len)) != AS_OK) {

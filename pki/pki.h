@@ -33,7 +33,8 @@ void as_ca_free(struct as_ca *ca);
 const char *as_ca_cert_pem(const struct as_ca *ca);
 /* DER of the CA certificate; borrowed until as_ca_free. */
 const unsigned char *as_ca_cert_der(const struct as_ca *ca, size_t *len);
-/* PEM of the active issuing chain: the CA, then its upstream CAs (none yet). Borrowed. */
+/* PEM of the issuing chain: the CA, then its upstream CAs up to and including the upstream
+ * trust anchor (just the CA when it is self-signed). Borrowed. */
 const char *as_ca_chain_pem(const struct as_ca *ca);
 int64_t as_ca_not_after(const struct as_ca *ca);
 
@@ -208,7 +209,7 @@ int64_t as_upstream_not_after(const struct as_upstream *u);
  * A new CA generation signed by the upstream: the profile of as_ca_generate (SPIFFE URI SAN,
  * keyCertSign+cRLSign, distinct subject), issuer = upstream subject, AKID = upstream SKID,
  * notAfter capped at the upstream's. Its chain (as_ca_chain_pem) is itself, then the upstream
- * chain without the trust anchor.
+ * chain; as_ca_intermediates_json leaves the trust anchor out.
  */
 enum as_err as_ca_generate_under(const struct as_upstream *u, const char *trust_domain,
                                  int64_t ttl, struct as_ca **out) AS_WUR;

@@ -48,12 +48,33 @@ struct as_ca {
     char *cert_pem;
     unsigned char *cert_der;
     size_t cert_der_len;
+    /* as_ca_chain_pem: this CA, then its upstream chain up to and including the trust anchor
+     * (SPEC §3 pki/ca_chain). Just the CA for a root. */
     char *chain_pem;
+    /* What a peer needs between a leaf and its trust anchor: this CA, then the upstream chain
+     * without the anchor (SPIFFE X509-SVID §3). NULL for a root, which peers already hold; the
+     * CA alone for one that is not self-signed but was loaded without its upstream (as_ca_load).
+     * Consecutive PEM blocks, each ending in "-----END CERTIFICATE-----\n". */
+    char *intermediates_pem;
     char *subject; /* one-line RFC 2253 form, for logs */
     char td[AS_SPIFFE_MAX_TD + 1];
     int64_t not_before;
     int64_t not_after;
-    bool self_signed;
+    /* The CA is its own trust anchor (self-signed). False under an upstream CA (pki/upstream.c),
+     * which then fills chain_pem and intermediates_pem from its chain. */
+    bool is_root;
+};
+
+/*
+ * Who issues a new CA generation when it is not self-signed (pki/upstream.c): the issuer's
+ * subject becomes the generation's issuer name, its key signs with SHA-256, its SKID becomes the
+ * generation's AKID, and the generation's notAfter is capped at not_after. Borrowed.
+ */
+struct as_pki_issuer {
+    const X509 *cert;
+    EVP_PKEY *key;
+    const ASN1_OCTET_STRING *skid;
+    int64_t not_after;
 };
 
 /* Logs what failed with OpenSSL's first queued error and drains the queue. */
@@ -88,6 +109,22 @@ enum as_err as_pki_san_push(GENERAL_NAMES *gens, int type, const void *data, siz
  * magnitude without leading zero bytes and *maglen its length.
  */
 enum as_err as_pki_random_serial(ASN1_INTEGER *dst, unsigned char *mag, size_t *maglen) AS_WUR;
+/*
+ * as_ca_generate, issued by iss instead of self-signed when iss is not NULL (then is_root is
+ * false and chain_pem is just the CA: the caller appends the issuer's chain). AS_ERR_CONFIG for a
+ * bad trust domain or ttl; AS_ERR_EXPIRED when iss->not_after leaves no validity at all.
+ */
+enum as_err as_pki_ca_generate(const char *trust_domain, int64_t ttl,
+                               const struct as_pki_issuer *iss, struct as_ca **out) AS_WUR;
+/*
+ * Reads the file at path into a new NUL-terminated buffer of at most 64 KiB, as the CA files are
+ * read: a regular file only, and with is_key one that group and others cannot access (checked on
+ * the open descriptor). Every refusal is logged with the path. The caller wipes and frees *out.
+ */
+enum as_err as_pki_read_file(const char *path, bool is_key, char **out, size_t *outlen) AS_WUR;
+/* The keyIdentifier for the AKID of what x issues: its SKID, else SHA-1 of its public key
+ * (RFC 5280 §4.2.1.2 method 1). *out is new; the caller frees it. */
+enum as_err as_pki_skid_of(X509 *x, const EVP_MD *sha1, ASN1_OCTET_STRING **out) AS_WUR;
 /* Signs x with the CA key and SHA-256 through a copy of ca->sign_tmpl. */
 enum as_err as_pki_sign_x509(const struct as_ca *ca, X509 *x) AS_WUR;
 /* Signs crl the same way. */
