@@ -14,12 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
 #include "common/common.h"
 #include "tools/client.h"
+#include "tools/csr.h"
 
 #define CTL_OK 0
 #define CTL_ERR 1
@@ -98,6 +100,11 @@ enum flag_id {
     F_INCREMENT,
     F_SELF,
     F_MODE,
+    F_OUT_DIR,
+    F_DNS,
+    F_AUDIENCE,
+    F_STATE,
+    F_LIMIT,
     F_COUNT
 };
 
@@ -137,6 +144,11 @@ static const struct flag_def flag_defs[F_COUNT] = {
     [F_INCREMENT] = {"increment", "i", FK_STRING},
     [F_SELF] = {"self", NULL, FK_BOOL},
     [F_MODE] = {"mode", NULL, FK_STRING},
+    [F_OUT_DIR] = {"out-dir", NULL, FK_STRING},
+    [F_DNS] = {"dns", NULL, FK_LIST},
+    [F_AUDIENCE] = {"audience", NULL, FK_LIST},
+    [F_STATE] = {"state", NULL, FK_STRING},
+    [F_LIMIT] = {"limit", NULL, FK_STRING},
 };
 
 struct flag_val {
@@ -304,6 +316,10 @@ static const char usage_general[] =
     "    policy read NAME                   Print an ACL policy\n"
     "    policy list                        List ACL policies\n"
     "    policy delete NAME                 Delete an ACL policy\n"
+    "    svid x509 -out-dir=DIR [options]   Obtain an X.509-SVID for a key made locally\n"
+    "    svid jwt -audience=A [options]     Obtain a JWT-SVID\n"
+    "    bundle [-format=pem|jwks]          Print the trust bundle\n"
+    "    identities [options]               List the issued SVIDs (sys/identities)\n"
     "\n"
     "K=V values: K=@FILE reads the value from FILE, K=- from standard input, K=\\@x is \"@x\";\n"
     "a key given twice becomes a list. A lone \"-\" (or \"@FILE\") merges a JSON object.\n";
@@ -1811,6 +1827,547 @@ out:
     return rc;
 }
 
+/* ---- SVID, bundle and inventory commands ---- */
+
+#define SVID_FILE "svid.pem"
+#define SVID_KEY_FILE "svid_key.pem"
+#define BUNDLE_FILE "bundle.pem"
+/* sys/identities paging: a bound on the pages followed and on the rows gathered, so that a
+ * misbehaving server cannot keep authctl looping or growing forever. */
+#define MAX_IDENTITY_PAGES 100000
+#define MAX_IDENTITY_ROWS 1000000
+
+/*
+ * The value of a list flag that takes one value here (-spiffe-id on the svid and identities
+ * commands). *out is NULL when the flag was not given.
+ */
+static int single_value(struct ctl *x, enum flag_id id, const char **out)
+{
+    json_t *l = x->f[id].list;
+    *out = NULL;
+    if (l == NULL) {
+        return CTL_OK;
+    }
+    if (json_array_size(l) != 1) {
+        return usage_error(x->cmd, "-%s may be given only once here", flag_defs[id].name);
+    }
+    *out = json_string_value(json_array_get(l, 0));
+    if (*out == NULL || **out == '\0') {
+        return usage_error(x->cmd, "-%s needs a value", flag_defs[id].name);
+    }
+    return CTL_OK;
+}
+
+/* The -spiffe-id and -ttl flags of the svid commands into body. */
+static int put_svid_common(struct ctl *x, json_t *body)
+{
+    const char *id = NULL;
+    int rc;
+    if ((rc = single_value(x, F_SPIFFE_ID, &id)) != CTL_OK ||
+        (rc = put_duration(x, body, F_TTL, "ttl")) != CTL_OK) {
+        return rc;
+    }
+    if (id != NULL && json_object_set_new(body, "spiffe_id", json_string(id)) != 0) {
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
+/* Creates dir (0700) when missing; it must be a directory. */
+static int ensure_dir(const char *dir)
+{
+    struct stat st;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "Error: cannot create %s: %s\n", dir, strerror(errno));
+        return CTL_ERR;
+    }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "Error: %s is not a directory\n", dir);
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
+/* Writes data to dir/name atomically with mode; prints why on failure. */
+static int write_out_file(const char *dir, const char *name, const char *data, size_t len,
+                          unsigned mode)
+{
+    struct as_buf path;
+    int rc = CTL_OK;
+    as_buf_init(&path, AS_CLIENT_MAX_PATH);
+    if (as_buf_printf(&path, "%s/%s", dir, name) != AS_OK) {
+        fprintf(stderr, "Error: the path %s/%s is too long\n", dir, name);
+        rc = CTL_ERR;
+    } else if (as_file_write_atomic(path.data, data, len, mode) != AS_OK) {
+        fprintf(stderr, "Error: cannot write %s\n", path.data);
+        rc = CTL_ERR;
+    }
+    as_buf_free(&path, false);
+    return rc;
+}
+
+/* Appends a PEM block, adding the newline that separates it from the next one if it lacks it. */
+static enum as_err append_pem(struct as_buf *b, const char *pem)
+{
+    size_t n = strlen(pem);
+    enum as_err r = as_buf_append(b, pem, n);
+    if (r == AS_OK && n > 0 && pem[n - 1] != '\n') {
+        r = as_buf_append(b, "\n", 1);
+    }
+    return r;
+}
+
+static enum as_err add_time_row(struct table *t, const char *key, json_t *v)
+{
+    char ts[64];
+    if (!json_is_integer(v)) {
+        return table_add_str(t, key, json_is_string(v) ? json_string_value(v) : "");
+    }
+    as_time_rfc3339((int64_t)json_integer_value(v), ts, sizeof ts);
+    return table_add_str(t, key, ts);
+}
+
+static const char *str_or_empty(json_t *v)
+{
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+static int cmd_svid_x509(struct ctl *x)
+{
+    const char *dir = x->f[F_OUT_DIR].str;
+    char *key_pem = NULL;
+    size_t key_len = 0;
+    char *csr_pem = NULL;
+    json_t *body = NULL;
+    json_t *resp = NULL;
+    long status = 0;
+    struct as_buf chain;
+    struct table t = {0};
+    enum as_err r = AS_OK;
+    int rc;
+    as_buf_init(&chain, AS_CLIENT_MAX_RESPONSE);
+    if (dir == NULL || *dir == '\0') {
+        return usage_error(x->cmd, "-out-dir is required");
+    }
+    if ((body = json_object()) == NULL) {
+        return CTL_ERR;
+    }
+    if ((rc = put_svid_common(x, body)) != CTL_OK ||
+        (rc = put_list(x, body, F_DNS, "dns_names")) != CTL_OK ||
+        (rc = ensure_dir(dir)) != CTL_OK || (rc = open_client(x, true)) != CTL_OK) {
+        goto out;
+    }
+    /* The key never leaves this process except into svid_key.pem: only the CSR is sent. */
+    if ((r = as_csr_new_p256(&key_pem, &key_len, &csr_pem)) != AS_OK) {
+        fprintf(stderr, "Error: cannot generate the key and CSR: %s\n", as_strerror(r));
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (json_object_set_new(body, "csr", json_string(csr_pem)) != 0) {
+        rc = CTL_ERR;
+        goto out;
+    }
+    if ((rc = call(x, "POST", "svid/x509", NULL, 0, body, &status, &resp, NULL)) != CTL_OK) {
+        goto out;
+    }
+    if (!ok_status(status)) {
+        rc = api_error(status, resp);
+        goto out;
+    }
+    json_t *data = json_object_get(resp, "data");
+    json_t *cert = json_object_get(data, "certificate");
+    json_t *bundle = json_object_get(data, "bundle");
+    json_t *ca_chain = json_object_get(data, "ca_chain");
+    if (json_string_length(cert) == 0 || json_string_length(bundle) == 0 ||
+        (ca_chain != NULL && !json_is_array(ca_chain) && !json_is_null(ca_chain))) {
+        fprintf(stderr, "Error: the server's answer lacks the certificate or the bundle\n");
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (as_csr_cert_matches(json_string_value(cert), csr_pem) != AS_OK) {
+        fprintf(stderr, "Error: the certificate from the server is not for the key sent\n");
+        rc = CTL_ERR;
+        goto out;
+    }
+    /* svid.pem: the leaf, then the intermediates up to (not including) a bundle root. */
+    r = append_pem(&chain, json_string_value(cert));
+    for (size_t i = 0; r == AS_OK && i < json_array_size(ca_chain); i++) {
+        json_t *e = json_array_get(ca_chain, i);
+        r = json_is_string(e) ? append_pem(&chain, json_string_value(e)) : AS_ERR_INVALID;
+    }
+    if (r != AS_OK) {
+        fprintf(stderr, "Error: cannot assemble %s: %s\n", SVID_FILE, as_strerror(r));
+        rc = CTL_ERR;
+        goto out;
+    }
+    /* The key first, so that a reader never finds a certificate without its key (SPEC §9). */
+    if ((rc = write_out_file(dir, SVID_KEY_FILE, key_pem, key_len, 0600)) != CTL_OK ||
+        (rc = write_out_file(dir, SVID_FILE, chain.data, chain.len, 0644)) != CTL_OK ||
+        (rc = write_out_file(dir, BUNDLE_FILE, json_string_value(bundle),
+                             json_string_length(bundle), 0644)) != CTL_OK) {
+        goto out;
+    }
+    /* Nothing was generated by the server, but never print a private key even if sent one. */
+    json_object_del(data, "private_key");
+    if (x->json) {
+        rc = print_json(resp);
+        goto out;
+    }
+    print_warnings(resp);
+    struct as_buf path;
+    as_buf_init(&path, AS_CLIENT_MAX_PATH);
+    if ((r = table_add_str(&t, "spiffe_id", str_or_empty(json_object_get(data, "spiffe_id")))) !=
+            AS_OK ||
+        (r = table_add_str(&t, "serial_number",
+                           str_or_empty(json_object_get(data, "serial_number")))) != AS_OK ||
+        (r = add_time_row(&t, "expiration", json_object_get(data, "expiration"))) != AS_OK ||
+        (r = as_buf_printf(&path, "%s/%s", dir, SVID_FILE)) != AS_OK ||
+        (r = table_add(&t, "svid_file", &path)) != AS_OK ||
+        (r = as_buf_printf(&path, "%s/%s", dir, SVID_KEY_FILE)) != AS_OK ||
+        (r = table_add(&t, "key_file", &path)) != AS_OK ||
+        (r = as_buf_printf(&path, "%s/%s", dir, BUNDLE_FILE)) != AS_OK ||
+        (r = table_add(&t, "bundle_file", &path)) != AS_OK) {
+        as_buf_free(&path, false);
+        fprintf(stderr, "Error: cannot format the answer: %s\n", as_strerror(r));
+        rc = CTL_ERR;
+        goto out;
+    }
+    as_buf_free(&path, false);
+    table_print(&t);
+out:
+    table_free(&t);
+    as_free_secret_str(key_pem);
+    free(csr_pem);
+    as_buf_free(&chain, false);
+    json_decref(resp);
+    json_decref(body);
+    return rc;
+}
+
+static int cmd_svid_jwt(struct ctl *x)
+{
+    json_t *aud = x->f[F_AUDIENCE].list;
+    json_t *body = NULL;
+    json_t *resp = NULL;
+    long status = 0;
+    struct table t = {0};
+    enum as_err r;
+    int rc;
+    if (json_array_size(aud) == 0) {
+        return usage_error(x->cmd, "-audience is required");
+    }
+    for (size_t i = 0; i < json_array_size(aud); i++) {
+        if (json_string_length(json_array_get(aud, i)) == 0) {
+            return usage_error(x->cmd, "-audience needs a value");
+        }
+    }
+    /* One audience is sent as a string, several as a list (both are accepted, SPEC §6). */
+    body = json_array_size(aud) == 1 ? json_pack("{s:O}", "audience", json_array_get(aud, 0))
+                                     : json_pack("{s:O}", "audience", aud);
+    if (body == NULL) {
+        return CTL_ERR;
+    }
+    if ((rc = put_svid_common(x, body)) != CTL_OK || (rc = open_client(x, true)) != CTL_OK ||
+        (rc = call(x, "POST", "svid/jwt", NULL, 0, body, &status, &resp, NULL)) != CTL_OK) {
+        goto out;
+    }
+    if (!ok_status(status)) {
+        rc = api_error(status, resp);
+        goto out;
+    }
+    if (x->json) {
+        rc = print_json(resp);
+        goto out;
+    }
+    json_t *data = json_object_get(resp, "data");
+    print_warnings(resp);
+    if ((r = table_add_str(&t, "token", str_or_empty(json_object_get(data, "token")))) != AS_OK ||
+        (r = table_add_str(&t, "spiffe_id", str_or_empty(json_object_get(data, "spiffe_id")))) !=
+            AS_OK ||
+        (r = add_time_row(&t, "expiration", json_object_get(data, "expiration"))) != AS_OK) {
+        fprintf(stderr, "Error: cannot format the answer: %s\n", as_strerror(r));
+        rc = CTL_ERR;
+        goto out;
+    }
+    table_print(&t);
+out:
+    table_free(&t);
+    json_decref(resp);
+    json_decref(body);
+    return rc;
+}
+
+/* bundle's -format: pem (also "table", the default) or jwks (also "json"). */
+static bool bundle_format_jwks(const char *format, bool *jwks)
+{
+    if (format == NULL || strcmp(format, "pem") == 0 || strcmp(format, "table") == 0) {
+        *jwks = false;
+        return true;
+    }
+    if (strcmp(format, "jwks") == 0 || strcmp(format, "json") == 0) {
+        *jwks = true;
+        return true;
+    }
+    return false;
+}
+
+static int cmd_bundle(struct ctl *x)
+{
+    json_t *resp = NULL;
+    long status = 0;
+    struct as_buf raw;
+    bool jwks = false;
+    int rc;
+    as_buf_init(&raw, 0);
+    if (!bundle_format_jwks(x->f[F_FORMAT].str, &jwks)) {
+        return usage_error(x->cmd, "Invalid format: %s (want pem or jwks)", x->f[F_FORMAT].str);
+    }
+    /* Both bundles are public: no token is sent. */
+    if ((rc = open_client(x, false)) != CTL_OK ||
+        (rc = call(x, "GET", jwks ? "svid/bundle" : "pki/bundle/pem", NULL, 0, NULL, &status, &resp,
+                   &raw)) != CTL_OK) {
+        goto out;
+    }
+    if (!ok_status(status)) {
+        rc = api_error(status, resp);
+        goto out;
+    }
+    if (jwks) {
+        if (!json_is_array(json_object_get(resp, "keys"))) {
+            fprintf(stderr, "Error: the server's bundle is not a SPIFFE bundle\n");
+            rc = CTL_ERR;
+            goto out;
+        }
+        rc = print_json(resp);
+        goto out;
+    }
+    if (raw.len == 0 || memchr(raw.data, '\0', raw.len) != NULL ||
+        strstr(raw.data, "-----BEGIN CERTIFICATE-----") == NULL) {
+        fprintf(stderr, "Error: the server's bundle is not PEM\n");
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (fwrite(raw.data, 1, raw.len, stdout) != raw.len) {
+        rc = CTL_ERR;
+    }
+out:
+    json_decref(resp);
+    as_buf_free(&raw, false);
+    return rc;
+}
+
+/* The identities table: a header and one row of cells per identity. */
+#define ID_COLS 10
+
+static const char *const id_headers[ID_COLS] = {
+    "Serial", "SPIFFE ID",      "Kind",       "Issued", "Expires",
+    "State",  "Token Accessor", "Auth Mount", "Role",   "Login Subject"};
+
+/* One cell as text: strings (control characters shown as '?', as they may come from a login
+ * claim and must not drive the terminal), times as RFC 3339, lists joined with ','. */
+static enum as_err id_cell(struct as_buf *b, json_t *v, bool is_time)
+{
+    enum as_err r = AS_OK;
+    char ts[64];
+    if (is_time && json_is_integer(v)) {
+        if (json_integer_value(v) == 0) {
+            return AS_OK;
+        }
+        as_time_rfc3339((int64_t)json_integer_value(v), ts, sizeof ts);
+        return as_buf_append(b, ts, strlen(ts));
+    }
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        for (size_t i = 0; i < n && r == AS_OK; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            r = as_buf_append(b, ch < 0x20 || ch == 0x7f ? "?" : &s[i], 1);
+        }
+        return r;
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v) && r == AS_OK; i++) {
+            if (i > 0) {
+                r = as_buf_append(b, ",", 1);
+            }
+            if (r == AS_OK) {
+                r = id_cell(b, json_array_get(v, i), false);
+            }
+        }
+        return r;
+    }
+    if (v == NULL || json_is_null(v)) {
+        return AS_OK;
+    }
+    return fmt_value(b, v);
+}
+
+static int print_identities_table(json_t *all)
+{
+    static const char *const fields[ID_COLS] = {
+        "serial", "spiffe_id",      "kind",       "issued", "expires",
+        "state",  "token_accessor", "auth_mount", "role",   "login_subject"};
+    size_t n = json_array_size(all);
+    size_t width[ID_COLS];
+    char **cells = NULL;
+    struct as_buf b;
+    enum as_err r = AS_OK;
+    int rc = CTL_OK;
+    as_buf_init(&b, AS_CLIENT_MAX_RESPONSE);
+    if (n > SIZE_MAX / ID_COLS / sizeof *cells) {
+        return CTL_ERR;
+    }
+    cells = calloc(n * ID_COLS + 1, sizeof *cells);
+    if (cells == NULL) {
+        return CTL_ERR;
+    }
+    for (size_t c = 0; c < ID_COLS; c++) {
+        width[c] = strlen(id_headers[c]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(all, i);
+        for (size_t c = 0; c < ID_COLS; c++) {
+            bool is_time = c == 3 || c == 4;
+            b.len = 0;
+            if ((r = id_cell(&b, json_object_get(e, fields[c]), is_time)) != AS_OK) {
+                goto out;
+            }
+            cells[i * ID_COLS + c] = strdup(b.len > 0 ? b.data : "n/a");
+            if (cells[i * ID_COLS + c] == NULL) {
+                r = AS_ERR_NOMEM;
+                goto out;
+            }
+            size_t w = strlen(cells[i * ID_COLS + c]);
+            if (w > width[c]) {
+                width[c] = w;
+            }
+        }
+    }
+    for (size_t i = 0; i <= n; i++) {
+        for (size_t c = 0; c < ID_COLS; c++) {
+            const char *s = i == 0 ? id_headers[c] : cells[(i - 1) * ID_COLS + c];
+            if (c + 1 == ID_COLS) {
+                printf("%s\n", s);
+            } else {
+                int pad = (int)(width[c] > INT32_MAX ? INT32_MAX : width[c]) - (int)strlen(s);
+                printf("%s%*s    ", s, pad > 0 ? pad : 0, "");
+            }
+        }
+    }
+out:
+    for (size_t i = 0; cells != NULL && i < n * ID_COLS; i++) {
+        free(cells[i]);
+    }
+    free(cells);
+    as_buf_free(&b, false);
+    if (r != AS_OK) {
+        fprintf(stderr, "Error: cannot format the answer: %s\n", as_strerror(r));
+        rc = CTL_ERR;
+    }
+    return rc;
+}
+
+static int cmd_identities(struct ctl *x)
+{
+    const char *glob = NULL;
+    const char *state = x->f[F_STATE].str;
+    const char *limit = x->f[F_LIMIT].str;
+    struct as_client_param q[4];
+    json_t *all = NULL;
+    json_t *resp = NULL;
+    char *after = NULL;
+    long status = 0;
+    int rc;
+    if ((rc = single_value(x, F_SPIFFE_ID, &glob)) != CTL_OK) {
+        return rc;
+    }
+    if (state != NULL && strcmp(state, "active") != 0 && strcmp(state, "expired") != 0 &&
+        strcmp(state, "revoked") != 0) {
+        return usage_error(x->cmd, "invalid -state=%s (want active, expired or revoked)", state);
+    }
+    if (limit != NULL) {
+        char *end = NULL;
+        errno = 0;
+        long long v = strtoll(limit, &end, 10);
+        if (errno != 0 || end == limit || *end != '\0' || v <= 0) {
+            return usage_error(x->cmd, "invalid -limit=%s (want a positive integer)", limit);
+        }
+    }
+    if ((all = json_array()) == NULL) {
+        return CTL_ERR;
+    }
+    if ((rc = open_client(x, true)) != CTL_OK) {
+        goto out;
+    }
+    /* Every page, following the opaque "next" cursor into "after" (SPEC §8). */
+    for (size_t page = 0;; page++) {
+        size_t nq = 0;
+        if (page >= MAX_IDENTITY_PAGES) {
+            fprintf(stderr, "Error: more than %d pages of identities\n", MAX_IDENTITY_PAGES);
+            rc = CTL_ERR;
+            goto out;
+        }
+        if (glob != NULL) {
+            q[nq++] = (struct as_client_param){"spiffe_id", glob};
+        }
+        if (state != NULL) {
+            q[nq++] = (struct as_client_param){"state", state};
+        }
+        if (limit != NULL) {
+            q[nq++] = (struct as_client_param){"limit", limit};
+        }
+        if (after != NULL) {
+            q[nq++] = (struct as_client_param){"after", after};
+        }
+        json_decref(resp);
+        resp = NULL;
+        if ((rc = call(x, "GET", "sys/identities", q, nq, NULL, &status, &resp, NULL)) != CTL_OK) {
+            goto out;
+        }
+        if (!ok_status(status)) {
+            rc = api_error(status, resp);
+            goto out;
+        }
+        json_t *data = json_object_get(resp, "data");
+        json_t *ids = json_object_get(data, "identities");
+        json_t *next = json_object_get(data, "next");
+        if (!json_is_array(ids)) {
+            fprintf(stderr, "Error: the server's answer lacks data.identities\n");
+            rc = CTL_ERR;
+            goto out;
+        }
+        if (json_array_size(all) + json_array_size(ids) > MAX_IDENTITY_ROWS) {
+            fprintf(stderr, "Error: more than %d identities\n", MAX_IDENTITY_ROWS);
+            rc = CTL_ERR;
+            goto out;
+        }
+        if (json_array_extend(all, ids) != 0) {
+            rc = CTL_ERR;
+            goto out;
+        }
+        if (json_string_length(next) == 0 || json_array_size(ids) == 0) {
+            break;
+        }
+        /* The same cursor twice would loop forever. */
+        if (after != NULL && strcmp(after, json_string_value(next)) == 0) {
+            fprintf(stderr, "Error: the server repeated the page cursor %s\n", after);
+            rc = CTL_ERR;
+            goto out;
+        }
+        free(after);
+        if ((after = strdup(json_string_value(next))) == NULL) {
+            rc = CTL_ERR;
+            goto out;
+        }
+    }
+    rc = x->json ? print_json(all) : print_identities_table(all);
+out:
+    free(after);
+    json_decref(resp);
+    json_decref(all);
+    return rc;
+}
+
 /* ---- the command table ---- */
 
 #define ANY SIZE_MAX
@@ -1899,6 +2456,43 @@ static const struct command commands[] = {
      "Usage: authctl policy delete [options] NAME\n"
      "\n"
      "  Deletes the ACL policy NAME.\n"},
+    {"svid", "x509", cmd_svid_x509, FM(F_SPIFFE_ID) | FM(F_TTL) | FM(F_DNS) | FM(F_OUT_DIR), 0, 0,
+     "Usage: authctl svid x509 -out-dir=DIR [options]\n"
+     "\n"
+     "  Obtains an X.509-SVID (POST svid/x509). An ECDSA P-256 key is generated here and only a\n"
+     "  certificate request is sent. Writes DIR/" SVID_KEY_FILE " (PKCS#8, mode 0600) first, then\n"
+     "  DIR/" SVID_FILE " (the leaf, then any intermediates) and DIR/" BUNDLE_FILE " (every\n"
+     "  trusted CA), each atomically; DIR is created (0700) if missing. Prints the SPIFFE ID,\n"
+     "  serial and expiration (-format=json: the answer); never the private key.\n"
+     "\n"
+     "    -out-dir=DIR    Where to write the files (required).\n"
+     "    -spiffe-id=ID   The identity; optional when the token holds exactly one.\n"
+     "    -ttl=D          Requested lifetime (default 1h; the server caps it).\n"
+     "    -dns=NAME       A DNS name to add to the SAN (repeatable).\n"},
+    {"svid", "jwt", cmd_svid_jwt, FM(F_SPIFFE_ID) | FM(F_TTL) | FM(F_AUDIENCE), 0, 0,
+     "Usage: authctl svid jwt -audience=A [-audience=B...] [options]\n"
+     "\n"
+     "  Obtains a JWT-SVID (POST svid/jwt) and prints it with its SPIFFE ID and expiration\n"
+     "  (-format=json: the answer).\n"
+     "\n"
+     "    -audience=A     An audience of the token (required, repeatable).\n"
+     "    -spiffe-id=ID   The identity; optional when the token holds exactly one.\n"
+     "    -ttl=D          Requested lifetime (default 5m, at most 1h).\n"},
+    {"bundle", NULL, cmd_bundle, 0, 0, 0,
+     "Usage: authctl bundle [-format=pem|jwks]\n"
+     "\n"
+     "  Prints the trust bundle: every trusted CA certificate as PEM (pki/bundle/pem, the\n"
+     "  default), or the SPIFFE bundle JSON (svid/bundle) with -format=jwks (or json).\n"
+     "  No token is needed or sent.\n"},
+    {"identities", NULL, cmd_identities, FM(F_SPIFFE_ID) | FM(F_STATE) | FM(F_LIMIT), 0, 0,
+     "Usage: authctl identities [-spiffe-id=GLOB] [-state=S] [-limit=N]\n"
+     "\n"
+     "  Lists the recorded SVIDs, newest first (GET sys/identities; needs sudo), following\n"
+     "  every page. -format=json prints them as a JSON array.\n"
+     "\n"
+     "    -spiffe-id=GLOB   Only SPIFFE IDs matching GLOB ('*' matches any run of characters).\n"
+     "    -state=S          Only active, expired or revoked SVIDs.\n"
+     "    -limit=N          Page size asked of the server.\n"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -2052,7 +2646,9 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         return usage_error(c, "Too many arguments (expected %zu, got %zu)", c->max_args, x->nargs);
     }
     const char *format = x->f[F_FORMAT].str;
-    if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "table") != 0) {
+    /* bundle has formats of its own (pem, jwks) and checks them itself. */
+    if (c->run != cmd_bundle && format != NULL && strcmp(format, "json") != 0 &&
+        strcmp(format, "table") != 0) {
         return usage_error(c, "Invalid output format: %s (want table or json)", format);
     }
     x->json = format != NULL && strcmp(format, "json") == 0;
