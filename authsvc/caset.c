@@ -41,6 +41,7 @@ struct as_gen {
 
 struct as_caset {
     pthread_rwlock_t lock;
+    struct as_upstream *up; /* NULL: every generation is its own root */
     struct as_gen **gens;
     size_t n;
     int64_t sequence;
@@ -70,6 +71,7 @@ void as_caset_free(struct as_caset *cs)
         gen_free(cs->gens[i]);
     }
     free(cs->gens);
+    as_upstream_free(cs->up);
     pthread_rwlock_destroy(&cs->lock);
     free(cs);
 }
@@ -197,9 +199,20 @@ static enum as_err first_generation(struct as_caset *cs)
     if (g == NULL) {
         return AS_ERR_NOMEM;
     }
-    if ((r = as_ca_load_or_create(srv->cfg.data_dir, srv->cfg.trust_domain, srv->cfg.ca_ttl,
-                                  &g->ca, &created)) != AS_OK ||
-        (r = gen_jwtkey(srv, "ca", true, &g->jwt)) != AS_OK) {
+    if (cs->up != NULL) {
+        r = as_ca_load_under(cs->up, srv->cfg.data_dir, "ca", srv->cfg.trust_domain, &g->ca);
+        if (r == AS_ERR_NOT_FOUND) {
+            created = true;
+            if ((r = as_ca_generate_under(cs->up, srv->cfg.trust_domain, srv->cfg.ca_ttl,
+                                          &g->ca)) == AS_OK) {
+                r = as_ca_save(g->ca, srv->cfg.data_dir, "ca");
+            }
+        }
+    } else {
+        r = as_ca_load_or_create(srv->cfg.data_dir, srv->cfg.trust_domain, srv->cfg.ca_ttl,
+                                 &g->ca, &created);
+    }
+    if (r != AS_OK || (r = gen_jwtkey(srv, "ca", true, &g->jwt)) != AS_OK) {
         gen_free(g);
         return r;
     }
@@ -228,6 +241,11 @@ enum as_err as_caset_open(struct as_server *srv, struct as_caset **out)
     }
     pthread_rwlock_init(&cs->lock, NULL);
     cs->srv = srv;
+    if (srv->cfg.upstream_cert_file != NULL &&
+        (r = as_upstream_load(srv->cfg.upstream_cert_file, srv->cfg.upstream_key_file,
+                              &cs->up)) != AS_OK) {
+        goto out;
+    }
     if ((r = load_sequence(cs)) != AS_OK ||
         (r = as_store_ca_gen_list(srv->store, &recs, &n)) != AS_OK) {
         goto out;
@@ -257,8 +275,10 @@ enum as_err as_caset_open(struct as_server *srv, struct as_caset **out)
                 continue; /* out of the bundle for good; its files are not needed */
             }
         }
-        if ((r = as_ca_load(srv->cfg.data_dir, g->base, srv->cfg.trust_domain, &g->ca)) !=
-                AS_OK ||
+        r = cs->up ? as_ca_load_under(cs->up, srv->cfg.data_dir, g->base,
+                                      srv->cfg.trust_domain, &g->ca)
+                   : as_ca_load(srv->cfg.data_dir, g->base, srv->cfg.trust_domain, &g->ca);
+        if (r != AS_OK ||
             (r = gen_jwtkey(srv, g->base, false, &g->jwt)) != AS_OK) {
             as_error("cannot load CA generation %" PRId64 " (%s): %s", g->id, g->base,
                      as_strerror(r));
@@ -304,6 +324,10 @@ enum as_err as_caset_active(struct as_caset *cs, struct as_signing *out)
 char *as_caset_bundle_pem(struct as_caset *cs)
 {
     struct as_buf b;
+    if (cs->up != NULL) {
+        /* Under an upstream, peers trust its root; our generations are intermediates. */
+        return strdup(as_upstream_roots_pem(cs->up));
+    }
     as_buf_init(&b, 1 << 20);
     pthread_rwlock_rdlock(&cs->lock);
     for (size_t i = 0; i < cs->n; i++) {
@@ -324,14 +348,16 @@ char *as_caset_bundle_pem(struct as_caset *cs)
 
 json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint)
 {
-    json_t *keys = json_array();
+    json_t *keys = cs->up ? as_upstream_x509_jwks(cs->up) : json_array();
     pthread_rwlock_rdlock(&cs->lock);
     for (size_t i = 0; i < cs->n; i++) {
         struct as_gen *g = cs->gens[i];
         if (!g->in_bundle) {
             continue;
         }
-        json_array_append_new(keys, as_ca_x509_jwk(g->ca));
+        if (cs->up == NULL) {
+            json_array_append_new(keys, as_ca_x509_jwk(g->ca));
+        }
         json_array_append_new(keys, as_jwtkey_jwk(g->jwt));
     }
     json_t *o = json_pack("{s:o,s:I,s:I}", "keys", keys, "spiffe_sequence",
@@ -516,7 +542,9 @@ static enum as_err prepare(struct as_caset *cs, int64_t now, int64_t activate_at
     as_hex(rnd, sizeof rnd, hex);
     snprintf(base, sizeof base, "ca-%" PRId64 "-%s", now, hex);
     /* Files first, then the row that names them: a crash in between leaves only stray files. */
-    if ((r = as_ca_generate(srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca)) != AS_OK ||
+    r = cs->up ? as_ca_generate_under(cs->up, srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca)
+               : as_ca_generate(srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca);
+    if (r != AS_OK ||
         (r = as_ca_save(g->ca, srv->cfg.data_dir, base)) != AS_OK ||
         (r = as_jwtkey_generate(&g->jwt)) != AS_OK ||
         (r = as_jwtkey_save(g->jwt, srv->cfg.data_dir, base)) != AS_OK) {

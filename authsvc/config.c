@@ -146,9 +146,18 @@ static enum as_err load_file(const char *path, struct as_config *cfg)
         if ((r = set_dur(&cfg->ca_ttl, s, "ttl", "ca.ttl")) != AS_OK) {
             goto out;
         }
-        if (json_object_get(s, "upstream_cert_file") || json_object_get(s, "upstream_key_file") ||
-            json_object_get(s, "kek_file")) {
-            r = bad("ca", "upstream CAs and key-encryption keys are not supported yet");
+        if ((r = set_str(&cfg->upstream_cert_file, s, "upstream_cert_file",
+                         "ca.upstream_cert_file")) != AS_OK ||
+            (r = set_str(&cfg->upstream_key_file, s, "upstream_key_file",
+                         "ca.upstream_key_file")) != AS_OK) {
+            goto out;
+        }
+        if ((cfg->upstream_cert_file == NULL) != (cfg->upstream_key_file == NULL)) {
+            r = bad("ca.upstream_cert_file", "upstream_cert_file and upstream_key_file go together");
+            goto out;
+        }
+        if (json_object_get(s, "kek_file")) {
+            r = bad("ca.kek_file", "key-encryption keys are not supported yet");
             goto out;
         }
     }
@@ -356,6 +365,8 @@ void as_config_free(struct as_config *cfg)
     free(cfg->tls_key_file);
     json_decref(cfg->tls_names);
     free(cfg->storage_path);
+    free(cfg->upstream_cert_file);
+    free(cfg->upstream_key_file);
     free(cfg->audit_path);
     free(cfg->default_action);
     memset(cfg, 0, sizeof *cfg);

@@ -166,6 +166,7 @@ enum as_err h_pki_rotate(struct as_server *srv, struct as_req *req, struct as_re
     if (r != AS_OK) {
         return r;
     }
+    as_server_wake(srv);
     char when[40];
     as_time_rfc3339(activate_at, when, sizeof when);
     resp->data = json_pack("{s:I,s:s,s:I}", "activate_at", (json_int_t)activate_at,

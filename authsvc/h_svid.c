@@ -206,10 +206,10 @@ enum as_err h_svid_x509(struct as_server *srv, struct as_req *req, struct as_res
         goto out;
     }
     char *bundle = as_caset_bundle_pem(srv->caset);
-    resp->data = json_pack("{s:s,s:[],s:s,s:s,s:s,s:I}", "certificate", leaf->cert_pem,
-                           "ca_chain", "bundle", bundle ? bundle : "", "serial_number",
-                           leaf->serial, "spiffe_id", id, "expiration",
-                           (json_int_t)leaf->not_after);
+    resp->data = json_pack("{s:s,s:o,s:s,s:s,s:s,s:I}", "certificate", leaf->cert_pem,
+                           "ca_chain", as_ca_intermediates_json(s.ca), "bundle",
+                           bundle ? bundle : "", "serial_number", leaf->serial, "spiffe_id", id,
+                           "expiration", (json_int_t)leaf->not_after);
     free(bundle);
     if (resp->data == NULL) {
         r = AS_ERR_NOMEM;

@@ -67,6 +67,11 @@ static bool is_bootstrapped(struct as_server *srv, enum as_err *err)
     return *err == AS_OK;
 }
 
+void as_server_wake(struct as_server *srv)
+{
+    pthread_kill(srv->main_thread, SIGUSR1);
+}
+
 enum as_err as_server_bootstrap(struct as_server *srv, char **secret, struct as_token_rec **out)
 {
     enum as_err r;
@@ -217,6 +222,7 @@ static int run(struct as_server *srv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1); /* as_server_wake: the rotation schedule changed */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -286,6 +292,9 @@ static int run(struct as_server *srv)
             as_info("SIGHUP: nothing to reload yet");
             continue;
         }
+        if (sig == SIGUSR1) {
+            next_event = as_now(); /* re-plan the rotation schedule now */
+        }
         if (sig < 0 && errno != EAGAIN && errno != EINTR) {
             as_error("sigtimedwait: %s", strerror(errno));
             rc = 1;
@@ -331,6 +340,7 @@ int main(int argc, char **argv)
         return 2;
     }
     pthread_mutex_init(&srv.lock, NULL);
+    srv.main_thread = pthread_self();
     int rc = run(&srv);
     as_http_stop(&srv);
     as_caset_free(srv.caset);

@@ -28,6 +28,8 @@ struct as_config {
     json_t *tls_names; /* array of extra DNS/IP names */
     char *storage_path;
     int64_t ca_ttl;
+    char *upstream_cert_file; /* with upstream_key_file: our CAs are intermediates under it */
+    char *upstream_key_file;
     char *audit_path;
     bool audit_log_allowed_checks;
     int64_t max_body_bytes;
@@ -87,6 +89,7 @@ struct as_server {
     struct MHD_Daemon *http;
     struct MHD_Daemon *https;
     bool initialized; /* bootstrap done */
+    pthread_t main_thread;
     pthread_mutex_t lock;
 };
 
@@ -198,6 +201,9 @@ json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t 
 /* Creates the root token exactly once. AS_ERR_EXISTS if already bootstrapped. */
 enum as_err as_server_bootstrap(struct as_server *srv, char **secret,
                                 struct as_token_rec **out) AS_WUR;
+
+/* Wakes the main loop so it re-plans timed work (after pki/rotate changed the schedule). */
+void as_server_wake(struct as_server *srv);
 
 /* ---- http.c ---- */
 /* Installs the HTTPS listener's certificate (PEM chain) and key; handshakes after the call use
