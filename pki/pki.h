@@ -222,4 +222,86 @@ json_t *as_ca_intermediates_json(const struct as_ca *ca);
 /* true when ca is its own trust anchor (self-signed). */
 bool as_ca_is_root(const struct as_ca *ca);
 
+/* ---- JWT verification for the jwt auth method (pki/jwt.c) ----
+ * Platform JWTs (Kubernetes service-account tokens, CI OIDC tokens, ...) signed with RS256/384/512
+ * or ES256/384/512 by keys given as PEM or fetched as a JWKS. libjwt 1.10 is not used for the
+ * signature: it trusts the header's alg and re-parses PEM keys per call (PERF-NOTES trap 2).
+ */
+enum as_jwt_alg {
+    AS_JWT_RS256 = 1u << 0,
+    AS_JWT_RS384 = 1u << 1,
+    AS_JWT_RS512 = 1u << 2,
+    AS_JWT_ES256 = 1u << 3,
+    AS_JWT_ES384 = 1u << 4,
+    AS_JWT_ES512 = 1u << 5,
+};
+#define AS_JWT_ALGS_ALL 0x3fu
+#define AS_JWT_MAX_BYTES (16 * 1024)
+/* "RS256" → AS_JWT_RS256 etc.; AS_ERR_INVALID for anything else (including none and HS*). */
+enum as_err as_jwt_alg_parse(const char *name, unsigned *alg) AS_WUR;
+
+struct as_jwks;
+/*
+ * A key set from a JWKS document (RFC 7517): RSA keys (n, e; at least 2048 bits) and EC keys
+ * (crv P-256, P-384, P-521; x, y). Keys whose "use" is present and not "sig", or of another kty,
+ * are skipped; a document with no usable key is AS_ERR_INVALID. Keys are decoded once here.
+ */
+enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, char *why,
+                          size_t whylen) AS_WUR;
+/* A key set from PEM public keys (a JSON array of PEM SPKI strings, RSA >= 2048 or EC); no kids. */
+enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why,
+                              size_t whylen) AS_WUR;
+void as_jwks_free(struct as_jwks *k);
+size_t as_jwks_count(const struct as_jwks *k);
+
+/* Why a JWT was refused, so the caller can answer with Vault's texts and refetch keys. */
+enum as_jwt_fail {
+    AS_JWT_OK,
+    AS_JWT_MALFORMED,    /* size, segments, base64url, JSON, duplicate keys, depth */
+    AS_JWT_BAD_ALG,      /* none, HS*, unknown, not allowed, or not matching the key type */
+    AS_JWT_CRIT,         /* a crit header */
+    AS_JWT_UNKNOWN_KID,  /* kid names no key in the set (the caller may refetch the JWKS) */
+    AS_JWT_BAD_SIG,      /* no key of the set verifies the signature (incl. DER-encoded ECDSA) */
+};
+/*
+ * Verifies a compact JWS: at most AS_JWT_MAX_BYTES; exactly three base64url (no padding)
+ * segments; header and payload JSON objects (duplicate keys refused, depth <= 32); header alg in
+ * allowed and matching the key's type and curve (RS* on RSA; ES256 on P-256, ES384 on P-384,
+ * ES512 on P-521), checked before any signature; a "crit" header refused; with a kid only that
+ * key is tried, without one every key of the matching type; ECDSA signatures must be raw R||S of
+ * the curve's size. No claim is checked: *claims (and *header) are new references on success.
+ * AS_ERR_INVALID with *fail and a reason in why (>= 160 bytes) otherwise.
+ */
+enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigned allowed,
+                          json_t **header, json_t **claims, enum as_jwt_fail *fail, char *why,
+                          size_t whylen) AS_WUR;
+
+/* ---- spiffe_id_template (pki/template.c) ---- */
+/* What a template may draw on; any member may be NULL. */
+struct as_template_ctx {
+    const char *trust_domain;
+    const char *role;
+    json_t *claims;      /* JWT claims object: {{claim:NAME}}, {{claim:/json/pointer}} */
+    const char *cert_cn; /* {{cert:cn}} */
+    const char *cert_uri; /* {{cert:uri}}: the certificate's URI SAN */
+};
+/*
+ * Checks a template when a role is written (SPEC §5): only {{trust_domain}}, {{role}},
+ * {{claim:NAME}}, {{claim:/a/b}}, {{cert:cn}} and {{cert:uri}}; {{cert:uri}} must stand alone;
+ * claim placeholders only when jwt is true, cert ones only when it is false; the literal parts
+ * must make "spiffe://{{trust_domain}}/..." (or {{cert:uri}}) shape. AS_ERR_INVALID with why.
+ */
+enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why,
+                                     size_t whylen) AS_WUR;
+/*
+ * Expands a checked template into a SPIFFE ID (*out malloc'd). Every expanded value must be a
+ * valid SPIFFE path segment ([A-Za-z0-9._-], not "." or ".."): a claim holding '/', '.', '..',
+ * '%', '?', spaces, non-ASCII or nothing, a missing claim, or a non-string claim (numbers are
+ * written in decimal; booleans, objects and arrays refused) fails. {{cert:uri}} must be a valid
+ * SPIFFE ID of the trust domain. The result must pass as_spiffe_id_check for the trust domain.
+ * AS_ERR_INVALID with why.
+ */
+enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template_ctx *ctx,
+                                      char **out, char *why, size_t whylen) AS_WUR;
+
 #endif

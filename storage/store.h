@@ -61,6 +61,8 @@ struct as_token_rec {
     char *spiffe_ids_json;         /* JSON array, or NULL */
     char *allowed_dns_json;        /* JSON array of globs, or NULL */
     char *mount;                   /* auth mount that issued it ("token" for the token store) */
+    char *login_cert;              /* serial (colon hex) of one of our X.509-SVIDs this token
+                                      logged in with (cert method), or NULL (schema v3) */
     int64_t creation_time;         /* unix seconds */
     int64_t expire_time;           /* unix seconds; 0 = never expires (root tokens) */
     int64_t creation_ttl;          /* seconds */
@@ -144,7 +146,10 @@ enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c) AS_
 enum as_err as_store_cert_get(struct as_store *st, const char *serial,
                               struct as_cert_rec **out) AS_WUR;
 /* Marks a record revoked at `at` (kept if already revoked: *was_revoked says so, and *at_out
- * holds the effective time). AS_ERR_NOT_FOUND if absent. */
+ * holds the effective time). AS_ERR_NOT_FOUND if absent. In the same transaction, every token
+ * that logged in with this certificate (login_cert) is deleted with its subtree, and the SVIDs
+ * those tokens obtained are revoked in turn — repeatedly, until nothing more changes (SPEC §5:
+ * revoking a certificate revokes the token and everything it obtained). */
 enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,
                                  int64_t *at_out, bool *was_revoked) AS_WUR;
 /* Serials of kind x509 (all, or only revoked ones), sorted. as_store_strv_free. */
@@ -193,6 +198,45 @@ enum as_err as_store_ca_gen_list(struct as_store *st, struct as_ca_gen_rec ***ou
 /* Updates state and activate_at of generation id. AS_ERR_NOT_FOUND if absent. */
 enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *state,
                                    int64_t activate_at) AS_WUR;
+
+/* ---- auth mounts and roles (schema version 3) ---- */
+struct as_mount_rec {
+    char *path;        /* mount path without slashes, e.g. "jwt", "k8s", "cert" */
+    char *type;        /* "jwt" or "cert" */
+    char *accessor;    /* "auth_jwt_<hex>" */
+    char *description;
+    char *config_json; /* method configuration (JSON object), or NULL when not configured */
+    int64_t created;
+};
+void as_mount_rec_free(struct as_mount_rec *m);
+void as_mount_recs_free(struct as_mount_rec **v, size_t n);
+/* Inserts a mount. AS_ERR_EXISTS if the path is taken. */
+enum as_err as_store_mount_insert(struct as_store *st, const struct as_mount_rec *m) AS_WUR;
+enum as_err as_store_mount_get(struct as_store *st, const char *path,
+                               struct as_mount_rec **out) AS_WUR;
+enum as_err as_store_mount_list(struct as_store *st, struct as_mount_rec ***out,
+                                size_t *n) AS_WUR;
+/* Replaces the mount's config JSON. AS_ERR_NOT_FOUND if absent. */
+enum as_err as_store_mount_set_config(struct as_store *st, const char *path,
+                                      const char *config_json) AS_WUR;
+/*
+ * Unmounts: in one transaction deletes the mount, its roles, and every token whose mount is
+ * path (with their subtrees), revoking the SVIDs those tokens obtained (and cascading through
+ * login_cert as as_store_cert_revoke does). *ntokens (may be NULL) = tokens deleted.
+ * AS_ERR_NOT_FOUND if absent.
+ */
+enum as_err as_store_mount_delete(struct as_store *st, const char *path, size_t *ntokens) AS_WUR;
+
+/* Roles: a JSON object per (mount, name); the method owns its shape. */
+enum as_err as_store_role_put(struct as_store *st, const char *mount, const char *name,
+                              const char *json) AS_WUR;
+/* *json is malloc'd. AS_ERR_NOT_FOUND if absent. */
+enum as_err as_store_role_get(struct as_store *st, const char *mount, const char *name,
+                              char **json) AS_WUR;
+enum as_err as_store_role_delete(struct as_store *st, const char *mount, const char *name) AS_WUR;
+/* Role names of a mount, sorted; as_store_strv_free. */
+enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***names,
+                               size_t *n) AS_WUR;
 
 /* Frees an array of n malloc'd strings and the array. NULL ok. */
 void as_store_strv_free(char **v, size_t n);
