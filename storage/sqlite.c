@@ -108,6 +108,29 @@ static const struct as_migration {
         "  published_at INTEGER,"
         "  activate_at INTEGER"
         ");"},
+    /*
+     * Auth mounts and their roles (SPEC §3 sys/auth, §5), and the certificate a token logged in
+     * with, so that revoking that certificate finds the token (SPEC §5). The index on
+     * tokens(mount) serves unmounting, which deletes every token of the mount. Rows of older
+     * versions get login_cert NULL: they were not issued by a certificate login that we tracked.
+     */
+    {3, "ALTER TABLE tokens ADD COLUMN login_cert TEXT;"
+        "CREATE INDEX tokens_login_cert ON tokens(login_cert);"
+        "CREATE INDEX tokens_mount ON tokens(mount);"
+        "CREATE TABLE auth_mounts ("
+        "  path TEXT PRIMARY KEY,"
+        "  type TEXT NOT NULL CHECK (type IN ('jwt', 'cert')),"
+        "  accessor TEXT UNIQUE NOT NULL,"
+        "  description TEXT,"
+        "  config TEXT,"
+        "  created INTEGER NOT NULL"
+        ");"
+        "CREATE TABLE auth_roles ("
+        "  mount TEXT NOT NULL,"
+        "  name TEXT NOT NULL,"
+        "  json TEXT NOT NULL,"
+        "  PRIMARY KEY (mount, name)"
+        ");"},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -132,6 +155,8 @@ enum stmt_id {
     ST_TOKEN_USES_LEFT,
     ST_TOKEN_DELETE_TREE,
     ST_TOKEN_DELETE_ONE,
+    ST_TOKEN_DELETE_LOGIN,
+    ST_TOKEN_DELETE_MOUNT,
     ST_TOKEN_ORPHAN_CHILDREN,
     ST_TOKEN_LIST,
     ST_TOKEN_PURGE,
@@ -152,14 +177,24 @@ enum stmt_id {
     ST_CA_GEN_INSERT,
     ST_CA_GEN_LIST,
     ST_CA_GEN_UPDATE,
+    ST_MOUNT_INSERT,
+    ST_MOUNT_GET,
+    ST_MOUNT_LIST,
+    ST_MOUNT_SET_CONFIG,
+    ST_MOUNT_DELETE,
+    ST_ROLE_PUT,
+    ST_ROLE_GET,
+    ST_ROLE_DELETE,
+    ST_ROLE_DELETE_MOUNT,
+    ST_ROLE_LIST,
     ST_COUNT
 };
 
 /* The column order read_token() expects. */
 #define TOKEN_COLS                                                                        \
     "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, "    \
-    "allowed_dns, mount, creation_time, expire_time, creation_ttl, explicit_max_ttl, "   \
-    "period, num_uses, renewable, orphan"
+    "allowed_dns, mount, login_cert, creation_time, expire_time, creation_ttl, "         \
+    "explicit_max_ttl, period, num_uses, renewable, orphan"
 
 /* The column order read_cert() expects. */
 #define CERT_COLS                                                                         \
@@ -169,11 +204,20 @@ enum stmt_id {
 /* The column order read_ca_gen() expects. */
 #define CA_GEN_COLS "id, base, jwt_kid, state, not_before, not_after, published_at, activate_at"
 
-/* The subtree rooted at ?1, the root included. UNION (not UNION ALL) also stops on a cycle. */
-#define SUBTREE_CTE                                                                       \
+/* The column order read_mount() expects. */
+#define MOUNT_COLS "path, type, accessor, description, config, created"
+
+/*
+ * The tokens matching cond (on ?1) and all their descendants. UNION (not UNION ALL) also stops
+ * on a cycle.
+ */
+#define SUBTREE_WHERE(cond)                                                               \
     "WITH RECURSIVE sub(a) AS ("                                                          \
-    "  SELECT accessor FROM tokens WHERE accessor = ?1"                                   \
+    "  SELECT accessor FROM tokens WHERE " cond                                           \
     "  UNION SELECT t.accessor FROM tokens t JOIN sub ON t.parent = sub.a) "
+
+/* The subtree rooted at ?1, the root included. */
+#define SUBTREE_CTE SUBTREE_WHERE("accessor = ?1")
 
 static const char *const stmt_sql[] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -188,7 +232,7 @@ static const char *const stmt_sql[] = {
     [ST_SETTING_INSERT] = "INSERT INTO settings (key, value) VALUES (?1, ?2)",
     [ST_TOKEN_INSERT] = "INSERT INTO tokens (" TOKEN_COLS ") VALUES "
                         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
-                        "?17, ?18)",
+                        "?17, ?18, ?19)",
     [ST_TOKEN_BY_HASH] = "SELECT " TOKEN_COLS " FROM tokens WHERE secret_hash = ?1",
     [ST_TOKEN_BY_ACCESSOR] = "SELECT " TOKEN_COLS " FROM tokens WHERE accessor = ?1",
     [ST_TOKEN_SET_EXPIRY] = "UPDATE tokens SET expire_time = ?2, "
@@ -205,6 +249,14 @@ static const char *const stmt_sql[] = {
     [ST_TOKEN_DELETE_TREE] = SUBTREE_CTE "DELETE FROM tokens WHERE accessor IN sub "
                                          "RETURNING accessor",
     [ST_TOKEN_DELETE_ONE] = "DELETE FROM tokens WHERE accessor = ?1",
+    /* The tokens that logged in with certificate ?1, with their subtrees (SPEC §5). */
+    [ST_TOKEN_DELETE_LOGIN] = SUBTREE_WHERE("login_cert = ?1") "DELETE FROM tokens "
+                                                               "WHERE accessor IN sub "
+                                                               "RETURNING accessor",
+    /* The tokens issued by auth mount ?1, with their subtrees (SPEC §3: unmount revokes). */
+    [ST_TOKEN_DELETE_MOUNT] = SUBTREE_WHERE("mount = ?1") "DELETE FROM tokens "
+                                                          "WHERE accessor IN sub "
+                                                          "RETURNING accessor",
     [ST_TOKEN_ORPHAN_CHILDREN] = "UPDATE tokens SET parent = NULL, orphan = 1 WHERE parent = ?1",
     [ST_TOKEN_LIST] = "SELECT accessor FROM tokens ORDER BY accessor",
     [ST_TOKEN_PURGE] = "WITH RECURSIVE sub(a) AS ("
@@ -216,9 +268,12 @@ static const char *const stmt_sql[] = {
     [ST_POLICY_GET] = "SELECT text FROM policies WHERE name = ?1",
     [ST_POLICY_DELETE] = "DELETE FROM policies WHERE name = ?1",
     [ST_POLICY_LIST] = "SELECT name FROM policies ORDER BY name",
-    /* Both kinds: a revoked token takes its X.509- and its JWT-SVIDs with it (SPEC §6). */
+    /*
+     * Both kinds: a revoked token takes its X.509- and its JWT-SVIDs with it (SPEC §6). Only the
+     * records this statement revokes come back, which is what the cascade follows further.
+     */
     [ST_TOKEN_REVOKE_CERTS] = "UPDATE certs SET revoked_at = ?2 "
-                              "WHERE token_accessor = ?1 AND revoked_at = 0",
+                              "WHERE token_accessor = ?1 AND revoked_at = 0 RETURNING serial",
     [ST_CERT_INSERT] = "INSERT INTO certs (serial, kind, spiffe_id, dns, token_accessor, mount, "
                        "role, subject, ca_gen, not_before, not_after, revoked_at, der, issued_at) "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
@@ -250,6 +305,17 @@ static const char *const stmt_sql[] = {
                          "RETURNING id",
     [ST_CA_GEN_LIST] = "SELECT " CA_GEN_COLS " FROM ca_gens ORDER BY id",
     [ST_CA_GEN_UPDATE] = "UPDATE ca_gens SET state = ?2, activate_at = ?3 WHERE id = ?1",
+    [ST_MOUNT_INSERT] = "INSERT INTO auth_mounts (" MOUNT_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_MOUNT_GET] = "SELECT " MOUNT_COLS " FROM auth_mounts WHERE path = ?1",
+    [ST_MOUNT_LIST] = "SELECT " MOUNT_COLS " FROM auth_mounts ORDER BY path",
+    [ST_MOUNT_SET_CONFIG] = "UPDATE auth_mounts SET config = ?2 WHERE path = ?1",
+    [ST_MOUNT_DELETE] = "DELETE FROM auth_mounts WHERE path = ?1",
+    [ST_ROLE_PUT] = "INSERT INTO auth_roles (mount, name, json) VALUES (?1, ?2, ?3) "
+                    "ON CONFLICT (mount, name) DO UPDATE SET json = excluded.json",
+    [ST_ROLE_GET] = "SELECT json FROM auth_roles WHERE mount = ?1 AND name = ?2",
+    [ST_ROLE_DELETE] = "DELETE FROM auth_roles WHERE mount = ?1 AND name = ?2",
+    [ST_ROLE_DELETE_MOUNT] = "DELETE FROM auth_roles WHERE mount = ?1",
+    [ST_ROLE_LIST] = "SELECT name FROM auth_roles WHERE mount = ?1 ORDER BY name",
 };
 
 _Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == ST_COUNT, "one SQL string per stmt_id");
@@ -1240,6 +1306,7 @@ void as_token_rec_free(struct as_token_rec *t)
     free(t->spiffe_ids_json);
     free(t->allowed_dns_json);
     free(t->mount);
+    free(t->login_cert);
     free(t);
 }
 
@@ -1270,18 +1337,18 @@ static enum as_err read_token(sqlite3_stmt *s, struct as_token_rec **out)
 
     char **strs[] = {&t->parent,          &t->policies_json, &t->meta_json,
                      &t->display_name,    &t->path,          &t->spiffe_ids_json,
-                     &t->allowed_dns_json, &t->mount};
+                     &t->allowed_dns_json, &t->mount,        &t->login_cert};
     if ((r = col_strdups(s, 2, strs, N_ELEMS(strs))) != AS_OK) {
         goto out;
     }
-    t->creation_time = sqlite3_column_int64(s, 10);
-    t->expire_time = sqlite3_column_int64(s, 11);
-    t->creation_ttl = sqlite3_column_int64(s, 12);
-    t->explicit_max_ttl = sqlite3_column_int64(s, 13);
-    t->period = sqlite3_column_int64(s, 14);
-    t->num_uses = sqlite3_column_int64(s, 15);
-    t->renewable = sqlite3_column_int(s, 16) != 0;
-    t->orphan = sqlite3_column_int(s, 17) != 0;
+    t->creation_time = sqlite3_column_int64(s, 11);
+    t->expire_time = sqlite3_column_int64(s, 12);
+    t->creation_ttl = sqlite3_column_int64(s, 13);
+    t->explicit_max_ttl = sqlite3_column_int64(s, 14);
+    t->period = sqlite3_column_int64(s, 15);
+    t->num_uses = sqlite3_column_int64(s, 16);
+    t->renewable = sqlite3_column_int(s, 17) != 0;
+    t->orphan = sqlite3_column_int(s, 18) != 0;
     *out = t;
     t = NULL;
 out:
@@ -1300,14 +1367,18 @@ enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec
         return AS_ERR_INVALID;
     }
     acclen = strnlen(t->accessor, sizeof t->accessor);
-    /* A negative use count is the store's own "used up" marker; callers never create one. */
-    if (acclen == 0 || acclen == sizeof t->accessor || t->num_uses < 0) {
+    /*
+     * A negative use count is the store's own "used up" marker; callers never create one. An
+     * empty login_cert could never match a certificate, so it is a caller's mistake, not "none".
+     */
+    if (acclen == 0 || acclen == sizeof t->accessor || t->num_uses < 0 ||
+        (t->login_cert != NULL && t->login_cert[0] == '\0')) {
         return AS_ERR_INVALID;
     }
-    /* ?1 accessor, ?2 hash, ?3..?10 the strings and ?11..?18 the integers, as in TOKEN_COLS. */
+    /* ?1 accessor, ?2 hash, ?3..?11 the strings and ?12..?19 the integers, as in TOKEN_COLS. */
     const char *strs[] = {t->parent,          t->policies_json, t->meta_json,
                           t->display_name,    t->path,          t->spiffe_ids_json,
-                          t->allowed_dns_json, t->mount};
+                          t->allowed_dns_json, t->mount,        t->login_cert};
     const int64_t ints[] = {t->creation_time, t->expire_time, t->creation_ttl,
                             t->explicit_max_ttl, t->period, t->num_uses,
                             t->renewable ? 1 : 0, t->orphan ? 1 : 0};
@@ -1315,7 +1386,7 @@ enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec
         (r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
         (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK ||
         (r = bind_texts(c, s, 3, strs, N_ELEMS(strs))) != AS_OK ||
-        (r = bind_int64s(c, s, 11, ints, N_ELEMS(ints))) != AS_OK) {
+        (r = bind_int64s(c, s, 12, ints, N_ELEMS(ints))) != AS_OK) {
         goto out;
     }
     r = step_done(c, s, "token insert");
@@ -1433,30 +1504,122 @@ static int strp_cmp(const void *a, const void *b)
 }
 
 /*
- * Marks revoked, at `now`, every SVID record obtained by one of the n accessors that are not
- * revoked yet. Runs inside the caller's (tx_enter) transaction, so the tokens and their SVIDs
- * go together or not at all.
+ * A growable vector of malloc'd strings: the tokens and certificates a revocation cascade has
+ * reached so far. Freed with as_store_strv_free(v, n).
  */
-static enum as_err revoke_certs_of(struct as_conn *c, char *const *accessors, size_t n,
-                                   int64_t now)
-{
-    enum as_err r = AS_OK;
-    sqlite3_stmt *s = NULL;
+struct strv {
+    char **v;
+    size_t n;
+    size_t cap;
+};
 
-    if ((r = stmt_get(c, ST_TOKEN_REVOKE_CERTS, &s)) != AS_OK) {
+/*
+ * Moves the n strings of src (a vector from collect_strv) to the end of dst and frees the array
+ * src. src is consumed on failure too, so nothing leaks and nothing is freed twice.
+ */
+static enum as_err strv_take(struct strv *dst, char **src, size_t n)
+{
+    while (dst->cap - dst->n < n) {
+        char **nv = grow_array(dst->v, &dst->cap, sizeof *dst->v);
+        if (nv == NULL) {
+            as_store_strv_free(src, n);
+            return AS_ERR_NOMEM;
+        }
+        dst->v = nv;
+    }
+    if (n > 0) {
+        memcpy(dst->v + dst->n, src, n * sizeof *src);
+        dst->n += n;
+    }
+    free(src);
+    return AS_OK;
+}
+
+/* Appends a copy of str to dst. */
+static enum as_err strv_push(struct strv *dst, const char *str)
+{
+    char **one = calloc(1, sizeof *one);
+
+    if (one == NULL || (one[0] = strdup(str)) == NULL) {
+        free(one);
+        return AS_ERR_NOMEM;
+    }
+    return strv_take(dst, one, 1);
+}
+
+/*
+ * Runs the cached write id with key bound to ?1 (and, when at is not NULL, *at to ?2) and
+ * appends the text its RETURNING clause yields for every row it changed to dst.
+ */
+static enum as_err write_collect(struct as_conn *c, enum stmt_id id, const char *key,
+                                 const int64_t *at, const char *what, struct strv *dst)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+    char **v = NULL;
+    size_t n = 0;
+
+    if ((r = stmt_get(c, id, &s)) != AS_OK || (r = bind_text(c, s, 1, key)) != AS_OK) {
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((r = bind_text(c, s, 1, accessors[i])) != AS_OK ||
-            (r = bind_int64(c, s, 2, now)) != AS_OK ||
-            (r = step_done(c, s, "revoke certs of token")) != AS_OK) {
-            goto out;
-        }
-        stmt_put(s);
+    if (at != NULL && (r = bind_int64(c, s, 2, *at)) != AS_OK) {
+        goto out;
     }
+    if ((r = collect_strv(c, s, what, &v, &n)) != AS_OK) {
+        goto out;
+    }
+    r = strv_take(dst, v, n);
 out:
     stmt_put(s);
     return r;
+}
+
+/*
+ * Rounds after which the cascade gives up. Each round follows one more link of the chain
+ * "token obtained a certificate, another token logged in with it"; real chains are a handful of
+ * links long, so reaching this means damaged data (or a bug), not a legitimate request.
+ */
+#define AS_CASCADE_MAX_ROUNDS 10000
+
+/*
+ * The revocation cascade (SPEC §5, §6), run inside the caller's tx_enter transaction. Deleting a
+ * token revokes, at `at`, the SVIDs it obtained that are not revoked yet; revoking a certificate
+ * deletes, with their subtrees, the tokens that logged in with it (login_cert); and so on until
+ * a round reaches no new token and no new certificate.
+ *
+ * On entry toks holds tokens already deleted whose SVIDs are still to be revoked, and certs
+ * certificates already revoked whose login tokens are still to be deleted. On return, failure
+ * included, they hold everything the cascade reached (the entries given included), and the
+ * caller frees both. Each token and certificate is handled once: a deleted token cannot be
+ * deleted again and the revocation only matches records with revoked_at = 0, so every round
+ * makes progress and a cycle in the data cannot loop.
+ */
+static enum as_err revoke_cascade(struct as_conn *c, int64_t at, struct strv *toks,
+                                  struct strv *certs)
+{
+    enum as_err r;
+    size_t tok_done = 0, cert_done = 0;
+
+    for (unsigned round = 0; tok_done < toks->n || cert_done < certs->n; round++) {
+        if (round == AS_CASCADE_MAX_ROUNDS) {
+            as_error("store: revocation cascade still growing after %u rounds; nothing revoked",
+                     round);
+            return AS_ERR_INTERNAL;
+        }
+        for (; tok_done < toks->n; tok_done++) {
+            if ((r = write_collect(c, ST_TOKEN_REVOKE_CERTS, toks->v[tok_done], &at,
+                                   "revoke certs of token", certs)) != AS_OK) {
+                return r;
+            }
+        }
+        for (; cert_done < certs->n; cert_done++) {
+            if ((r = write_collect(c, ST_TOKEN_DELETE_LOGIN, certs->v[cert_done], NULL,
+                                   "delete tokens of cert", toks)) != AS_OK) {
+                return r;
+            }
+        }
+    }
+    return AS_OK;
 }
 
 /*
@@ -1527,10 +1690,11 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
     enum as_err r;
     struct as_conn *c = NULL;
     enum tx_kind kind = TX_OWN;
+    struct strv toks = {NULL, 0, 0}, certs = {NULL, 0, 0};
     char **v = NULL;
-    size_t n = 0;
+    size_t n = 0, direct;
 
-    if (st == NULL || accessor == NULL) {
+    if (st == NULL || accessor == NULL || accessor[0] == '\0') {
         return AS_ERR_INVALID;
     }
     if (deleted != NULL) {
@@ -1541,29 +1705,43 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
     }
     /*
      * The tree delete is one statement, but collecting its RETURNING rows can fail part way;
-     * the transaction makes that failure undo the delete instead of losing the list.
+     * the transaction makes that failure undo the delete instead of losing the list, and keeps
+     * the tokens, their SVIDs and everything the cascade reaches together.
      */
     if ((r = tx_open(st, &c, &kind)) != AS_OK) {
         return r;
     }
     r = tree ? token_delete_tree(c, accessor, &v, &n) : token_delete_one(c, accessor, &v, &n);
     if (r != AS_OK) {
+        as_store_strv_free(v, n);
         goto out;
     }
+    if ((r = strv_take(&toks, v, n)) != AS_OK) {
+        goto out;
+    }
+    direct = toks.n;
     /* Expiry is not revocation: as_store_token_purge_expired deliberately does not do this. */
-    r = revoke_certs_of(c, v, n, as_now());
+    if ((r = revoke_cascade(c, as_now(), &toks, &certs)) != AS_OK) {
+        goto out;
+    }
+    /*
+     * The named token's own deletions come first, as before; the tokens the cascade reached
+     * follow, sorted, so that callers can drop every one of them from their caches.
+     */
+    qsort(toks.v + direct, toks.n - direct, sizeof *toks.v, strp_cmp);
 out:
     r = tx_leave(c, kind, r);
     if (r == AS_OK) {
         if (ndeleted != NULL) {
-            *ndeleted = n;
+            *ndeleted = toks.n;
         }
         if (deleted != NULL) {
-            *deleted = v;
-            v = NULL;
+            *deleted = toks.v;
+            toks.v = NULL;
         }
     }
-    as_store_strv_free(v, n);
+    as_store_strv_free(toks.v, toks.n);
+    as_store_strv_free(certs.v, certs.n);
     return r;
 }
 
@@ -1832,11 +2010,12 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     enum tx_kind kind = TX_OWN;
+    struct strv toks = {NULL, 0, 0}, certs = {NULL, 0, 0};
     int64_t eff = 0;
     bool was = false;
 
     /* revoked_at = 0 means "not revoked", so a revocation time must be positive. */
-    if (st == NULL || serial == NULL || at <= 0) {
+    if (st == NULL || serial == NULL || serial[0] == '\0' || at <= 0) {
         return AS_ERR_INVALID;
     }
     if (at_out != NULL) {
@@ -1847,7 +2026,8 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     }
     /*
      * The update and the read that explains a no-op are one transaction, so a row inserted
-     * between them cannot be reported as "already revoked at 0".
+     * between them cannot be reported as "already revoked at 0"; so is the cascade, so a
+     * certificate is never revoked while the tokens that logged in with it survive.
      */
     if ((r = tx_open(st, &c, &kind)) != AS_OK) {
         return r;
@@ -1859,6 +2039,16 @@ enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_
     }
     if (sqlite3_changes64(c->db) > 0) {
         eff = at;
+        stmt_put(s);
+        s = NULL;
+        /*
+         * One event, one time: the SVIDs the cascade revokes carry the same revocation time.
+         * An already revoked record (below) needs no cascade: it ran when it was revoked.
+         */
+        if ((r = strv_push(&certs, serial)) != AS_OK) {
+            goto out;
+        }
+        r = revoke_cascade(c, at, &toks, &certs);
         goto out;
     }
     stmt_put(s);
@@ -1886,6 +2076,8 @@ out:
             *was_revoked = was;
         }
     }
+    as_store_strv_free(toks.v, toks.n);
+    as_store_strv_free(certs.v, certs.n);
     return r;
 }
 
@@ -2228,6 +2420,311 @@ enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *
         goto out;
     }
     r = step_change(c, s, "ca_gen update");
+out:
+    stmt_put(s);
+    return r;
+}
+
+/* ---- auth mounts and roles ---- */
+
+/* A required key (mount path, role name, ...): NULL and "" are the caller's mistake. */
+static bool key_ok(const char *key)
+{
+    return key != NULL && key[0] != '\0';
+}
+
+static bool mount_type_ok(const char *type)
+{
+    return type != NULL && (strcmp(type, "jwt") == 0 || strcmp(type, "cert") == 0);
+}
+
+void as_mount_rec_free(struct as_mount_rec *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    free(m->path);
+    free(m->type);
+    free(m->accessor);
+    free(m->description);
+    free(m->config_json);
+    free(m);
+}
+
+void as_mount_recs_free(struct as_mount_rec **v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        as_mount_rec_free(v[i]);
+    }
+    free(v);
+}
+
+/*
+ * A row_reader: builds a record from the current row of a SELECT MOUNT_COLS statement into the
+ * struct as_mount_rec * at elem.
+ */
+static enum as_err read_mount(sqlite3_stmt *s, void *elem, void *ctx)
+{
+    enum as_err r = AS_OK;
+    struct as_mount_rec *m = NULL;
+
+    (void)ctx;
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    char **strs[] = {&m->path, &m->type, &m->accessor, &m->description, &m->config_json};
+    if ((r = col_strdups(s, 0, strs, N_ELEMS(strs))) != AS_OK) {
+        goto out;
+    }
+    if (m->path == NULL || m->type == NULL || m->accessor == NULL) {
+        r = AS_ERR_STORE; /* key or NOT NULL columns: the file is damaged */
+        goto out;
+    }
+    m->created = sqlite3_column_int64(s, 5);
+    *(struct as_mount_rec **)elem = m;
+    m = NULL;
+out:
+    as_mount_rec_free(m);
+    return r;
+}
+
+enum as_err as_store_mount_insert(struct as_store *st, const struct as_mount_rec *m)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    /* A config, when given, is a JSON object: "" is neither that nor "not configured". */
+    if (st == NULL || m == NULL || !key_ok(m->path) || !mount_type_ok(m->type) ||
+        !key_ok(m->accessor) || (m->config_json != NULL && m->config_json[0] == '\0')) {
+        return AS_ERR_INVALID;
+    }
+    /* ?1..?5 the strings and ?6 created, as in MOUNT_COLS. Both unique keys map to EXISTS. */
+    const char *strs[] = {m->path, m->type, m->accessor, m->description, m->config_json};
+    if ((r = stmt_ready(st, ST_MOUNT_INSERT, &c, &s)) != AS_OK ||
+        (r = bind_texts(c, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
+        (r = bind_int64(c, s, 6, m->created)) != AS_OK) {
+        goto out;
+    }
+    r = step_done(c, s, "mount insert");
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_mount_get(struct as_store *st, const char *path, struct as_mount_rec **out)
+{
+    if (st == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if (!key_ok(path)) {
+        return AS_ERR_INVALID;
+    }
+    return row_by_key(st, ST_MOUNT_GET, path, "mount get", read_mount, out);
+}
+
+enum as_err as_store_mount_list(struct as_store *st, struct as_mount_rec ***out, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    void *v = NULL;
+    size_t cnt = 0;
+
+    if (st == NULL || out == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    *n = 0;
+    if ((r = stmt_ready(st, ST_MOUNT_LIST, &c, &s)) != AS_OK ||
+        (r = collect_rows(c, s, "mount list", read_mount, sizeof(struct as_mount_rec *), NULL, &v,
+                          &cnt)) != AS_OK) {
+        goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    stmt_put(s);
+    as_mount_recs_free(v, cnt);
+    return r;
+}
+
+enum as_err as_store_mount_set_config(struct as_store *st, const char *path,
+                                      const char *config_json)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    /* NULL returns the mount to "not configured"; "" is not a JSON object. */
+    if (st == NULL || !key_ok(path) || (config_json != NULL && config_json[0] == '\0')) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = stmt_ready(st, ST_MOUNT_SET_CONFIG, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, path)) != AS_OK || (r = bind_text(c, s, 2, config_json)) != AS_OK) {
+        goto out;
+    }
+    r = step_change(c, s, "mount set config");
+out:
+    stmt_put(s);
+    return r;
+}
+
+/* Runs the cached write id with text ?1 = key to completion (no rows, any number changed). */
+static enum as_err write_by_key(struct as_conn *c, enum stmt_id id, const char *key,
+                                const char *what, bool must_change)
+{
+    enum as_err r;
+    sqlite3_stmt *s = NULL;
+
+    if ((r = stmt_get(c, id, &s)) != AS_OK || (r = bind_text(c, s, 1, key)) != AS_OK) {
+        goto out;
+    }
+    r = must_change ? step_change(c, s, what) : step_done(c, s, what);
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_mount_delete(struct as_store *st, const char *path, size_t *ntokens)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    enum tx_kind kind = TX_OWN;
+    struct strv toks = {NULL, 0, 0}, certs = {NULL, 0, 0};
+
+    if (st == NULL || !key_ok(path)) {
+        return AS_ERR_INVALID;
+    }
+    if (ntokens != NULL) {
+        *ntokens = 0;
+    }
+    /*
+     * One transaction: a mount is never gone while its roles or tokens remain, nor the other
+     * way round. The mount row goes first so that an absent mount fails before anything else.
+     */
+    if ((r = tx_open(st, &c, &kind)) != AS_OK) {
+        return r;
+    }
+    if ((r = write_by_key(c, ST_MOUNT_DELETE, path, "mount delete", true)) != AS_OK ||
+        (r = write_by_key(c, ST_ROLE_DELETE_MOUNT, path, "mount delete roles", false)) != AS_OK ||
+        (r = write_collect(c, ST_TOKEN_DELETE_MOUNT, path, NULL, "mount delete tokens",
+                           &toks)) != AS_OK) {
+        goto out;
+    }
+    /* Unmounting revokes (SPEC §3), so the tokens' SVIDs and their login tokens follow. */
+    r = revoke_cascade(c, as_now(), &toks, &certs);
+out:
+    r = tx_leave(c, kind, r);
+    if (r == AS_OK && ntokens != NULL) {
+        *ntokens = toks.n;
+    }
+    as_store_strv_free(toks.v, toks.n);
+    as_store_strv_free(certs.v, certs.n);
+    return r;
+}
+
+/* The calling thread's connection and cached statement id with ?1 = mount, ?2 = name bound. */
+static enum as_err role_ready(struct as_store *st, enum stmt_id id, const char *mount,
+                              const char *name, struct as_conn **c, sqlite3_stmt **s)
+{
+    enum as_err r;
+    const char *keys[] = {mount, name};
+
+    if ((r = stmt_ready(st, id, c, s)) != AS_OK) {
+        return r;
+    }
+    return bind_texts(*c, *s, 1, keys, N_ELEMS(keys));
+}
+
+enum as_err as_store_role_put(struct as_store *st, const char *mount, const char *name,
+                              const char *json)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if (st == NULL || !key_ok(mount) || !key_ok(name) || !key_ok(json)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = role_ready(st, ST_ROLE_PUT, mount, name, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 3, json)) != AS_OK) {
+        goto out;
+    }
+    r = step_done(c, s, "role put");
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_role_get(struct as_store *st, const char *mount, const char *name,
+                              char **json)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if (st == NULL || json == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *json = NULL;
+    if (!key_ok(mount) || !key_ok(name)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = role_ready(st, ST_ROLE_GET, mount, name, &c, &s)) != AS_OK ||
+        (r = step_row(c, s, "role get")) != AS_OK) {
+        goto out;
+    }
+    r = read_text0(s, json, NULL);
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_role_delete(struct as_store *st, const char *mount, const char *name)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if (st == NULL || !key_ok(mount) || !key_ok(name)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = role_ready(st, ST_ROLE_DELETE, mount, name, &c, &s)) != AS_OK) {
+        goto out;
+    }
+    r = step_change(c, s, "role delete");
+out:
+    stmt_put(s);
+    return r;
+}
+
+enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***names, size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+
+    if (st == NULL || names == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *names = NULL;
+    *n = 0;
+    if (!key_ok(mount)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = stmt_ready(st, ST_ROLE_LIST, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, mount)) != AS_OK) {
+        goto out;
+    }
+    r = collect_strv(c, s, "role list", names, n);
 out:
     stmt_put(s);
     return r;

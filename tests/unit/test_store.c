@@ -17,7 +17,7 @@
 static char g_dir[] = "/tmp/as_test_store.XXXXXX";
 
 /* The schema version this build migrates to. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* A fresh database path inside the temporary dir. */
 static void db_path(const char *name, char *out, size_t outlen)
@@ -910,7 +910,7 @@ static void test_migrate_v1(void)
     CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
 
     CHECK_INT(as_store_open(path, &st), AS_OK);
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
     if (st != NULL) {
         /* Version-1 data survives the upgrade in place. */
         CHECK(has_token(st, "v1-tok"));
@@ -930,9 +930,9 @@ static void test_migrate_v1(void)
     as_store_close(st);
     st = NULL;
 
-    /* Reopening a version-2 file runs no migration again and keeps the records. */
+    /* Reopening a migrated file runs no migration again and keeps the records. */
     CHECK_INT(as_store_open(path, &st), AS_OK);
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
     if (st != NULL) {
         CHECK(cert_revoked_at(st, "v1:00") > 0);
     }
@@ -1588,6 +1588,773 @@ static void test_ca_gens(void)
     as_store_close(st);
 }
 
+/* ---- schema version 3: auth mounts and roles, certificate-linked tokens ---- */
+
+/* The version-2 additions exactly as they shipped, on top of V1_DDL. */
+#define V2_DDL                                                                            \
+    "CREATE TABLE certs ("                                                                \
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"                                            \
+    "  serial TEXT UNIQUE NOT NULL,"                                                      \
+    "  kind TEXT NOT NULL CHECK (kind IN ('x509', 'jwt')),"                               \
+    "  spiffe_id TEXT NOT NULL,"                                                          \
+    "  dns TEXT,"                                                                         \
+    "  token_accessor TEXT,"                                                              \
+    "  mount TEXT,"                                                                       \
+    "  role TEXT,"                                                                        \
+    "  subject TEXT,"                                                                     \
+    "  ca_gen INTEGER NOT NULL,"                                                          \
+    "  not_before INTEGER NOT NULL,"                                                      \
+    "  not_after INTEGER NOT NULL,"                                                       \
+    "  revoked_at INTEGER NOT NULL DEFAULT 0,"                                            \
+    "  der BLOB,"                                                                         \
+    "  issued_at INTEGER NOT NULL DEFAULT 0"                                              \
+    ");"                                                                                  \
+    "CREATE INDEX certs_token_accessor ON certs(token_accessor);"                         \
+    "CREATE INDEX certs_ca_gen_revoked ON certs(ca_gen, revoked_at);"                     \
+    "CREATE INDEX certs_spiffe_id ON certs(spiffe_id);"                                   \
+    "CREATE INDEX certs_not_after ON certs(not_after);"                                   \
+    "CREATE TABLE ca_gens ("                                                              \
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                             \
+    "  base TEXT NOT NULL,"                                                               \
+    "  jwt_kid TEXT,"                                                                     \
+    "  state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),"           \
+    "  not_before INTEGER,"                                                               \
+    "  not_after INTEGER,"                                                                \
+    "  published_at INTEGER,"                                                             \
+    "  activate_at INTEGER"                                                               \
+    ");"
+
+/* A version-2 database as the previous release left it: a token tree and their SVIDs. */
+#define V2_ROWS                                                                           \
+    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "         \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
+    "VALUES ('v2-tok', zeroblob(32), '[\"default\"]', 'token', 1700000000, 0, 0, 0, 0, 0, " \
+    "  1, 0);"                                                                            \
+    "INSERT INTO tokens (accessor, secret_hash, parent, policies, mount, creation_time, "  \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
+    "VALUES ('v2-child', X'01' || zeroblob(31), 'v2-tok', '[\"default\"]', 'token', "     \
+    "  1700000000, 0, 0, 0, 0, 0, 1, 0);"                                                 \
+    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "         \
+    "  not_before, not_after, issued_at) "                                                \
+    "VALUES ('v2:01', 'x509', 'spiffe://td/v2', 'v2-child', 'token', 1, 1, 2000000000, 1);" \
+    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "         \
+    "  not_before, not_after, revoked_at, issued_at) "                                    \
+    "VALUES ('v2:02', 'x509', 'spiffe://td/v2', 'v2-tok', 'token', 1, 1, 2000000000, 77, 1);" \
+    "INSERT INTO ca_gens (base, state) VALUES ('ca', 'active');"                          \
+    "PRAGMA user_version = 2;"
+
+static const char g_has_login_cert[] =
+    "SELECT count(*) FROM pragma_table_info('tokens') WHERE name = 'login_cert'";
+
+static void test_migrate_v2(void)
+{
+    char path[256];
+    struct as_store *st = NULL;
+    struct as_token_rec *got = NULL;
+
+    db_path("v2.db", path, sizeof path);
+    raw_exec(path, V1_DDL V2_DDL V2_ROWS);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    CHECK_INT(raw_pragma_int(path, g_has_login_cert), 0);
+
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 3);
+    CHECK_INT(raw_pragma_int(path, g_has_login_cert), 1);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+                                   "name IN ('tokens_login_cert', 'tokens_mount')"),
+              2);
+    if (st != NULL) {
+        /* Version-2 tokens survive with login_cert NULL; their SVIDs survive too. */
+        CHECK_INT(as_store_token_by_accessor(st, "v2-tok", &got), AS_OK);
+        CHECK(got != NULL && got->login_cert == NULL && got->parent == NULL);
+        as_token_rec_free(got);
+        got = NULL;
+        CHECK_INT(as_store_token_by_accessor(st, "v2-child", &got), AS_OK);
+        CHECK(got != NULL && got->login_cert == NULL && got->parent != NULL &&
+              strcmp(got->parent, "v2-tok") == 0);
+        as_token_rec_free(got);
+        got = NULL;
+        CHECK_INT(cert_revoked_at(st, "v2:01"), 0);
+        CHECK_INT(cert_revoked_at(st, "v2:02"), 77);
+        /* The version-3 tables are usable. */
+        struct as_mount_rec m = {.path = "jwt", .type = "jwt", .accessor = "auth_jwt_01",
+                                 .created = 5};
+        CHECK_INT(as_store_mount_insert(st, &m), AS_OK);
+        CHECK_INT(as_store_role_put(st, "jwt", "r", "{}"), AS_OK);
+        /* A new token may name an old certificate; revoking the tree cascades through it. */
+        struct as_token_rec t = mk_tok("v2-login", NULL, 200, 0);
+        t.login_cert = "v2:01";
+        CHECK_INT(as_store_token_insert(st, &t), AS_OK);
+        char **del = NULL;
+        size_t n = 0;
+        CHECK_INT(as_store_token_delete(st, "v2-tok", true, &del, &n), AS_OK);
+        CHECK_INT(n, 3);
+        if (n == 3) {
+            CHECK_STR(del[0], "v2-child");
+            CHECK_STR(del[1], "v2-tok");
+            CHECK_STR(del[2], "v2-login");
+        }
+        as_store_strv_free(del, n);
+        CHECK(cert_revoked_at(st, "v2:01") > 77);
+        CHECK_INT(cert_revoked_at(st, "v2:02"), 77); /* an earlier revocation stands */
+    }
+    as_store_close(st);
+    st = NULL;
+
+    /* Reopening runs no migration again and keeps the new rows. */
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 3);
+    if (st != NULL) {
+        struct as_mount_rec *m = NULL;
+        CHECK_INT(as_store_mount_get(st, "jwt", &m), AS_OK);
+        as_mount_rec_free(m);
+    }
+    as_store_close(st);
+    st = NULL;
+
+    /* A version-1 file goes through both migrations at once. */
+    db_path("v1-to-3.db", path, sizeof path);
+    raw_exec(path, V1_DDL V1_ROWS);
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 3);
+    if (st != NULL) {
+        CHECK_INT(as_store_token_by_accessor(st, "v1-tok", &got), AS_OK);
+        CHECK(got != NULL && got->login_cert == NULL);
+        as_token_rec_free(got);
+        got = NULL;
+    }
+    as_store_close(st);
+    st = NULL;
+
+    /*
+     * Negative twin: a version-2 file on which migration 3 fails (a table of that name is in
+     * the way). Open fails and nothing of the migration sticks: still version 2, no login_cert
+     * column (the ALTER ran before the failure and was rolled back), the rows intact.
+     */
+    db_path("v2-bad.db", path, sizeof path);
+    raw_exec(path, V1_DDL V2_DDL "CREATE TABLE auth_roles (x INTEGER);" V2_ROWS);
+    CHECK_INT(as_store_open(path, &st), AS_ERR_STORE);
+    CHECK(st == NULL);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 2);
+    CHECK_INT(raw_pragma_int(path, g_has_login_cert), 0);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                   "('auth_mounts', 'tokens_login_cert', 'tokens_mount')"),
+              0);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM tokens"), 2);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM certs"), 2);
+}
+
+static void test_login_cert(void)
+{
+    struct as_store *st = open_fresh("logincert.db");
+    struct as_token_rec *got = NULL;
+    if (st == NULL) {
+        return;
+    }
+    static char serial[] = "0a:1b:2c:3d:4e:5f:60:71:82:93:a4:b5:c6:d7:e8:f9";
+    struct as_token_rec t = mk_tok("lc-1", NULL, 300, 0);
+    t.login_cert = serial;
+    CHECK_INT(as_store_token_insert(st, &t), AS_OK);
+    CHECK_INT(as_store_token_by_accessor(st, "lc-1", &got), AS_OK);
+    CHECK(got != NULL && got->login_cert != NULL && strcmp(got->login_cert, serial) == 0);
+    /* The other columns did not shift around the new one. */
+    CHECK(got != NULL && got->mount != NULL && strcmp(got->mount, g_mount) == 0);
+    CHECK(got != NULL && got->creation_time == 1700000000 && got->creation_ttl == 3600 &&
+          got->explicit_max_ttl == 7200 && got->renewable && !got->orphan);
+    as_token_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_token_by_hash(st, t.secret_hash, &got), AS_OK);
+    CHECK(got != NULL && got->login_cert != NULL && strcmp(got->login_cert, serial) == 0);
+    as_token_rec_free(got);
+    got = NULL;
+
+    /* Negative twins: no login certificate reads back as NULL; an empty one is refused. */
+    struct as_token_rec u = mk_tok("lc-2", NULL, 301, 0);
+    CHECK_INT(as_store_token_insert(st, &u), AS_OK);
+    CHECK_INT(as_store_token_by_accessor(st, "lc-2", &got), AS_OK);
+    CHECK(got != NULL && got->login_cert == NULL);
+    as_token_rec_free(got);
+    got = NULL;
+    struct as_token_rec e = mk_tok("lc-3", NULL, 302, 0);
+    e.login_cert = "";
+    CHECK_INT(as_store_token_insert(st, &e), AS_ERR_INVALID);
+    CHECK(!has_token(st, "lc-3"));
+    as_store_close(st);
+}
+
+/*
+ * The cascade graph of test_cascade, every name prefixed with p:
+ *   A obtained C1 and C1b; B logged in with C1, obtained C2 (x509) and J2 (jwt), and has a
+ *   child Bc that obtained Bcc; D logged in with C2 and obtained C3; E logged in with C3.
+ *   Unrelated: U obtained CU; V logged in with CU; N is a cert of no token.
+ */
+struct cascade_names {
+    char a[16], b[16], bc[16], d[16], e[16], u[16], v[16];
+    char c1[16], c1b[16], c2[16], j2[16], bcc[16], c3[16], cu[16], n[16];
+};
+
+static void cascade_build(struct as_store *st, const char *p, unsigned seed,
+                          struct cascade_names *nm)
+{
+    snprintf(nm->a, sizeof nm->a, "%s-A", p);
+    snprintf(nm->b, sizeof nm->b, "%s-B", p);
+    snprintf(nm->bc, sizeof nm->bc, "%s-Bc", p);
+    snprintf(nm->d, sizeof nm->d, "%s-D", p);
+    snprintf(nm->e, sizeof nm->e, "%s-E", p);
+    snprintf(nm->u, sizeof nm->u, "%s-U", p);
+    snprintf(nm->v, sizeof nm->v, "%s-V", p);
+    snprintf(nm->c1, sizeof nm->c1, "%s:c1", p);
+    snprintf(nm->c1b, sizeof nm->c1b, "%s:c1b", p);
+    snprintf(nm->c2, sizeof nm->c2, "%s:c2", p);
+    snprintf(nm->j2, sizeof nm->j2, "%s:j2", p);
+    snprintf(nm->bcc, sizeof nm->bcc, "%s:bcc", p);
+    snprintf(nm->c3, sizeof nm->c3, "%s:c3", p);
+    snprintf(nm->cu, sizeof nm->cu, "%s:cu", p);
+    snprintf(nm->n, sizeof nm->n, "%s:n", p);
+
+    struct as_token_rec toks[] = {
+        mk_tok(nm->a, NULL, seed, 0),      mk_tok(nm->b, NULL, seed + 1, 0),
+        mk_tok(nm->bc, nm->b, seed + 2, 0), mk_tok(nm->d, NULL, seed + 3, 0),
+        mk_tok(nm->e, NULL, seed + 4, 0),  mk_tok(nm->u, NULL, seed + 5, 0),
+        mk_tok(nm->v, NULL, seed + 6, 0),
+    };
+    toks[1].login_cert = nm->c1;
+    toks[3].login_cert = nm->c2;
+    toks[4].login_cert = nm->c3;
+    toks[6].login_cert = nm->cu;
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        CHECK_INT(as_store_token_insert(st, &toks[i]), AS_OK);
+    }
+    struct as_cert_rec certs[] = {
+        mk_cert(nm->c1, "x509", "spiffe://td/a", nm->a, 1, 1, 2000000000),
+        mk_cert(nm->c1b, "x509", "spiffe://td/a", nm->a, 1, 1, 2000000000),
+        mk_cert(nm->c2, "x509", "spiffe://td/b", nm->b, 1, 1, 2000000000),
+        mk_cert(nm->j2, "jwt", "spiffe://td/b", nm->b, 1, 1, 2000000000),
+        mk_cert(nm->bcc, "x509", "spiffe://td/bc", nm->bc, 1, 1, 2000000000),
+        mk_cert(nm->c3, "x509", "spiffe://td/d", nm->d, 1, 1, 2000000000),
+        mk_cert(nm->cu, "x509", "spiffe://td/u", nm->u, 1, 1, 2000000000),
+        mk_cert(nm->n, "x509", "spiffe://td/n", NULL, 1, 1, 2000000000),
+    };
+    for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &certs[i]), AS_OK);
+    }
+}
+
+/* The unrelated part of the graph is untouched. */
+static void cascade_check_unrelated(struct as_store *st, const struct cascade_names *nm)
+{
+    CHECK(has_token(st, nm->u));
+    CHECK(has_token(st, nm->v));
+    CHECK_INT(cert_revoked_at(st, nm->cu), 0);
+    CHECK_INT(cert_revoked_at(st, nm->n), 0);
+}
+
+static void test_cascade_cert_revoke(void)
+{
+    struct as_store *st = open_fresh("cascade-cert.db");
+    struct cascade_names nm;
+    int64_t at = 0;
+    bool was = true;
+    if (st == NULL) {
+        return;
+    }
+    cascade_build(st, "cr", 400, &nm);
+
+    /* Inside the caller's transaction a rollback undoes the whole cascade. */
+    CHECK_INT(as_store_begin(st), AS_OK);
+    CHECK_INT(as_store_cert_revoke(st, nm.c1, 5000, &at, &was), AS_OK);
+    CHECK(!has_token(st, nm.b) && !has_token(st, nm.e));
+    as_store_rollback(st);
+    CHECK(has_token(st, nm.b) && has_token(st, nm.bc) && has_token(st, nm.d) &&
+          has_token(st, nm.e));
+    CHECK_INT(cert_revoked_at(st, nm.c1), 0);
+    CHECK_INT(cert_revoked_at(st, nm.c2), 0);
+
+    /* Revoking C1 deletes B (with Bc), then D (C2), then E (C3), revoking their SVIDs. */
+    CHECK_INT(as_store_cert_revoke(st, nm.c1, 5000, &at, &was), AS_OK);
+    CHECK_INT(at, 5000);
+    CHECK(!was);
+    const char *gone[] = {nm.b, nm.bc, nm.d, nm.e};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        CHECK(!has_token(st, gone[i]));
+    }
+    /* Every SVID of the cascade carries the revocation time of the event. */
+    const char *revoked[] = {nm.c1, nm.c2, nm.j2, nm.bcc, nm.c3};
+    for (size_t i = 0; i < sizeof revoked / sizeof revoked[0]; i++) {
+        CHECK_INT(cert_revoked_at(st, revoked[i]), 5000);
+    }
+    /* Negative twin: A obtained C1 but did not log in with it; A and its other SVID stay. */
+    CHECK(has_token(st, nm.a));
+    CHECK_INT(cert_revoked_at(st, nm.c1b), 0);
+    cascade_check_unrelated(st, &nm);
+
+    /*
+     * Revoking it again does nothing more: the first time stands, and a token that (wrongly)
+     * names the already revoked certificate is not touched, since the cascade already ran.
+     */
+    struct as_token_rec late = mk_tok("cr-late", NULL, 450, 0);
+    late.login_cert = nm.c1;
+    CHECK_INT(as_store_token_insert(st, &late), AS_OK);
+    CHECK_INT(as_store_cert_revoke(st, nm.c1, 6000, &at, &was), AS_OK);
+    CHECK_INT(at, 5000);
+    CHECK(was);
+    CHECK(has_token(st, "cr-late"));
+    CHECK(has_token(st, nm.a));
+    CHECK_INT(cert_revoked_at(st, nm.c1b), 0);
+
+    /* A certificate nobody logged in with: only itself. */
+    CHECK_INT(as_store_cert_revoke(st, nm.c1b, 7000, &at, &was), AS_OK);
+    CHECK(has_token(st, nm.a));
+    cascade_check_unrelated(st, &nm);
+    /* Bad input. */
+    CHECK_INT(as_store_cert_revoke(st, "", 7000, &at, &was), AS_ERR_INVALID);
+    CHECK_INT(as_store_cert_revoke(st, "cr:absent", 7000, &at, &was), AS_ERR_NOT_FOUND);
+    as_store_close(st);
+}
+
+static void test_cascade_token_delete(void)
+{
+    struct as_store *st = open_fresh("cascade-token.db");
+    struct cascade_names nm;
+    char **del = NULL;
+    size_t n = 0;
+    char joined[256];
+    if (st == NULL) {
+        return;
+    }
+    cascade_build(st, "td", 500, &nm);
+
+    /* Deleting A (alone) revokes C1 and C1b, and C1 takes B, Bc, D and E with it. */
+    int64_t t0 = as_now();
+    CHECK_INT(as_store_token_delete(st, nm.a, false, &del, &n), AS_OK);
+    int64_t t1 = as_now();
+    /* The named token first, then the cascaded ones, sorted. */
+    join_strv(del, n, joined, sizeof joined);
+    CHECK_STR(joined, "td-A,td-B,td-Bc,td-D,td-E");
+    as_store_strv_free(del, n);
+    del = NULL;
+    const char *gone[] = {nm.a, nm.b, nm.bc, nm.d, nm.e};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        CHECK(!has_token(st, gone[i]));
+    }
+    const char *revoked[] = {nm.c1, nm.c1b, nm.c2, nm.j2, nm.bcc, nm.c3};
+    for (size_t i = 0; i < sizeof revoked / sizeof revoked[0]; i++) {
+        int64_t at = cert_revoked_at(st, revoked[i]);
+        CHECK(at >= t0 && at <= t1);
+    }
+    cascade_check_unrelated(st, &nm);
+
+    /* Negative twin: deleting it again is NOT_FOUND and changes nothing. */
+    n = 9;
+    CHECK_INT(as_store_token_delete(st, nm.a, true, &del, &n), AS_ERR_NOT_FOUND);
+    CHECK(del == NULL && n == 0);
+    cascade_check_unrelated(st, &nm);
+    CHECK_INT(as_store_token_delete(st, "", true, &del, &n), AS_ERR_INVALID);
+
+    /* A tree delete of a token in the middle: D goes with E, B is unaffected. */
+    cascade_build(st, "tm", 520, &nm);
+    CHECK_INT(as_store_token_delete(st, nm.d, true, &del, &n), AS_OK);
+    join_strv(del, n, joined, sizeof joined);
+    CHECK_STR(joined, "tm-D,tm-E");
+    as_store_strv_free(del, n);
+    del = NULL;
+    CHECK(cert_revoked_at(st, nm.c3) > 0);
+    CHECK(has_token(st, nm.b) && has_token(st, nm.bc) && has_token(st, nm.a));
+    CHECK_INT(cert_revoked_at(st, nm.c2), 0);
+    CHECK_INT(cert_revoked_at(st, nm.c1), 0);
+    cascade_check_unrelated(st, &nm);
+
+    /*
+     * The cascaded accessors come back sorted, not in the order the cascade reached them:
+     * X obtained cx, z-1 logged in with cx and obtained cz, a-2 logged in with cz.
+     */
+    static char x[] = "so-X", z1[] = "so-z-1";
+    struct as_token_rec so[] = {mk_tok(x, NULL, 530, 0), mk_tok(z1, NULL, 531, 0),
+                                mk_tok("so-a-2", NULL, 532, 0)};
+    so[1].login_cert = "so:cx";
+    so[2].login_cert = "so:cz";
+    for (size_t i = 0; i < sizeof so / sizeof so[0]; i++) {
+        CHECK_INT(as_store_token_insert(st, &so[i]), AS_OK);
+    }
+    struct as_cert_rec cx = mk_cert("so:cx", "x509", "spiffe://td/x", x, 1, 1, 2000000000);
+    struct as_cert_rec cz = mk_cert("so:cz", "x509", "spiffe://td/z", z1, 1, 1, 2000000000);
+    CHECK_INT(as_store_cert_insert(st, &cx), AS_OK);
+    CHECK_INT(as_store_cert_insert(st, &cz), AS_OK);
+    CHECK_INT(as_store_token_delete(st, x, false, &del, &n), AS_OK);
+    join_strv(del, n, joined, sizeof joined);
+    CHECK_STR(joined, "so-X,so-a-2,so-z-1");
+    as_store_strv_free(del, n);
+    del = NULL;
+
+    /* A cycle (P logged in with Q's cert and Q with P's) ends: each is handled once. */
+    static char p[] = "cy-P", q[] = "cy-Q";
+    struct as_token_rec tp = mk_tok(p, NULL, 540, 0), tq = mk_tok(q, NULL, 541, 0);
+    tp.login_cert = "cy:q";
+    tq.login_cert = "cy:p";
+    CHECK_INT(as_store_token_insert(st, &tp), AS_OK);
+    CHECK_INT(as_store_token_insert(st, &tq), AS_OK);
+    struct as_cert_rec cp = mk_cert("cy:p", "x509", "spiffe://td/p", p, 1, 1, 2000000000);
+    struct as_cert_rec cq = mk_cert("cy:q", "x509", "spiffe://td/q", q, 1, 1, 2000000000);
+    CHECK_INT(as_store_cert_insert(st, &cp), AS_OK);
+    CHECK_INT(as_store_cert_insert(st, &cq), AS_OK);
+    CHECK_INT(as_store_token_delete(st, p, true, &del, &n), AS_OK);
+    join_strv(del, n, joined, sizeof joined);
+    CHECK_STR(joined, "cy-P,cy-Q");
+    as_store_strv_free(del, n);
+    del = NULL;
+    CHECK(cert_revoked_at(st, "cy:p") > 0 && cert_revoked_at(st, "cy:q") > 0);
+    as_store_close(st);
+}
+
+/* Chain length of test_cascade_bound: one link more than the cascade follows. */
+#define CHAIN_LEN 10000
+
+/*
+ * A chain T1..Tn where Ti logged in with C(i-1) and obtained Ci. Revoking C0 needs one round
+ * per link; past the bound the store refuses and undoes everything.
+ */
+static void test_cascade_bound(void)
+{
+    struct as_store *st = open_fresh("cascade-bound.db");
+    char acc[32], parent_cert[32], serial[32];
+    char **all = NULL;
+    size_t n = 0;
+    bool was = true;
+    if (st == NULL) {
+        return;
+    }
+    CHECK_INT(as_store_begin(st), AS_OK);
+    struct as_cert_rec c0 = mk_cert("ch:0", "x509", "spiffe://td/ch", NULL, 1, 1, 2000000000);
+    CHECK_INT(as_store_cert_insert(st, &c0), AS_OK);
+    int bad = 0;
+    for (unsigned i = 1; i <= CHAIN_LEN; i++) {
+        snprintf(acc, sizeof acc, "ch-%05u", i);
+        snprintf(parent_cert, sizeof parent_cert, "ch:%u", i - 1);
+        snprintf(serial, sizeof serial, "ch:%u", i);
+        struct as_token_rec t = mk_tok(acc, NULL, 100000 + i, 0);
+        t.login_cert = parent_cert;
+        struct as_cert_rec c = mk_cert(serial, "x509", "spiffe://td/ch", acc, 1, 1, 2000000000);
+        if (as_store_token_insert(st, &t) != AS_OK || as_store_cert_insert(st, &c) != AS_OK) {
+            bad++;
+        }
+    }
+    CHECK_INT(bad, 0);
+    CHECK_INT(as_store_commit(st), AS_OK);
+
+    /* Too long a chain: AS_ERR_INTERNAL, and nothing of it happened. */
+    CHECK_INT(as_store_cert_revoke(st, "ch:0", 900, NULL, &was), AS_ERR_INTERNAL);
+    CHECK_INT(cert_revoked_at(st, "ch:0"), 0);
+    CHECK_INT(cert_revoked_at(st, "ch:1"), 0);
+    CHECK(has_token(st, "ch-00001"));
+    CHECK_INT(as_store_token_list(st, &all, &n), AS_OK);
+    CHECK_INT(n, CHAIN_LEN);
+    as_store_strv_free(all, n);
+    all = NULL;
+
+    /* Negative twin: half of it is followed to the end. */
+    CHECK_INT(as_store_cert_revoke(st, "ch:5000", 900, NULL, &was), AS_OK);
+    CHECK(!was);
+    CHECK(has_token(st, "ch-05000"));
+    CHECK(!has_token(st, "ch-05001"));
+    CHECK(!has_token(st, "ch-10000"));
+    CHECK_INT(cert_revoked_at(st, "ch:10000"), 900);
+    CHECK_INT(cert_revoked_at(st, "ch:4999"), 0);
+    CHECK_INT(as_store_token_list(st, &all, &n), AS_OK);
+    CHECK_INT(n, 5000);
+    as_store_strv_free(all, n);
+    as_store_close(st);
+}
+
+static void test_mounts(void)
+{
+    struct as_store *st = open_fresh("mounts.db");
+    struct as_mount_rec *got = NULL, **v = NULL;
+    size_t n = 0;
+    if (st == NULL) {
+        return;
+    }
+    struct as_mount_rec k8s = {.path = "k8s", .type = "jwt", .accessor = "auth_jwt_0001",
+                               .description = "kubernetes", .config_json = "{\"a\":1}",
+                               .created = 1700000001};
+    struct as_mount_rec jwt = {.path = "jwt", .type = "jwt", .accessor = "auth_jwt_0002",
+                               .created = 1700000002};
+    struct as_mount_rec cert = {.path = "cert", .type = "cert", .accessor = "auth_cert_0003",
+                                .description = "", .created = 1700000003};
+    CHECK_INT(as_store_mount_insert(st, &k8s), AS_OK);
+    CHECK_INT(as_store_mount_insert(st, &jwt), AS_OK);
+    CHECK_INT(as_store_mount_insert(st, &cert), AS_OK);
+
+    CHECK_INT(as_store_mount_get(st, "k8s", &got), AS_OK);
+    CHECK(got != NULL);
+    if (got != NULL) {
+        CHECK_STR(got->path, "k8s");
+        CHECK_STR(got->type, "jwt");
+        CHECK_STR(got->accessor, "auth_jwt_0001");
+        CHECK_STR(got->description, "kubernetes");
+        CHECK_STR(got->config_json, "{\"a\":1}");
+        CHECK_INT(got->created, 1700000001);
+    }
+    as_mount_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_mount_get(st, "jwt", &got), AS_OK);
+    CHECK(got != NULL && got->description == NULL && got->config_json == NULL);
+    as_mount_rec_free(got);
+    got = NULL;
+
+    /* Sorted by path. */
+    CHECK_INT(as_store_mount_list(st, &v, &n), AS_OK);
+    CHECK_INT(n, 3);
+    if (n == 3) {
+        CHECK_STR(v[0]->path, "cert");
+        CHECK_STR(v[0]->type, "cert");
+        CHECK_STR(v[0]->description, "");
+        CHECK_STR(v[1]->path, "jwt");
+        CHECK_STR(v[2]->path, "k8s");
+    }
+    as_mount_recs_free(v, n);
+    v = NULL;
+
+    /* Configure, reconfigure, unconfigure. */
+    CHECK_INT(as_store_mount_set_config(st, "jwt", "{\"bound_issuer\":\"x\"}"), AS_OK);
+    CHECK_INT(as_store_mount_get(st, "jwt", &got), AS_OK);
+    CHECK(got != NULL && got->config_json != NULL &&
+          strcmp(got->config_json, "{\"bound_issuer\":\"x\"}") == 0);
+    as_mount_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_mount_set_config(st, "jwt", NULL), AS_OK);
+    CHECK_INT(as_store_mount_get(st, "jwt", &got), AS_OK);
+    CHECK(got != NULL && got->config_json == NULL);
+    as_mount_rec_free(got);
+    got = NULL;
+
+    /* Negative twins: duplicates, absent mounts, bad input. */
+    struct as_mount_rec dup_path = {.path = "k8s", .type = "cert", .accessor = "auth_cert_new",
+                                    .created = 1};
+    struct as_mount_rec dup_acc = {.path = "k8s-2", .type = "jwt", .accessor = "auth_jwt_0001",
+                                   .created = 1};
+    CHECK_INT(as_store_mount_insert(st, &dup_path), AS_ERR_EXISTS);
+    CHECK_INT(as_store_mount_insert(st, &dup_acc), AS_ERR_EXISTS);
+    CHECK_INT(as_store_mount_get(st, "k8s-2", &got), AS_ERR_NOT_FOUND);
+    CHECK(got == NULL);
+    CHECK_INT(as_store_mount_get(st, "k8s", &got), AS_OK);
+    CHECK(got != NULL && strcmp(got->type, "jwt") == 0); /* the original is unchanged */
+    as_mount_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_mount_set_config(st, "absent", "{}"), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_mount_set_config(st, "jwt", ""), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_set_config(st, "", "{}"), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_set_config(st, NULL, "{}"), AS_ERR_INVALID);
+
+    struct as_mount_rec bad[] = {
+        {.path = "oidc", .type = "oidc", .accessor = "auth_oidc_1"},
+        {.path = "x", .type = NULL, .accessor = "auth_x_1"},
+        {.path = "", .type = "jwt", .accessor = "auth_jwt_x"},
+        {.path = NULL, .type = "jwt", .accessor = "auth_jwt_y"},
+        {.path = "y", .type = "jwt", .accessor = ""},
+        {.path = "z", .type = "jwt", .accessor = NULL},
+        {.path = "w", .type = "jwt", .accessor = "auth_jwt_w", .config_json = ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(as_store_mount_insert(st, &bad[i]), AS_ERR_INVALID);
+    }
+    CHECK_INT(as_store_mount_insert(st, NULL), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_get(st, "", &got), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_get(st, NULL, &got), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_list(st, NULL, &n), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_list(st, &v, &n), AS_OK);
+    CHECK_INT(n, 3);
+    as_mount_recs_free(v, n);
+    as_mount_rec_free(NULL);
+    as_mount_recs_free(NULL, 0);
+    as_store_close(st);
+}
+
+static void test_roles(void)
+{
+    struct as_store *st = open_fresh("roles.db");
+    char *json = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    char joined[256];
+    if (st == NULL) {
+        return;
+    }
+    const char *order[] = {"web", "api", "db", "Zeta", "a-b"};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        CHECK_INT(as_store_role_put(st, "k8s", order[i], "{\"token_ttl\":60}"), AS_OK);
+    }
+    CHECK_INT(as_store_role_put(st, "other", "web", "{\"other\":true}"), AS_OK);
+
+    CHECK_INT(as_store_role_get(st, "k8s", "web", &json), AS_OK);
+    CHECK_STR(json, "{\"token_ttl\":60}");
+    free(json);
+    json = NULL;
+    /* Same name, other mount: its own role. */
+    CHECK_INT(as_store_role_get(st, "other", "web", &json), AS_OK);
+    CHECK_STR(json, "{\"other\":true}");
+    free(json);
+    json = NULL;
+    /* Put replaces. */
+    CHECK_INT(as_store_role_put(st, "k8s", "web", "{\"token_ttl\":120}"), AS_OK);
+    CHECK_INT(as_store_role_get(st, "k8s", "web", &json), AS_OK);
+    CHECK_STR(json, "{\"token_ttl\":120}");
+    free(json);
+    json = NULL;
+
+    /* Sorted (bytewise), one mount only. */
+    CHECK_INT(as_store_role_list(st, "k8s", &names, &n), AS_OK);
+    join_strv(names, n, joined, sizeof joined);
+    CHECK_STR(joined, "Zeta,a-b,api,db,web");
+    as_store_strv_free(names, n);
+    names = NULL;
+
+    CHECK_INT(as_store_role_delete(st, "k8s", "db"), AS_OK);
+    CHECK_INT(as_store_role_list(st, "k8s", &names, &n), AS_OK);
+    join_strv(names, n, joined, sizeof joined);
+    CHECK_STR(joined, "Zeta,a-b,api,web");
+    as_store_strv_free(names, n);
+    names = NULL;
+
+    /* Negative twins. */
+    CHECK_INT(as_store_role_delete(st, "k8s", "db"), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_role_delete(st, "nomount", "web"), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_role_get(st, "k8s", "db", &json), AS_ERR_NOT_FOUND);
+    CHECK(json == NULL);
+    CHECK_INT(as_store_role_get(st, "other", "api", &json), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_role_list(st, "nomount", &names, &n), AS_OK);
+    CHECK(names == NULL && n == 0);
+    CHECK_INT(as_store_role_put(st, "", "r", "{}"), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_put(st, "k8s", "", "{}"), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_put(st, "k8s", "r", ""), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_put(st, NULL, "r", "{}"), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_put(st, "k8s", NULL, "{}"), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_put(st, "k8s", "r", NULL), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_get(st, "k8s", "", &json), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_get(st, NULL, "web", &json), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_get(st, "k8s", "web", NULL), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_delete(st, "", "web"), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_delete(st, "k8s", NULL), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_list(st, "", &names, &n), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_list(st, NULL, &names, &n), AS_ERR_INVALID);
+    CHECK_INT(as_store_role_get(st, "k8s", "web", &json), AS_OK); /* nothing was lost */
+    free(json);
+    as_store_close(st);
+}
+
+static void test_mount_delete(void)
+{
+    struct as_store *st = open_fresh("mountdel.db");
+    struct as_mount_rec *got = NULL;
+    char **names = NULL;
+    size_t n = 0, ntok = 99;
+    if (st == NULL) {
+        return;
+    }
+    struct as_mount_rec k8s = {.path = "k8s", .type = "jwt", .accessor = "auth_jwt_k8s",
+                               .created = 1};
+    struct as_mount_rec other = {.path = "other", .type = "cert", .accessor = "auth_cert_o",
+                                 .created = 2};
+    struct as_mount_rec empty = {.path = "empty", .type = "jwt", .accessor = "auth_jwt_e",
+                                 .created = 3};
+    CHECK_INT(as_store_mount_insert(st, &k8s), AS_OK);
+    CHECK_INT(as_store_mount_insert(st, &other), AS_OK);
+    CHECK_INT(as_store_mount_insert(st, &empty), AS_OK);
+    CHECK_INT(as_store_role_put(st, "k8s", "r1", "{}"), AS_OK);
+    CHECK_INT(as_store_role_put(st, "k8s", "r2", "{}"), AS_OK);
+    CHECK_INT(as_store_role_put(st, "other", "r1", "{}"), AS_OK);
+
+    /*
+     * K1 (k8s) with a child K1c created from it through the token store; K2 (k8s) obtained
+     * CK2, and L logged in with CK2 on the other mount; O (other) obtained CO; T is a
+     * token-store token.
+     */
+    static char k8s_m[] = "k8s", other_m[] = "other";
+    static char k1[] = "md-K1", k2[] = "md-K2";
+    struct as_token_rec toks[] = {
+        mk_tok(k1, NULL, 600, 0), mk_tok("md-K1c", k1, 601, 0), mk_tok(k2, NULL, 602, 0),
+        mk_tok("md-L", NULL, 603, 0), mk_tok("md-O", NULL, 604, 0), mk_tok("md-T", NULL, 605, 0),
+    };
+    toks[0].mount = k8s_m;
+    toks[2].mount = k8s_m;
+    toks[3].mount = other_m;
+    toks[3].login_cert = "md:ck2";
+    toks[4].mount = other_m;
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        CHECK_INT(as_store_token_insert(st, &toks[i]), AS_OK);
+    }
+    struct as_cert_rec certs[] = {
+        mk_cert("md:ck2", "x509", "spiffe://td/k2", k2, 1, 1, 2000000000),
+        mk_cert("md:ck1c", "jwt", "spiffe://td/k1c", "md-K1c", 1, 1, 2000000000),
+        mk_cert("md:cl", "x509", "spiffe://td/l", "md-L", 1, 1, 2000000000),
+        mk_cert("md:co", "x509", "spiffe://td/o", "md-O", 1, 1, 2000000000),
+    };
+    for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
+        CHECK_INT(as_store_cert_insert(st, &certs[i]), AS_OK);
+    }
+
+    /* Inside the caller's transaction, a rollback brings everything back. */
+    CHECK_INT(as_store_begin(st), AS_OK);
+    CHECK_INT(as_store_mount_delete(st, "k8s", &ntok), AS_OK);
+    CHECK_INT(ntok, 4);
+    as_store_rollback(st);
+    CHECK_INT(as_store_mount_get(st, "k8s", &got), AS_OK);
+    as_mount_rec_free(got);
+    got = NULL;
+    CHECK(has_token(st, k1) && has_token(st, "md-L"));
+    CHECK_INT(cert_revoked_at(st, "md:ck2"), 0);
+
+    int64_t t0 = as_now();
+    CHECK_INT(as_store_mount_delete(st, "k8s", &ntok), AS_OK);
+    int64_t t1 = as_now();
+    CHECK_INT(ntok, 4); /* K1, K1c, K2 and, through CK2, L */
+    CHECK_INT(as_store_mount_get(st, "k8s", &got), AS_ERR_NOT_FOUND);
+    const char *gone[] = {k1, "md-K1c", k2, "md-L"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        CHECK(!has_token(st, gone[i]));
+    }
+    const char *revoked[] = {"md:ck2", "md:ck1c", "md:cl"};
+    for (size_t i = 0; i < sizeof revoked / sizeof revoked[0]; i++) {
+        int64_t at = cert_revoked_at(st, revoked[i]);
+        CHECK(at >= t0 && at <= t1);
+    }
+    CHECK_INT(as_store_role_list(st, "k8s", &names, &n), AS_OK);
+    CHECK_INT(n, 0);
+    as_store_strv_free(names, n);
+    names = NULL;
+
+    /* Negative twin: the other mount, its roles, tokens and SVIDs are untouched. */
+    CHECK_INT(as_store_mount_get(st, "other", &got), AS_OK);
+    as_mount_rec_free(got);
+    got = NULL;
+    CHECK_INT(as_store_role_list(st, "other", &names, &n), AS_OK);
+    CHECK_INT(n, 1);
+    as_store_strv_free(names, n);
+    names = NULL;
+    CHECK(has_token(st, "md-O") && has_token(st, "md-T"));
+    CHECK_INT(cert_revoked_at(st, "md:co"), 0);
+
+    /* A mount without tokens; an absent one; bad input. */
+    CHECK_INT(as_store_mount_delete(st, "empty", &ntok), AS_OK);
+    CHECK_INT(ntok, 0);
+    ntok = 99;
+    CHECK_INT(as_store_mount_delete(st, "k8s", &ntok), AS_ERR_NOT_FOUND);
+    CHECK_INT(ntok, 0);
+    CHECK_INT(as_store_mount_delete(st, "", &ntok), AS_ERR_INVALID);
+    CHECK_INT(as_store_mount_delete(st, NULL, NULL), AS_ERR_INVALID);
+    /* Tokens of an absent mount stay: NOT_FOUND undoes nothing but also deletes nothing. */
+    static char ghost_m[] = "ghost";
+    struct as_token_rec g = mk_tok("md-G", NULL, 606, 0);
+    g.mount = ghost_m;
+    CHECK_INT(as_store_token_insert(st, &g), AS_OK);
+    CHECK_INT(as_store_mount_delete(st, "ghost", NULL), AS_ERR_NOT_FOUND);
+    CHECK(has_token(st, "md-G"));
+    /* ntokens may be NULL. */
+    CHECK_INT(as_store_mount_delete(st, "other", NULL), AS_OK);
+    CHECK(!has_token(st, "md-O") && has_token(st, "md-T"));
+    CHECK(cert_revoked_at(st, "md:co") > 0);
+    as_store_close(st);
+}
+
 int main(void)
 {
     if (mkdtemp(g_dir) == NULL) {
@@ -1621,6 +2388,14 @@ int main(void)
     test_cert_query();
     test_cert_paging();
     test_ca_gens();
+    test_migrate_v2();
+    test_login_cert();
+    test_cascade_cert_revoke();
+    test_cascade_token_delete();
+    test_cascade_bound();
+    test_mounts();
+    test_roles();
+    test_mount_delete();
 
     if (nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
         perror("nftw");
