@@ -110,13 +110,40 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_
     return ret;
 }
 
+static enum MHD_Result queue_error_h(struct MHD_Connection *conn, int status, const char *msg,
+                                     const char *request_id, int retry_after)
+{
+    json_t *body = json_pack("{s:[s]}", "errors", msg);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        return MHD_NO;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (request_id && *request_id) {
+        MHD_add_response_header(r, "X-Request-Id", request_id);
+    }
+    if (retry_after > 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", v);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result queue_error(struct MHD_Connection *conn, int status, const char *msg,
                                    const char *request_id)
 {
-    json_t *body = json_pack("{s:[s]}", "errors", msg);
-    enum MHD_Result ret = queue_json(conn, status, body, request_id);
-    json_decref(body);
-    return ret;
+    return queue_error_h(conn, status, msg, request_id, 0);
 }
 
 /* MHD would percent-decode the URL before we see it (PERF-NOTES trap 7); we keep it raw and
@@ -258,7 +285,8 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
         }
         /* 500s never carry details to the peer; those stay in the log. */
         const char *msg = (status != 500 && resp->err[0]) ? resp->err : public_message(status);
-        return queue_error(conn, status, msg, req->request_id);
+        return queue_error_h(conn, status, msg, req->request_id,
+                             status == 429 ? (resp->retry_after > 0 ? resp->retry_after : 1) : 0);
     }
     if (resp->raw != NULL) {
         struct MHD_Response *r =
@@ -288,6 +316,35 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
     return ret;
 }
 
+/*
+ * The client certificate chain of a request on the HTTPS listener, straight from the GnuTLS
+ * session (PERF-NOTES trap 4). GnuTLS checked only that the client holds the leaf's key (the
+ * CertificateVerify signature); no chain verification of GnuTLS's is asked for or trusted.
+ */
+static void peer_chain(struct MHD_Connection *conn, struct as_req *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL) {
+        return;
+    }
+    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+    unsigned int n = 0;
+    req->tls = true;
+    if (gnutls_certificate_type_get2(s, GNUTLS_CTYPE_CLIENT) != GNUTLS_CRT_X509) {
+        return;
+    }
+    const gnutls_datum_t *d = gnutls_certificate_get_peers(s, &n);
+    if (d == NULL) {
+        return;
+    }
+    req->npeer = n;
+    for (unsigned int i = 0; i < n && i < AS_CLIENTCERT_MAX_CHAIN; i++) {
+        req->peer_der[i] = d[i].data;
+        req->peer_len[i] = d[i].size;
+    }
+}
+
 static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn, const char *url,
                               const char *method, struct conn_state *cs)
 {
@@ -300,6 +357,7 @@ static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn
     req.method_name = method;
     request_id(req.request_id);
     remote_of(conn, req.remote, sizeof req.remote);
+    peer_chain(conn, &req);
     req.method = method_of(method);
     if (req.method == AS_M_GET && list_param(conn)) {
         req.method = AS_M_LIST;
@@ -404,6 +462,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) AS_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -522,11 +581,15 @@ static int cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, in
                    const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
                    unsigned int *pcert_length, gnutls_privkey_t *pkey)
 {
-    (void)session;
     (void)req_ca_dn;
     (void)nreqs;
     (void)algos;
     (void)nalgos;
+    /* The CertificateRequest is sent after this callback (it runs while the ClientHello is
+     * processed). Advertise no CA names: the trust that MHD_OPTION_HTTPS_MEM_TRUST loaded is only
+     * the bundle as it was at start, while cert roles trust other CAs and the bundle rotates, and
+     * clients that filter by the list (Go's crypto/tls) would then send no certificate at all. */
+    gnutls_certificate_send_x509_rdn_sequence(session, 1);
     pthread_mutex_lock(&cred_lock);
     struct tls_cred *c = cred_current;
     pthread_mutex_unlock(&cred_lock);
@@ -555,12 +618,25 @@ static struct MHD_Daemon *start_one(struct as_server *srv, const char *addr, boo
     }
     if (tls) {
         flags |= MHD_USE_TLS;
-        return MHD_start_daemon(
+        /* With a trust list MHD makes every session *request* a client certificate
+         * (GNUTLS_CERT_REQUEST: clients without one are still served, PERF-NOTES trap 4). GnuTLS
+         * is never asked to verify against it; the cert auth method judges the chain itself
+         * (peer_chain, pki/clientcert.c). Any valid PEM would do; the bundle is at hand. */
+        char *trust = as_caset_bundle_pem(srv->caset);
+        if (trust == NULL || *trust == '\0') {
+            free(trust);
+            as_error("tls: no CA bundle to request client certificates with");
+            return NULL;
+        }
+        struct MHD_Daemon *d = MHD_start_daemon(
             flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
             MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
             MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
-            keep_escaped, NULL, MHD_OPTION_HTTPS_CERT_CALLBACK, cert_cb, MHD_OPTION_END);
+            keep_escaped, NULL, MHD_OPTION_HTTPS_MEM_TRUST, trust,
+            MHD_OPTION_HTTPS_CERT_CALLBACK, cert_cb, MHD_OPTION_END);
+        free(trust);
+        return d;
     }
     return MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER,
                             mhd_log, NULL, MHD_OPTION_SOCK_ADDR,

@@ -143,6 +143,20 @@ static enum as_err csr_key_policy(X509_REQ *req, struct as_csr *k, char *why, si
             say(why, whylen, "RSA key of %d bits is too large (at most %d)", bits, RSA_MAX_BITS);
             return AS_ERR_INVALID;
         }
+        /*
+         * The public exponent: e = 1 would make the "signature" the padded message itself, so
+         * proof of possession would mean nothing, and a huge e costs ~100x per verification.
+         * Accept odd 65537 <= e <= 2^31-1 (what Go's crypto/rsa, hence SPIRE peers, accepts, and
+         * the NIST SP 800-56B floor).
+         */
+        BIGNUM *e = NULL;
+        bool e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
+                    BN_is_odd(e) && BN_num_bits(e) <= 31 && BN_get_word(e) >= 65537;
+        BN_free(e);
+        if (!e_ok) {
+            say(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
+            return AS_ERR_INVALID;
+        }
         k->rsa = true;
     } else if (nid == NID_X9_62_id_ecPublicKey) {
         if (ptype != V_ASN1_OBJECT || pval == NULL) {

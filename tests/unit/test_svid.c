@@ -161,6 +161,24 @@ static EVP_PKEY *key_ec(const char *curve)
     return EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve);
 }
 
+/* An RSA-2048 key with public exponent e (3 is a valid RSA key that our policy refuses). */
+static EVP_PKEY *key_rsa_e(unsigned long e)
+{
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    BIGNUM *bn = BN_new();
+    if (c != NULL && bn != NULL && BN_set_word(bn, e) == 1 && EVP_PKEY_keygen_init(c) == 1 &&
+        EVP_PKEY_CTX_set_rsa_keygen_bits(c, 2048) == 1 &&
+        EVP_PKEY_CTX_set1_rsa_keygen_pubexp(c, bn) == 1) {
+        if (EVP_PKEY_keygen(c, &k) != 1) {
+            k = NULL;
+        }
+    }
+    BN_free(bn);
+    EVP_PKEY_CTX_free(c);
+    return k;
+}
+
 static EVP_PKEY *key_rsa(size_t bits)
 {
     return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", bits);
@@ -524,6 +542,8 @@ static void test_csr_refused(void)
     EVP_PKEY *p256 = key_ec("P-256");
     EVP_PKEY *p256c = key_ec("P-256");
     EVP_PKEY *k1 = key_ec("secp256k1");
+    EVP_PKEY *rsa_e3 = key_rsa_e(3);
+    CHECK(rsa_e3 != NULL);
     CHECK(rsa1024 != NULL && p192 != NULL && ed != NULL && p256 != NULL && p256c != NULL);
     struct as_ca *ca = must_generate(DAY);
 
@@ -558,6 +578,8 @@ static void test_csr_refused(void)
     struct refusal cases[] = {
         {"RSA-1024", make_csr(rsa1024, NULL), 0, AS_ERR_INVALID,
          "RSA key of 1024 bits is too small"},
+        {"RSA-2048 with e = 3", make_csr(rsa_e3, NULL), 0, AS_ERR_INVALID,
+         "RSA public exponent must be odd"},
         {"P-192", make_csr(p192, NULL), 0, AS_ERR_INVALID, "EC curve prime192v1 is not allowed"},
         {"secp256k1", make_csr(k1, NULL), 0, AS_ERR_INVALID, "EC curve secp256k1 is not allowed"},
         {"Ed25519", make_csr(ed, &ed_opts), 0, AS_ERR_INVALID, "key type ED25519 is not allowed"},
@@ -634,6 +656,7 @@ static void test_csr_refused(void)
     EVP_PKEY_free(p256);
     EVP_PKEY_free(p256c);
     EVP_PKEY_free(k1);
+    EVP_PKEY_free(rsa_e3);
 }
 
 /* A CSR that asks for another identity, a DNS name and CA:TRUE gets none of it. */
