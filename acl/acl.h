@@ -117,7 +117,8 @@ enum as_err as_tokens_use(struct as_tokens *tk, struct as_token_rec *t, bool *la
 struct as_token_params {
     json_t *policies;         /* array of names, or NULL to inherit the parent's */
     json_t *meta;             /* object of strings, or NULL */
-    const char *display_name; /* NULL → "token" */
+    const char *display_name; /* NULL → "token"; else "token-<sanitized name>" */
+    const char *raw_display_name; /* used as is when set (login tokens: "<mount>-<user>") */
     const char *path;         /* creation path, e.g. "auth/token/create" */
     const char *mount;        /* "token" */
     json_t *spiffe_ids;       /* array or NULL (inherit) */
@@ -131,10 +132,14 @@ struct as_token_params {
     bool no_default_policy;
     bool orphan;              /* no parent link */
     bool caller_sudo;         /* the caller may set orphan-only fields */
+    /* A login token (auth method): parent is NULL, the policies and identities are the role's
+     * and are taken as given; the token is an orphan. */
+    bool login;
+    const char *login_cert;   /* serial of our X.509-SVID it logged in with, or NULL */
 };
 
 /*
- * Creates a token as a child of parent (NULL only for the bootstrap root token). Applies Vault's
+ * Creates a token as a child of parent (NULL for a login token, p->login). Applies Vault's
  * rules: policies default to the parent's, a non-root parent may only give a subset of its own
  * policies, "default" is added unless no_default_policy, TTLs are capped at explicit_max_ttl
  * and AS_TOKEN_MAX_TTL (a warning string is appended to warnings, a JSON array, when capped),

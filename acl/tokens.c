@@ -452,6 +452,13 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     json_t *dns = NULL;
     char *s = NULL;
     bool parent_root = parent != NULL && str_in(parent_pols, "root");
+    if (p->login != (parent == NULL)) {
+        snprintf(err, errlen, "a token needs a parent unless it comes from a login");
+        r = AS_ERR_INTERNAL;
+        goto out;
+    }
+    /* A login's role plays the parent's part: what it grants is taken as given. */
+    bool trusted = parent_root || p->login;
 
     if (p->num_uses < 0) {
         snprintf(err, errlen, "number of uses cannot be negative");
@@ -468,7 +475,7 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
         r = AS_ERR_NOMEM;
         goto out;
     }
-    if (!parent_root) {
+    if (!trusted) {
         size_t i;
         json_t *it;
         json_array_foreach(pols, i, it)
@@ -494,6 +501,11 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
         }
         i++;
     }
+    if (p->login && str_in(pols, "root")) {
+        snprintf(err, errlen, "a role cannot grant the root policy");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
     if (!p->no_default_policy && !str_in(pols, "root") && !str_in(pols, "default")) {
         json_array_append_new(pols, json_string("default"));
         json_t *sorted = normalize_names(pols, false);
@@ -513,7 +525,7 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     /* Identities: a child may only narrow what its parent holds (SPEC §4). */
     json_t *psids = parent ? as_json_array_from(parent->spiffe_ids_json) : json_array();
     json_t *pdns = parent ? as_json_array_from(parent->allowed_dns_json) : json_array();
-    bool free_hand = parent_root || (p->orphan && p->caller_sudo);
+    bool free_hand = trusted || (p->orphan && p->caller_sudo);
     sids = p->spiffe_ids ? normalize_names(p->spiffe_ids, false) : json_deep_copy(psids);
     dns = p->allowed_dns ? normalize_names(p->allowed_dns, false) : json_deep_copy(pdns);
     if (sids == NULL || dns == NULL) {
@@ -587,7 +599,9 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
         goto out;
     }
     char display[160];
-    if (p->display_name != NULL && *p->display_name != '\0') {
+    if (p->raw_display_name != NULL) {
+        snprintf(display, sizeof display, "%s", p->raw_display_name);
+    } else if (p->display_name != NULL && *p->display_name != '\0') {
         /* Vault prefixes the mount and sanitizes to lowercase alphanumerics and dashes. */
         snprintf(display, sizeof display, "token-%.128s", p->display_name);
         for (char *c = display; *c; c++) {
@@ -600,6 +614,7 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
         snprintf(display, sizeof display, "token");
     }
     t->parent = p->orphan || parent == NULL ? NULL : strdup(parent->accessor);
+    t->login_cert = p->login_cert ? strdup(p->login_cert) : NULL;
     t->policies_json = json_dumps(pols, JSON_COMPACT);
     t->meta_json = p->meta && json_object_size(p->meta) > 0 ? json_dumps(p->meta, JSON_COMPACT)
                                                             : NULL;
@@ -608,7 +623,8 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     t->spiffe_ids_json = json_dumps(sids, JSON_COMPACT);
     t->allowed_dns_json = json_dumps(dns, JSON_COMPACT);
     t->mount = dup_or_null(p->mount ? p->mount : "token");
-    if ((!p->orphan && parent != NULL && t->parent == NULL) || t->policies_json == NULL ||
+    if ((!p->orphan && parent != NULL && t->parent == NULL) ||
+        (p->login_cert != NULL && t->login_cert == NULL) || t->policies_json == NULL ||
         t->display_name == NULL || t->path == NULL || t->spiffe_ids_json == NULL ||
         t->allowed_dns_json == NULL || t->mount == NULL) {
         r = AS_ERR_NOMEM;

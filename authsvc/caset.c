@@ -346,6 +346,26 @@ char *as_caset_bundle_pem(struct as_caset *cs)
     return b.data;
 }
 
+char *as_caset_chains_pem(struct as_caset *cs)
+{
+    struct as_buf b;
+    as_buf_init(&b, 1 << 20);
+    pthread_rwlock_rdlock(&cs->lock);
+    for (size_t i = 0; i < cs->n; i++) {
+        const char *chain = cs->gens[i]->in_bundle ? as_ca_chain_pem(cs->gens[i]->ca) : NULL;
+        if (chain != NULL && as_buf_append(&b, chain, strlen(chain)) != AS_OK) {
+            pthread_rwlock_unlock(&cs->lock);
+            as_buf_free(&b, false);
+            return NULL;
+        }
+    }
+    pthread_rwlock_unlock(&cs->lock);
+    if (b.data == NULL && as_buf_append(&b, "", 0) != AS_OK) {
+        return NULL;
+    }
+    return b.data;
+}
+
 json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint)
 {
     json_t *keys = cs->up ? as_upstream_x509_jwks(cs->up) : json_array();

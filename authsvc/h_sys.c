@@ -288,21 +288,6 @@ enum as_err h_sys_policies_acl(struct as_server *srv, struct as_req *req, struct
     return policy_endpoint(srv, req, resp, false);
 }
 
-enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp *resp)
-{
-    (void)srv;
-    (void)req;
-    /* Only the token store until auth methods land (issue 4); Vault's shape. */
-    resp->data = json_pack("{s:{s:s,s:s,s:s,s:{s:I,s:I}}}", "token/", "type", "token",
-                           "description", "token based credentials", "accessor",
-                           "auth_token_00000000", "config", "default_lease_ttl",
-                           (json_int_t)AS_TOKEN_DEFAULT_TTL, "max_lease_ttl",
-                           (json_int_t)AS_TOKEN_MAX_TTL);
-    resp->copy_data_top = true;
-    resp->status = 200;
-    return resp->data ? AS_OK : AS_ERR_NOMEM;
-}
-
 /* ---- identity inventory (SPEC §8) ---- */
 
 static const char *state_name(const struct as_cert_rec *c, int64_t now)

@@ -64,6 +64,10 @@ void as_caset_free(struct as_caset *cs);
 enum as_err as_caset_active(struct as_caset *cs, struct as_signing *out) AS_WUR;
 /* PEM of every CA in the bundle (malloc'd), in generation order. */
 char *as_caset_bundle_pem(struct as_caset *cs);
+/* PEM of the issuing chain (as_ca_chain_pem: the CA, then its upstream chain) of every
+ * generation in the bundle, concatenated (malloc'd; NULL when out of memory). Under an upstream
+ * CA these are the intermediates between our SVIDs and the bundle's root. */
+char *as_caset_chains_pem(struct as_caset *cs);
 /* The SPIFFE bundle (JWKS) of every generation in the bundle; new reference. */
 json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint);
 /* The JWT-SVID keys in the bundle (borrowed), at most max. */
@@ -119,6 +123,15 @@ struct as_req {
     char request_id[40];
     char remote[64];
     struct MHD_Connection *conn;
+    bool tls;                 /* the request came over the HTTPS listener */
+    /* The TLS client certificate chain exactly as the client presented it (DER, leaf first),
+     * judged by nobody yet: the TLS layer only proved the client holds the leaf's key
+     * (PERF-NOTES trap 4); pki/clientcert.c decides what it is worth. npeer is the number the
+     * client sent and may exceed AS_CLIENTCERT_MAX_CHAIN, of which only the first ones are
+     * filled. Borrowed from the TLS session until the request ends. */
+    size_t npeer;
+    const unsigned char *peer_der[AS_CLIENTCERT_MAX_CHAIN];
+    size_t peer_len[AS_CLIENTCERT_MAX_CHAIN];
 };
 
 struct as_resp {
@@ -132,6 +145,7 @@ struct as_resp {
     size_t raw_len;
     const char *content_type;
     char err[256];        /* public error message when a handler fails */
+    int retry_after;      /* seconds, sent as Retry-After with a 429 */
 };
 
 typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
@@ -193,6 +207,51 @@ enum as_err h_svid_jwt(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_svid_jwt_validate(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_svid_bundle(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_sys_identities(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_auth_mount(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_auth_config(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_auth_role(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_auth_roles(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_auth_login(struct as_server *, struct as_req *, struct as_resp *);
+
+/* ---- auth methods (auth.c, auth_jwt.c, auth_cert.c) ---- */
+/* What a successful login grants; every member borrowed. */
+struct as_login {
+    const char *user;       /* the login subject (JWT user claim, certificate CN or URI) */
+    const char *role;
+    json_t *policies;       /* array */
+    json_t *meta;           /* object of strings: "role", "subject", mapped claims */
+    json_t *spiffe_ids;     /* array (0 or 1 entries) */
+    json_t *allowed_dns;    /* array of globs */
+    int64_t ttl;            /* 0 → 1h */
+    int64_t max_ttl;        /* 0 → 24h */
+    int64_t num_uses;
+    bool no_default_policy;
+    const char *login_cert; /* serial of our SVID used for the login (cert method), or NULL */
+};
+/* Takes one login from addr's bucket (limits.login_per_second, burst twice that). */
+bool as_login_allowed(const struct as_server *srv, const char *addr, int *retry_after);
+/* Creates the login token (an orphan of the mount) and fills resp with Vault's auth block. */
+enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
+                           const struct as_login *in, struct as_resp *resp) AS_WUR;
+/* Drops cached per-mount state (JWKS keys) after an unmount. */
+void as_auth_mount_forget(const char *path);
+
+/* jwt method (auth_jwt.c) */
+enum as_err as_jwt_config_write(struct as_server *srv, const struct as_mount_rec *m,
+                                struct as_req *req, struct as_resp *resp) AS_WUR;
+enum as_err as_jwt_config_read(struct as_server *srv, const struct as_mount_rec *m,
+                               struct as_resp *resp) AS_WUR;
+/* Validates a role body and returns its normalized JSON (new reference). */
+enum as_err as_jwt_role_parse(struct as_server *srv, json_t *body, json_t **out, char *why,
+                              size_t whylen) AS_WUR;
+enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, struct as_req *req,
+                         struct as_resp *resp) AS_WUR;
+
+/* cert method (auth_cert.c) */
+enum as_err as_cert_role_parse(struct as_server *srv, json_t *body, json_t **out, char *why,
+                               size_t whylen) AS_WUR;
+enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m,
+                          struct as_req *req, struct as_resp *resp) AS_WUR;
 
 /* Vault's "auth" block for a token just created or renewed (secret may be NULL → ""). */
 json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl);

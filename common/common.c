@@ -732,6 +732,59 @@ json_t *as_json_array_from(const char *text)
     return v;
 }
 
+json_t *as_json_pointer(json_t *root, const char *ptr)
+{
+    json_t *cur = root;
+    if (ptr == NULL || *ptr == '\0') {
+        return root;
+    }
+    if (*ptr != '/') {
+        return NULL;
+    }
+    const char *p = ptr;
+    while (cur != NULL && *p == '/') {
+        p++;
+        char tok[512];
+        size_t n = 0;
+        while (*p && *p != '/') {
+            char c = *p++;
+            if (c == '~') {
+                if (*p == '0') {
+                    c = '~';
+                } else if (*p == '1') {
+                    c = '/';
+                } else {
+                    return NULL; /* RFC 6901 §3: only ~0 and ~1 */
+                }
+                p++;
+            }
+            if (n + 1 >= sizeof tok) {
+                return NULL;
+            }
+            tok[n++] = c;
+        }
+        tok[n] = '\0';
+        if (json_is_object(cur)) {
+            cur = json_object_getn(cur, tok, n);
+        } else if (json_is_array(cur)) {
+            if (n == 0 || (n > 1 && tok[0] == '0') || n > 9) {
+                return NULL;
+            }
+            size_t idx = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (!isdigit((unsigned char)tok[i])) {
+                    return NULL;
+                }
+                idx = idx * 10 + (size_t)(tok[i] - '0');
+            }
+            cur = json_array_get(cur, idx);
+        } else {
+            return NULL;
+        }
+    }
+    return cur;
+}
+
 enum as_err as_parse_bool(const char *s, bool *out)
 {
     static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};

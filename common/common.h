@@ -156,6 +156,9 @@ enum as_err as_json_get_strlist(json_t *obj, const char *key, json_t **out, bool
 /* Parses JSON array text the store keeps (trusted); NULL, invalid or non-array text gives an
  * empty array. Never NULL unless out of memory. New reference. */
 json_t *as_json_array_from(const char *text);
+/* Resolves an RFC 6901 JSON Pointer ("/a/b", "~0" for '~', "~1" for '/', arrays by decimal
+ * index without leading zeros) in root; "" is root itself. Borrowed result, NULL when absent. */
+json_t *as_json_pointer(json_t *root, const char *ptr);
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 enum as_err as_parse_bool(const char *s, bool *out) AS_WUR;
 

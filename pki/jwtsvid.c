@@ -15,6 +15,7 @@
  * On disk: <dir>/<base>-jwt-key.pem, an unencrypted PKCS#8 PEM with mode 0600.
  */
 #include "pki/pki.h"
+#include "pki/pki_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -151,13 +152,12 @@ static int b64url_value(unsigned char c)
 }
 
 /*
- * Decodes len base64url characters without padding (RFC 7515 §2) into out, which holds at least
- * 3 * (len + 3) / 4 bytes; scratch holds at least len + 4. Strict: only the alphabet, never a
+ * Strict base64url decoding (pki_internal.h; shared with pki/jwt.c). Only the alphabet, never a
  * length of 1 mod 4, and the unused low bits of the last character must be zero (RFC 4648 §3.5),
  * so that each byte string has exactly one encoding and a token cannot be altered without
  * breaking its signature. OpenSSL does the decoding once the alphabet and padding are standard.
  */
-static bool b64url_decode(const char *in, size_t len, char *scratch, unsigned char *out,
+bool as_pki_b64url_decode(const char *in, size_t len, char *scratch, unsigned char *out,
                           size_t *outlen)
 {
     static const unsigned char unused_mask[4] = {0, 0, 0x0f, 0x03};
@@ -218,8 +218,9 @@ static bool json_depth_ok(json_t *v, int depth)
  * Parses one decoded JWS part as a JSON object (RFC 7515 §5.2 steps 3 and 7; RFC 7519 §7.2
  * step 10): UTF-8, no duplicate member names (RFC 7515 §5.2 step 4 says to reject them), no NUL
  * in strings, nothing after the object, at most JWT_MAX_DEPTH deep. NULL on any failure.
+ * Shared with pki/jwt.c through pki_internal.h.
  */
-static json_t *parse_object(const unsigned char *buf, size_t len)
+json_t *as_pki_json_object_strict(const unsigned char *buf, size_t len)
 {
     json_error_t je;
     json_t *v = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &je);
@@ -323,27 +324,27 @@ out:
 }
 
 /*
- * Verifies a raw R||S ES256 signature (RFC 7518 §3.4) over msg: R and S become the DER
- * SEQUENCE OpenSSL verifies. AS_OK when it verifies, AS_ERR_INVALID when it does not (a
- * malformed R or S included: fail closed), AS_ERR_NOMEM.
+ * JWS ECDSA signatures are R and S as two big-endian integers of the curve's size, concatenated
+ * (RFC 7518 §3.4); OpenSSL verifies the DER SEQUENCE of RFC 3279 §2.2.3. Shared with pki/jwt.c
+ * through pki_internal.h.
  */
-static enum as_err es256_verify(const struct as_jwtkey *k, const char *msg, size_t len,
-                                const unsigned char rs[ES256_SIG_BYTES])
+enum as_err as_pki_ecdsa_raw_to_der(const unsigned char *rs, size_t scalar_len, unsigned char *der,
+                                    size_t dermax, size_t *derlen)
 {
     enum as_err r = AS_ERR_INVALID;
-    EVP_MD_CTX *ctx = NULL;
     ECDSA_SIG *sig = NULL;
     BIGNUM *br = NULL;
     BIGNUM *bs = NULL;
-    unsigned char der[ES256_DER_MAX];
     unsigned char *p = der;
-    int derlen = 0;
+    int n = 0;
 
+    if (scalar_len == 0 || scalar_len > AS_PKI_ECDSA_SCALAR_MAX) {
+        goto out;
+    }
     sig = ECDSA_SIG_new();
-    br = BN_bin2bn(rs, P256_SCALAR_BYTES, NULL);
-    bs = BN_bin2bn(rs + P256_SCALAR_BYTES, P256_SCALAR_BYTES, NULL);
-    ctx = EVP_MD_CTX_new();
-    if (sig == NULL || br == NULL || bs == NULL || ctx == NULL) {
+    br = BN_bin2bn(rs, (int)scalar_len, NULL);
+    bs = BN_bin2bn(rs + scalar_len, (int)scalar_len, NULL);
+    if (sig == NULL || br == NULL || bs == NULL) {
         r = AS_ERR_NOMEM;
         goto out;
     }
@@ -354,8 +355,39 @@ static enum as_err es256_verify(const struct as_jwtkey *k, const char *msg, size
     /* sig owns them now. */
     br = NULL;
     bs = NULL;
-    derlen = i2d_ECDSA_SIG(sig, NULL);
-    if (derlen <= 0 || derlen > (int)sizeof der || i2d_ECDSA_SIG(sig, &p) != derlen) {
+    n = i2d_ECDSA_SIG(sig, NULL);
+    if (n <= 0 || (size_t)n > dermax || i2d_ECDSA_SIG(sig, &p) != n) {
+        goto out;
+    }
+    *derlen = (size_t)n;
+    r = AS_OK;
+out:
+    BN_free(br);
+    BN_free(bs);
+    ECDSA_SIG_free(sig);
+    return r;
+}
+
+/*
+ * Verifies a raw R||S ES256 signature (RFC 7518 §3.4) over msg: R and S become the DER
+ * SEQUENCE OpenSSL verifies. AS_OK when it verifies, AS_ERR_INVALID when it does not (a
+ * malformed R or S included: fail closed), AS_ERR_NOMEM.
+ */
+static enum as_err es256_verify(const struct as_jwtkey *k, const char *msg, size_t len,
+                                const unsigned char rs[ES256_SIG_BYTES])
+{
+    enum as_err r = AS_ERR_INVALID;
+    EVP_MD_CTX *ctx = NULL;
+    unsigned char der[ES256_DER_MAX];
+    size_t derlen = 0;
+
+    if ((r = as_pki_ecdsa_raw_to_der(rs, P256_SCALAR_BYTES, der, sizeof der, &derlen)) != AS_OK) {
+        goto out;
+    }
+    r = AS_ERR_INVALID;
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL) {
+        r = AS_ERR_NOMEM;
         goto out;
     }
     if (EVP_MD_CTX_copy_ex(ctx, k->verify_tmpl) != 1) {
@@ -363,15 +395,12 @@ static enum as_err es256_verify(const struct as_jwtkey *k, const char *msg, size
         r = AS_ERR_CRYPTO;
         goto out;
     }
-    if (EVP_DigestVerify(ctx, der, (size_t)derlen, (const unsigned char *)msg, len) == 1) {
+    if (EVP_DigestVerify(ctx, der, derlen, (const unsigned char *)msg, len) == 1) {
         r = AS_OK;
     }
 out:
     /* A signature that does not verify leaves errors behind; they are not ours to report. */
     ERR_clear_error();
-    BN_free(br);
-    BN_free(bs);
-    ECDSA_SIG_free(sig);
     EVP_MD_CTX_free(ctx);
     return r;
 }
@@ -1076,11 +1105,11 @@ enum as_err as_jwt_svid_validate(const char *token, const struct as_jwtkey *cons
     dec = (unsigned char *)work + len + 4;
 
     /* RFC 7515 §5.2 steps 2-5: the header, before any key or signature is touched. */
-    if (!b64url_decode(h64, h64len, work, dec, &n)) {
+    if (!as_pki_b64url_decode(h64, h64len, work, dec, &n)) {
         reason = "header is not canonical base64url (RFC 7515 §2)";
         goto out;
     }
-    hdr = parse_object(dec, n);
+    hdr = as_pki_json_object_strict(dec, n);
     if (hdr == NULL) {
         reason = "header is not a JSON object (UTF-8, no duplicate members, depth <= 32)";
         goto out;
@@ -1094,7 +1123,7 @@ enum as_err as_jwt_svid_validate(const char *token, const struct as_jwtkey *cons
         reason = "signature is not a raw 64-byte R||S (RFC 7518 §3.4)";
         goto out;
     }
-    if (!b64url_decode(s64, s64len, work, sig, &n) || n != ES256_SIG_BYTES) {
+    if (!as_pki_b64url_decode(s64, s64len, work, sig, &n) || n != ES256_SIG_BYTES) {
         reason = "signature is not canonical base64url of 64 bytes (RFC 7515 §2)";
         goto out;
     }
@@ -1108,11 +1137,11 @@ enum as_err as_jwt_svid_validate(const char *token, const struct as_jwtkey *cons
     r = AS_ERR_INVALID;
 
     /* RFC 7519 §7.2 steps 9-10: only now, authenticated, is the payload read. */
-    if (!b64url_decode(p64, p64len, work, dec, &n)) {
+    if (!as_pki_b64url_decode(p64, p64len, work, dec, &n)) {
         reason = "payload is not canonical base64url (RFC 7515 §2)";
         goto out;
     }
-    payload = parse_object(dec, n);
+    payload = as_pki_json_object_strict(dec, n);
     if (payload == NULL) {
         reason = "claims are not a JSON object (UTF-8, no duplicate members, depth <= 32)";
         goto out;

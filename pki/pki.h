@@ -304,4 +304,79 @@ enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why,
 enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template_ctx *ctx,
                                       char **out, char *why, size_t whylen) AS_WUR;
 
+/* ---- TLS client certificates for the cert auth method (pki/clientcert.c) ----
+ * A client chain as the TLS layer hands it over (DER, leaf first) is checked with OpenSSL against
+ * a trust PEM, never trusting the TLS library's own verification. The handshake has already
+ * proven that the peer holds the leaf's key; these functions judge the certificates.
+ */
+#define AS_CLIENTCERT_MAX_CHAIN 8           /* certificates a client may present */
+#define AS_CLIENTCERT_MAX_DER (16 * 1024)   /* bytes per presented certificate */
+
+/* Why a chain was refused, so the caller can pick Vault's text and rank failures. */
+enum as_clientcert_fail {
+    AS_CC_OK,
+    AS_CC_MALFORMED, /* too many or too large certificates, bad DER, undecodable extensions or
+                        names, more than one CN, a negative or over-long serial */
+    AS_CC_TRUST,     /* the trust PEM itself is unusable (the caller's configuration) */
+    AS_CC_UNTRUSTED, /* no path to a trusted CA, and not a pinned leaf */
+    AS_CC_EXPIRED,   /* the leaf or a chain certificate is outside its validity at `now` */
+    AS_CC_USAGE,     /* extKeyUsage without clientAuth, or keyUsage without a signature use */
+    AS_CC_INVALID,   /* any other path validation failure (signature, CA constraints, ...) */
+};
+
+/* A presented chain, parsed but not judged. Opaque; free with as_clientchain_free. */
+struct as_clientchain;
+/*
+ * Parses n DER certificates (der[i] of len[i] bytes, leaf first). n must be 1..
+ * AS_CLIENTCERT_MAX_CHAIN (checked before der or len is read, so arrays of that size may come
+ * with a larger n); each at most AS_CLIENTCERT_MAX_DER bytes, one whole certificate with no
+ * trailing bytes, extensions decodable. The DER is copied. AS_ERR_INVALID with why (>= 128 bytes).
+ */
+enum as_err as_clientchain_parse(const unsigned char *const *der, const size_t *len, size_t n,
+                                 struct as_clientchain **out, char *why, size_t whylen) AS_WUR;
+void as_clientchain_free(struct as_clientchain *c); /* NULL ok */
+
+/* An accepted leaf's summary. Opaque; free with as_clientcert_free. */
+struct as_clientcert;
+/*
+ * Judges ch at time now (unix seconds) against trust_pem: CERTIFICATE blocks, at most 64, 1 MiB.
+ * A CA certificate in it (basicConstraints CA:TRUE) is a trust anchor (self-signed or not,
+ * RFC 5280 §6.1 with partial chains allowed, as Vault's Go pool does); any other certificate is
+ * pinned: a presented leaf byte-identical to it is trusted as is. untrusted_pem (may be NULL or
+ * "") adds intermediates to the ones the client presented. The leaf must be within its validity
+ * (every chain certificate too), carry clientAuth when it has an extKeyUsage, and have a keyUsage
+ * (when present) that allows signing (RFC 5280 §4.2.1.3, §4.2.1.12); chain CAs must not exclude
+ * clientAuth either. On success *out is the leaf's summary and *fail AS_CC_OK. AS_ERR_INVALID
+ * with *fail (may be NULL) and a reason in Go's crypto/x509 wording, which Vault users see, in
+ * why (>= 160 bytes); AS_ERR_NOMEM / AS_ERR_CRYPTO on internal failures.
+ */
+enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *trust_pem,
+                                  const char *untrusted_pem, int64_t now,
+                                  struct as_clientcert **out, enum as_clientcert_fail *fail,
+                                  char *why, size_t whylen) AS_WUR;
+/* as_clientchain_parse then as_clientchain_verify, in one call. */
+enum as_err as_clientcert_verify(const unsigned char *const *der, const size_t *len, size_t n,
+                                 const char *trust_pem, const char *untrusted_pem, int64_t now,
+                                 struct as_clientcert **out, enum as_clientcert_fail *fail,
+                                 char *why, size_t whylen) AS_WUR;
+void as_clientcert_free(struct as_clientcert *c); /* NULL ok */
+/* Getters; strings are borrowed until as_clientcert_free. */
+const char *as_clientcert_cn(const struct as_clientcert *c); /* UTF-8 subject CN, or NULL */
+size_t as_clientcert_dns_count(const struct as_clientcert *c);
+const char *as_clientcert_dns(const struct as_clientcert *c, size_t i); /* NULL past the end */
+size_t as_clientcert_uri_count(const struct as_clientcert *c);
+const char *as_clientcert_uri(const struct as_clientcert *c, size_t i); /* NULL past the end */
+/* The serial in lowercase colon hex (as as_serial_normalize spells ours), e.g. "3a:0f:..". */
+const char *as_clientcert_serial(const struct as_clientcert *c);
+int64_t as_clientcert_not_before(const struct as_clientcert *c);
+int64_t as_clientcert_not_after(const struct as_clientcert *c);
+const unsigned char *as_clientcert_der(const struct as_clientcert *c, size_t *len);
+/*
+ * Checks a trust PEM when a cert role is written: at least one certificate, each parses, and a
+ * pinned (non-CA) one carries clientAuth when it has an extKeyUsage (Vault's rule).
+ * *ncerts (may be NULL) = certificates found. AS_ERR_INVALID with Vault's text in why.
+ */
+enum as_err as_clientcert_trust_check(const char *pem, size_t *ncerts, char *why,
+                                      size_t whylen) AS_WUR;
+
 #endif

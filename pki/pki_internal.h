@@ -137,4 +137,34 @@ enum as_err as_pki_sign_crl(const struct as_ca *ca, X509_CRL *crl) AS_WUR;
  */
 const char *as_pki_td_problem(const char *td, size_t len);
 
+/* ---- JWS helpers shared by pki/jwtsvid.c and pki/jwt.c (defined in pki/jwtsvid.c) ---- */
+/* RFC 7518 §3.4: the largest ECDSA scalar a JWS carries, P-521's 66 octets (ES512). */
+#define AS_PKI_ECDSA_SCALAR_MAX 66
+/* The DER of any R||S of 2 x 66 octets: SEQUENCE { INTEGER r, INTEGER s }, each up to 67 content
+ * octets behind a 2-octet header, behind a 3-octet SEQUENCE header (RFC 3279 §2.2.3). A forged R
+ * or S need not lie below the order, so this is 2 more than ECDSA_size() of a P-521 key. */
+#define AS_PKI_ECDSA_DER_MAX 141
+/*
+ * Decodes len base64url characters without padding (RFC 7515 §2, RFC 4648 §5) into out, which
+ * holds at least 3 * (len + 3) / 4 bytes; scratch holds at least len + 4. Strict: nothing outside
+ * the alphabet, no '=', never a length of 1 mod 4, the unused low bits of the last character zero
+ * (RFC 4648 §3.5). false for an empty input or one over 16 KiB.
+ */
+bool as_pki_b64url_decode(const char *in, size_t len, char *scratch, unsigned char *out,
+                          size_t *outlen);
+/*
+ * Parses untrusted JSON text (a decoded JWS header or payload, a JWKS document) as an object:
+ * UTF-8, duplicate member names refused (RFC 7515 §5.2 step 4), no NUL in strings, nothing after
+ * the object, nesting at most AS_MAX_JSON_DEPTH. A new reference, or NULL on any failure. The
+ * caller bounds len.
+ */
+json_t *as_pki_json_object_strict(const unsigned char *buf, size_t len);
+/*
+ * The DER ECDSA-Sig-Value (RFC 3279 §2.2.3) of a raw JWS signature R||S of 2 * scalar_len bytes
+ * (RFC 7518 §3.4; scalar_len at most AS_PKI_ECDSA_SCALAR_MAX) into der (dermax bytes, at least
+ * AS_PKI_ECDSA_DER_MAX for any scalar_len). AS_ERR_NOMEM, or AS_ERR_INVALID when it does not fit.
+ */
+enum as_err as_pki_ecdsa_raw_to_der(const unsigned char *rs, size_t scalar_len, unsigned char *der,
+                                    size_t dermax, size_t *derlen) AS_WUR;
+
 #endif

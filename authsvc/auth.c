@@ -1,0 +1,401 @@
+/*
+ * auth.c: auth method mounts (sys/auth), the generic auth/:mount/... endpoints that dispatch to
+ * a method by the mount's type, the per-source login rate limit, and the creation of login
+ * tokens shared by every method (SPEC §3, §5).
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authsvc/server.h"
+
+/* ---- login rate limit: a token bucket per source address ---- */
+
+#define RL_SLOTS 4096
+
+struct rl_slot {
+    char addr[64];
+    double tokens;
+    double last; /* seconds, monotonic */
+};
+
+static pthread_mutex_t rl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rl_slot rl_table[RL_SLOTS];
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Takes one login from addr's bucket (rate per second, burst 2x rate). false with *retry_after
+ * (seconds) when empty. The table is a fixed hash with replacement: an address pushed out by a
+ * collision starts again with a full bucket, which only ever errs towards serving.
+ */
+bool as_login_allowed(const struct as_server *srv, const char *addr, int *retry_after)
+{
+    double rate = (double)srv->cfg.login_per_second;
+    double burst = 2 * rate;
+    uint32_t h = 2166136261u;
+    for (const char *p = addr; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    double now = mono_now();
+    pthread_mutex_lock(&rl_lock);
+    struct rl_slot *s = &rl_table[h % RL_SLOTS];
+    if (strcmp(s->addr, addr) != 0) {
+        snprintf(s->addr, sizeof s->addr, "%s", addr);
+        s->tokens = burst;
+        s->last = now;
+    }
+    s->tokens += (now - s->last) * rate;
+    if (s->tokens > burst) {
+        s->tokens = burst;
+    }
+    s->last = now;
+    bool ok = s->tokens >= 1.0;
+    if (ok) {
+        s->tokens -= 1.0;
+    } else {
+        *retry_after = (int)((1.0 - s->tokens) / rate) + 1;
+    }
+    pthread_mutex_unlock(&rl_lock);
+    return ok;
+}
+
+/* ---- mounts ---- */
+
+static bool mount_name_ok(const char *p)
+{
+    size_t n = strlen(p);
+    if (n == 0 || n > 64 || strcmp(p, "token") == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!islower((unsigned char)p[i]) && !isdigit((unsigned char)p[i]) && p[i] != '-' &&
+            p[i] != '_' && p[i] != '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static json_t *mount_entry(const char *type, const char *description, const char *accessor)
+{
+    return json_pack("{s:s,s:s,s:s,s:{s:I,s:I},s:b,s:b,s:n}", "type", type, "description",
+                     description ? description : "", "accessor", accessor, "config",
+                     "default_lease_ttl", (json_int_t)0, "max_lease_ttl", (json_int_t)0, "local",
+                     0, "seal_wrap", 0, "options");
+}
+
+enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    (void)req;
+    struct as_mount_rec **m = NULL;
+    size_t n = 0;
+    enum as_err r = as_store_mount_list(srv->store, &m, &n);
+    if (r != AS_OK) {
+        return r;
+    }
+    json_t *data = json_object();
+    json_t *tok = mount_entry("token", "token based credentials", "auth_token_00000000");
+    json_object_set_new(json_object_get(tok, "config"), "default_lease_ttl",
+                        json_integer(AS_TOKEN_DEFAULT_TTL));
+    json_object_set_new(json_object_get(tok, "config"), "max_lease_ttl",
+                        json_integer(AS_TOKEN_MAX_TTL));
+    json_object_set_new(data, "token/", tok);
+    for (size_t i = 0; i < n; i++) {
+        char key[80];
+        snprintf(key, sizeof key, "%s/", m[i]->path);
+        json_object_set_new(data, key, mount_entry(m[i]->type, m[i]->description,
+                                                   m[i]->accessor));
+    }
+    as_mount_recs_free(m, n);
+    resp->data = data;
+    resp->copy_data_top = true;
+    resp->status = 200;
+    return AS_OK;
+}
+
+enum as_err h_sys_auth_mount(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    const char *path = req->params[0];
+    if (!mount_name_ok(path)) {
+        return as_fail(resp, AS_ERR_INVALID,
+                       "invalid mount path: use 1-64 of [a-z0-9._-], and not \"token\"");
+    }
+    if (req->method == AS_M_DELETE) {
+        size_t ntok = 0;
+        enum as_err r = as_store_mount_delete(srv->store, path, &ntok);
+        if (r == AS_OK) {
+            as_auth_mount_forget(path);
+            as_info("auth mount %s disabled; %zu tokens revoked", path, ntok);
+        } else if (r != AS_ERR_NOT_FOUND) {
+            return r;
+        }
+        resp->status = 204;
+        return AS_OK;
+    }
+    const char *type = NULL;
+    const char *desc = "";
+    if (as_json_get_string(req->body, "type", &type, NULL) != AS_OK || type == NULL) {
+        return as_fail(resp, AS_ERR_INVALID, "missing or invalid \"type\"");
+    }
+    if (strcmp(type, "jwt") != 0 && strcmp(type, "cert") != 0) {
+        return as_fail(resp, AS_ERR_INVALID,
+                       "unknown auth method type \"%.40s\": use \"jwt\" or \"cert\"", type);
+    }
+    if (as_json_get_string(req->body, "description", &desc, NULL) != AS_OK) {
+        return as_fail(resp, AS_ERR_INVALID, "\"description\" must be a string");
+    }
+    unsigned char rnd[4];
+    char hex[9];
+    char accessor[64];
+    if (as_rand_bytes(rnd, sizeof rnd) != AS_OK) {
+        return AS_ERR_CRYPTO;
+    }
+    as_hex(rnd, sizeof rnd, hex);
+    snprintf(accessor, sizeof accessor, "auth_%s_%s", type, hex);
+    struct as_mount_rec m = {
+        .path = (char *)path,
+        .type = (char *)type,
+        .accessor = accessor,
+        .description = (char *)(desc ? desc : ""),
+        .config_json = NULL,
+        .created = as_now(),
+    };
+    enum as_err r = as_store_mount_insert(srv->store, &m);
+    if (r == AS_ERR_EXISTS) {
+        return as_fail(resp, AS_ERR_INVALID, "path is already in use at %s/", path);
+    }
+    if (r != AS_OK) {
+        return r;
+    }
+    as_info("auth mount %s enabled (type %s)", path, type);
+    resp->status = 204;
+    return AS_OK;
+}
+
+/* The mount named by the route's first parameter; 404 when absent. */
+static enum as_err mount_of(struct as_server *srv, struct as_req *req, struct as_resp *resp,
+                            struct as_mount_rec **out)
+{
+    enum as_err r = as_store_mount_get(srv->store, req->params[0], out);
+    if (r == AS_ERR_NOT_FOUND) {
+        return as_fail(resp, r, "no auth method mounted at auth/%s", req->params[0]);
+    }
+    return r;
+}
+
+static bool is_type(const struct as_mount_rec *m, const char *type)
+{
+    return strcmp(m->type, type) == 0;
+}
+
+/* Role names: Vault lowercases them; 1..128 of [a-z0-9_.@-]. */
+static enum as_err role_name(struct as_req *req, struct as_resp *resp, int idx, char out[130])
+{
+    const char *n = req->params[idx];
+    size_t i = 0;
+    if (n == NULL || strlen(n) > 128 || *n == '\0') {
+        return as_fail(resp, AS_ERR_INVALID, "invalid role name");
+    }
+    for (; n[i]; i++) {
+        char c = (char)tolower((unsigned char)n[i]);
+        if (!isalnum((unsigned char)c) && c != '_' && c != '.' && c != '-' && c != '@') {
+            return as_fail(resp, AS_ERR_INVALID, "invalid role name");
+        }
+        out[i] = c;
+    }
+    out[i] = '\0';
+    return AS_OK;
+}
+
+enum as_err h_auth_config(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    struct as_mount_rec *m = NULL;
+    enum as_err r = mount_of(srv, req, resp, &m);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (!is_type(m, "jwt")) {
+        r = as_fail(resp, AS_ERR_NOT_FOUND, "auth/%s has no config endpoint", m->path);
+    } else if (req->method == AS_M_POST) {
+        r = as_jwt_config_write(srv, m, req, resp);
+    } else {
+        r = as_jwt_config_read(srv, m, resp);
+    }
+    as_mount_rec_free(m);
+    return r;
+}
+
+/* auth/:mount/role/:name (jwt) and auth/:mount/certs/:name (cert). */
+enum as_err h_auth_role(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    struct as_mount_rec *m = NULL;
+    char name[130];
+    bool certs = strncmp(req->path + strlen("auth/") + strlen(req->params[0]), "/certs/", 7) == 0;
+    enum as_err r = role_name(req, resp, 1, name);
+    if (r != AS_OK || (r = mount_of(srv, req, resp, &m)) != AS_OK) {
+        return r;
+    }
+    if (!is_type(m, certs ? "cert" : "jwt")) {
+        r = as_fail(resp, AS_ERR_NOT_FOUND, "unsupported path for a %s mount", m->type);
+        goto out;
+    }
+    if (req->method == AS_M_DELETE) {
+        r = as_store_role_delete(srv->store, m->path, name);
+        if (r == AS_OK || r == AS_ERR_NOT_FOUND) {
+            resp->status = 204;
+            r = AS_OK;
+        }
+        goto out;
+    }
+    if (req->method == AS_M_POST) {
+        json_t *role = NULL;
+        char why[256] = "";
+        r = certs ? as_cert_role_parse(srv, req->body, &role, why, sizeof why)
+                  : as_jwt_role_parse(srv, req->body, &role, why, sizeof why);
+        if (r == AS_ERR_INVALID) {
+            r = as_fail(resp, r, "%s", why);
+            goto out;
+        }
+        if (r != AS_OK) {
+            goto out;
+        }
+        char *text = json_dumps(role, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(role);
+        if (text == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+        r = as_store_role_put(srv->store, m->path, name, text);
+        free(text);
+        if (r == AS_OK) {
+            resp->status = 204;
+        }
+        goto out;
+    }
+    char *text = NULL;
+    r = as_store_role_get(srv->store, m->path, name, &text);
+    if (r == AS_ERR_NOT_FOUND) {
+        r = as_fail(resp, r, "role \"%s\" not found", name);
+        goto out;
+    }
+    if (r != AS_OK) {
+        goto out;
+    }
+    json_error_t je;
+    resp->data = json_loads(text, 0, &je);
+    free(text);
+    resp->status = 200;
+    r = resp->data ? AS_OK : AS_ERR_INTERNAL;
+out:
+    as_mount_rec_free(m);
+    return r;
+}
+
+enum as_err h_auth_roles(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    struct as_mount_rec *m = NULL;
+    char **names = NULL;
+    size_t n = 0;
+    bool certs = strcmp(req->path + strlen(req->path) - strlen("/certs"), "/certs") == 0;
+    enum as_err r = mount_of(srv, req, resp, &m);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (!is_type(m, certs ? "cert" : "jwt")) {
+        as_mount_rec_free(m);
+        return as_fail(resp, AS_ERR_NOT_FOUND, "unsupported path for this mount");
+    }
+    r = as_store_role_list(srv->store, m->path, &names, &n);
+    as_mount_rec_free(m);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (n == 0) {
+        return AS_ERR_NOT_FOUND;
+    }
+    json_t *keys = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(keys, json_string(names[i]));
+    }
+    as_store_strv_free(names, n);
+    resp->data = json_pack("{s:o}", "keys", keys);
+    resp->status = 200;
+    return AS_OK;
+}
+
+enum as_err h_auth_login(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    struct as_mount_rec *m = NULL;
+    int retry = 1;
+    if (!as_login_allowed(srv, req->remote, &retry)) {
+        resp->retry_after = retry;
+        return as_fail(resp, AS_ERR_RATE, "too many logins from %s; retry in %d s", req->remote,
+                       retry);
+    }
+    enum as_err r = mount_of(srv, req, resp, &m);
+    if (r != AS_OK) {
+        return r;
+    }
+    r = is_type(m, "jwt") ? as_jwt_login(srv, m, req, resp) : as_cert_login(srv, m, req, resp);
+    as_mount_rec_free(m);
+    return r;
+}
+
+/* ---- login tokens ---- */
+
+enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
+                           const struct as_login *in, struct as_resp *resp)
+{
+    enum as_err r;
+    char path[160];
+    char display[200];
+    char err[256] = "";
+    char *secret = NULL;
+    struct as_token_rec *t = NULL;
+    struct as_token_params p;
+    memset(&p, 0, sizeof p);
+    snprintf(path, sizeof path, "auth/%s/login", m->path);
+    /* Vault names login tokens after the mount and the user; as_tokens_create prefixes
+     * "token-", so build the name ourselves and pass it whole through display_name. */
+    snprintf(display, sizeof display, "%s-%.120s", m->path, in->user);
+    p.login = true;
+    p.orphan = true;
+    p.renewable = true;
+    p.policies = in->policies;
+    p.meta = in->meta;
+    p.path = path;
+    p.mount = m->path;
+    p.spiffe_ids = in->spiffe_ids;
+    p.allowed_dns = in->allowed_dns;
+    p.has_ttl = true;
+    p.ttl = in->ttl > 0 ? in->ttl : 3600;
+    p.explicit_max_ttl = in->max_ttl > 0 ? in->max_ttl : 24 * 3600;
+    p.num_uses = in->num_uses;
+    p.no_default_policy = in->no_default_policy;
+    p.login_cert = in->login_cert;
+    p.display_name = NULL;
+    p.raw_display_name = display;
+    resp->warnings = json_array();
+    r = as_tokens_create(srv->tokens, NULL, &p, &secret, &t, resp->warnings, err, sizeof err);
+    if (r == AS_ERR_INVALID) {
+        return as_fail(resp, r, "%s", err);
+    }
+    if (r != AS_OK) {
+        return r;
+    }
+    resp->auth = as_auth_block(t, secret, t->creation_ttl);
+    resp->status = 200;
+    as_info("login on auth/%s as %s (role %s): token %s", m->path, in->user,
+            in->role ? in->role : "-", t->accessor);
+    as_free_secret_str(secret);
+    as_token_rec_free(t);
+    return resp->auth ? AS_OK : AS_ERR_NOMEM;
+}
