@@ -267,9 +267,11 @@ enum as_jwt_fail {
  * Verifies a compact JWS: at most AS_JWT_MAX_BYTES; exactly three base64url (no padding)
  * segments; header and payload JSON objects (duplicate keys refused, depth <= 32); header alg in
  * allowed and matching the key's type and curve (RS* on RSA; ES256 on P-256, ES384 on P-384,
- * ES512 on P-521), checked before any signature; a "crit" header refused; with a kid only that
- * key is tried, without one every key of the matching type; ECDSA signatures must be raw R||S of
- * the curve's size. No claim is checked: *claims (and *header) are new references on success.
+ * ES512 on P-521), checked before any signature; a "crit" header refused; for a JWKS set, a
+ * token's kid selects that key only (AS_JWT_UNKNOWN_KID when absent), without a kid every key of
+ * the matching type is tried; PEM sets have no kids, so the token's kid is ignored there and
+ * every key of the matching type is tried (Vault's behaviour for jwt_validation_pubkeys);
+ * ECDSA signatures must be raw R||S of the curve's size. No claim is checked: *claims (and *header) are new references on success.
  * AS_ERR_INVALID with *fail and a reason in why (>= 160 bytes) otherwise.
  */
 enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigned allowed,
@@ -311,6 +313,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
  */
 #define AS_CLIENTCERT_MAX_CHAIN 8           /* certificates a client may present */
 #define AS_CLIENTCERT_MAX_DER (16 * 1024)   /* bytes per presented certificate */
+#define AS_CLIENTCERT_MAX_SANS 128          /* subjectAltName entries of an accepted leaf */
 
 /* Why a chain was refused, so the caller can pick Vault's text and rank failures. */
 enum as_clientcert_fail {

@@ -61,6 +61,18 @@ static bool g_verbose;
 
 /* ---- keys, JWKs and PEM ---- */
 
+/* n bytes that need not end in NUL, as a new string (strndup would read past them). */
+static char *dup_n(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s == NULL) {
+        exit(2);
+    }
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 static EVP_PKEY *keygen(const char *type, const char *curve, size_t bits)
 {
     EVP_PKEY *k = curve != NULL ? EVP_PKEY_Q_keygen(NULL, NULL, type, curve)
@@ -160,9 +172,7 @@ static char *pem_pub(const EVP_PKEY *k)
     char *data = NULL;
     PEM_write_bio_PUBKEY(b, k);
     long n = BIO_get_mem_data(b, &data);
-    char *s = malloc((size_t)n + 1);
-    memcpy(s, data, (size_t)n);
-    s[n] = '\0';
+    char *s = dup_n(data, (size_t)n);
     BIO_free(b);
     return s;
 }
@@ -615,7 +625,7 @@ static void test_pems(void)
     char *data = NULL;
     PEM_write_bio_PrivateKey(b, g_p256, NULL, NULL, 0, NULL, NULL);
     long n = BIO_get_mem_data(b, &data);
-    char *priv = strndup(data, (size_t)n);
+    char *priv = dup_n(data, (size_t)n);
     BIO_free(b);
     expect_pems("private key PEM", json_pack("[s]", priv), AS_ERR_INVALID, 0, "public key 0");
     as_free_secret_str(priv);
@@ -626,7 +636,7 @@ static void test_pems(void)
     size_t pkcs1_len = 0;
     CHECK(ectx != NULL && OSSL_ENCODER_to_data(ectx, &pkcs1, &pkcs1_len) == 1);
     OSSL_ENCODER_CTX_free(ectx);
-    char *pk1 = strndup((const char *)pkcs1, pkcs1_len);
+    char *pk1 = dup_n(pkcs1, pkcs1_len);
     CHECK(strstr(pk1, "BEGIN RSA PUBLIC KEY") != NULL);
     expect_pems("PKCS#1 RSA PUBLIC KEY", json_pack("[s]", pk1), AS_ERR_INVALID, 0, "public key 0");
     free(pk1);
