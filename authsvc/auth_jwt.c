@@ -29,6 +29,7 @@
 struct jwks_state {
     char mount[72];
     char *config_text;     /* the config these keys were made from */
+    char *failed_config;   /* a config whose keys could not be loaded at last_fetch */
     struct as_jwks *keys;  /* swapped under lock; readers verify under the read lock */
     int64_t last_fetch;
     pthread_rwlock_t lock;
@@ -48,6 +49,8 @@ void as_auth_mount_forget(const char *path)
             pthread_rwlock_wrlock(&s->lock);
             free(s->config_text);
             s->config_text = NULL;
+            free(s->failed_config);
+            s->failed_config = NULL;
             as_jwks_free(s->keys);
             s->keys = NULL;
             pthread_rwlock_unlock(&s->lock);
@@ -255,10 +258,11 @@ enum as_err as_jwt_config_write(struct as_server *srv, const struct as_mount_rec
         r = as_fail(resp, AS_ERR_INVALID, "%s", why);
         goto out;
     }
-    json_t *cfg = json_pack("{s:O,s:s,s:s,s:s,s:O,s:s}", "jwt_validation_pubkeys",
-                            pems ? pems : json_array(), "jwks_url", have_url ? url : "",
-                            "jwks_ca_pem", ca ? ca : "", "bound_issuer", iss ? iss : "",
-                            "jwt_supported_algs", algs ? algs : json_array(), "default_role",
+    json_t *cfg = json_pack("{s:o,s:s,s:s,s:s,s:o,s:s}", "jwt_validation_pubkeys",
+                            pems ? json_incref(pems) : json_array(), "jwks_url",
+                            have_url ? url : "", "jwks_ca_pem", ca ? ca : "", "bound_issuer",
+                            iss ? iss : "", "jwt_supported_algs",
+                            algs ? json_incref(algs) : json_array(), "default_role",
                             def_role ? def_role : "");
     if (cfg == NULL) {
         r = AS_ERR_NOMEM;
@@ -815,20 +819,41 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
 
 /*
  * Makes sure s holds keys for the mount's current config. With refetch, a JWKS is fetched again
- * unless that happened less than JWKS_REFETCH_SECONDS ago. One thread fetches while the others
- * wait on fetch_lock and then find the fresh keys. *fetched says whether new keys came in.
+ * unless a fetch (successful or not) happened less than JWKS_REFETCH_SECONDS ago, so neither a
+ * stream of unknown kids nor an issuer that is down makes us hammer it. One thread fetches; a
+ * login that already has usable keys never waits for that fetch, only one with no keys does.
  */
 static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m, json_t *cfg,
-                             bool refetch, bool *fetched, char *why, size_t whylen)
+                             bool refetch, char *why, size_t whylen)
 {
     enum as_err r = AS_OK;
-    *fetched = false;
-    pthread_mutex_lock(&s->fetch_lock);
     int64_t now = as_now();
     pthread_rwlock_rdlock(&s->lock);
     bool current = s->keys != NULL && s->config_text != NULL &&
                    strcmp(s->config_text, m->config_json) == 0;
     bool recent = now - s->last_fetch < JWKS_REFETCH_SECONDS;
+    bool failed_recently = !current && s->failed_config != NULL &&
+                           strcmp(s->failed_config, m->config_json) == 0 && recent;
+    pthread_rwlock_unlock(&s->lock);
+    if (current && (!refetch || recent)) {
+        return AS_OK;
+    }
+    if (failed_recently) {
+        snprintf(why, whylen, "fetching keys failed less than %d s ago", JWKS_REFETCH_SECONDS);
+        return AS_ERR_INVALID;
+    }
+    if (current) {
+        if (pthread_mutex_trylock(&s->fetch_lock) != 0) {
+            return AS_OK; /* another login is fetching; answer with the keys we have */
+        }
+    } else {
+        pthread_mutex_lock(&s->fetch_lock);
+    }
+    /* Look again: the fetch we waited for may have done the work. */
+    pthread_rwlock_rdlock(&s->lock);
+    current = s->keys != NULL && s->config_text != NULL &&
+              strcmp(s->config_text, m->config_json) == 0;
+    recent = now - s->last_fetch < JWKS_REFETCH_SECONDS;
     pthread_rwlock_unlock(&s->lock);
     if (current && (!refetch || recent)) {
         goto out;
@@ -839,19 +864,27 @@ static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m,
     if (r == AS_OK && (text = strdup(m->config_json)) == NULL) {
         r = AS_ERR_NOMEM;
     }
+    pthread_rwlock_wrlock(&s->lock);
+    s->last_fetch = now;
+    if (r == AS_OK) {
+        as_jwks_free(s->keys);
+        free(s->config_text);
+        s->keys = keys;
+        s->config_text = text;
+        free(s->failed_config);
+        s->failed_config = NULL;
+    } else if (!current) {
+        free(s->failed_config);
+        s->failed_config = strdup(m->config_json);
+    }
+    pthread_rwlock_unlock(&s->lock);
     if (r != AS_OK) {
         as_jwks_free(keys);
+        free(text);
         as_warn("auth/%s: cannot load keys: %s", m->path, why);
-        goto out;
+        /* Keys we already had stay in use: a failed refresh is not a failed login. */
+        r = current ? AS_OK : r;
     }
-    pthread_rwlock_wrlock(&s->lock);
-    as_jwks_free(s->keys);
-    free(s->config_text);
-    s->keys = keys;
-    s->config_text = text;
-    s->last_fetch = now;
-    pthread_rwlock_unlock(&s->lock);
-    *fetched = true;
 out:
     pthread_mutex_unlock(&s->fetch_lock);
     return r;
@@ -865,14 +898,14 @@ static enum as_err verify_sig(const struct as_mount_rec *m, json_t *cfg, const c
     bool jwks = *str_or(cfg, "jwks_url", "") != '\0';
     unsigned algs = algs_of(cfg);
     char detail[256] = "";
-    bool fetched = false;
+    enum as_jwt_fail last = AS_JWT_OK;
     if (s == NULL) {
         return AS_ERR_NOMEM;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         enum as_jwt_fail fail = AS_JWT_OK;
         json_t *header = NULL;
-        enum as_err r = load_keys(s, m, cfg, attempt > 0, &fetched, detail, sizeof detail);
+        enum as_err r = load_keys(s, m, cfg, attempt > 0, detail, sizeof detail);
         if (r != AS_OK) {
             snprintf(why, whylen, "error fetching jwks keyset: %s", detail);
             return r;
@@ -886,6 +919,7 @@ static enum as_err verify_sig(const struct as_mount_rec *m, json_t *cfg, const c
         if (r == AS_OK) {
             return AS_OK;
         }
+        last = fail;
         /* An issuer that rotated its keys: fetch the JWKS again once, then try again. */
         if (!(jwks && fail == AS_JWT_UNKNOWN_KID && attempt == 0)) {
             break;
@@ -893,6 +927,8 @@ static enum as_err verify_sig(const struct as_mount_rec *m, json_t *cfg, const c
     }
     if (jwks) {
         snprintf(why, whylen, "error verifying token: %s", detail);
+    } else if (last == AS_JWT_MALFORMED || last == AS_JWT_BAD_ALG || last == AS_JWT_CRIT) {
+        snprintf(why, whylen, "error parsing token: %s", detail);
     } else {
         snprintf(why, whylen, "no known key successfully validated the token signature");
     }

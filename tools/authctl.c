@@ -105,10 +105,16 @@ enum flag_id {
     F_AUDIENCE,
     F_STATE,
     F_LIMIT,
+    F_METHOD,
+    F_MOUNT,
+    F_ROLE,
+    F_JWT,
+    F_NO_STORE,
     F_COUNT
 };
 
-#define FM(id) (UINT32_C(1) << (id))
+#define FM(id) (UINT64_C(1) << (id))
+_Static_assert(F_COUNT <= 64, "the flag masks are 64 bits wide");
 #define GLOBAL_FLAGS                                                                       \
     (FM(F_FORMAT) | FM(F_ADDRESS) | FM(F_CA_CERT) | FM(F_CLIENT_CERT) | FM(F_CLIENT_KEY) | \
      FM(F_HELP))
@@ -149,6 +155,11 @@ static const struct flag_def flag_defs[F_COUNT] = {
     [F_AUDIENCE] = {"audience", NULL, FK_LIST},
     [F_STATE] = {"state", NULL, FK_STRING},
     [F_LIMIT] = {"limit", NULL, FK_STRING},
+    [F_METHOD] = {"method", NULL, FK_STRING},
+    [F_MOUNT] = {"mount", "path", FK_STRING},
+    [F_ROLE] = {"role", NULL, FK_STRING},
+    [F_JWT] = {"jwt", NULL, FK_STRING},
+    [F_NO_STORE] = {"no-store", NULL, FK_BOOL},
 };
 
 struct flag_val {
@@ -164,7 +175,7 @@ struct command {
     const char *name;
     const char *sub; /* NULL for one-word commands */
     int (*run)(struct ctl *x);
-    uint32_t flags; /* allowed besides GLOBAL_FLAGS */
+    uint64_t flags; /* allowed besides GLOBAL_FLAGS */
     size_t min_args;
     size_t max_args;
     const char *usage;
@@ -308,6 +319,7 @@ static const char usage_general[] =
     "    list PATH                          List keys (LIST) at PATH\n"
     "    delete PATH [K=V...]               Delete (DELETE) at PATH\n"
     "    bootstrap [-code=@FILE|-code=CODE] Create the root token with the one-time code\n"
+    "    login -method=jwt|cert [options]   Log in with an auth method; store the token\n"
     "    token create [options]             Create a token\n"
     "    token lookup [-accessor] [TOKEN]   Show a token's properties\n"
     "    token renew [options] [TOKEN]      Renew a token\n"
@@ -1442,6 +1454,236 @@ out:
     return rc;
 }
 
+/* ---- login ---- */
+
+/*
+ * The -jwt value: "@FILE" reads FILE ("@-" or "-": standard input), anything else is the token
+ * itself. Surrounding whitespace (a file's trailing newline) is dropped. *out is a JSON string.
+ */
+static int jwt_value(struct ctl *x, const char *arg, json_t **out)
+{
+    struct as_buf b;
+    int errnum = 0;
+    int rc = CTL_OK;
+    const char *file = NULL;
+    const char *start = NULL;
+    size_t len = 0;
+    enum as_err r = AS_OK;
+    *out = NULL;
+    as_buf_init(&b, MAX_INPUT_BYTES);
+    if (arg[0] == '@') {
+        file = arg + 1;
+    } else if (strcmp(arg, "-") == 0) {
+        file = "-";
+    }
+    if (file != NULL) {
+        if (*file == '\0') {
+            rc = usage_error(x->cmd, "-jwt=@ needs a file name");
+            goto out;
+        }
+        if ((r = read_input(file, &b, &errnum)) != AS_OK) {
+            rc = input_error("jwt", file, r, errnum);
+            goto out;
+        }
+    } else if ((r = as_buf_append(&b, arg, strlen(arg))) != AS_OK) {
+        fprintf(stderr, "Error: -jwt: %s\n", as_strerror(r));
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (b.len > 0 && memchr(b.data, '\0', b.len) != NULL) {
+        rc = usage_error(x->cmd, "the JWT holds a NUL byte");
+        goto out;
+    }
+    trim_span(b.data != NULL ? b.data : "", &start, &len);
+    if (len == 0) {
+        rc = usage_error(x->cmd, "the JWT is empty%s%s", file != NULL ? " in " : "",
+                         file != NULL ? (strcmp(file, "-") == 0 ? "standard input" : file) : "");
+        goto out;
+    }
+    *out = json_stringn(start, len);
+    if (*out == NULL) {
+        rc = usage_error(x->cmd, "the JWT is not valid UTF-8 text");
+    }
+out:
+    as_buf_free(&b, true);
+    return rc;
+}
+
+/* Stores token in ~/.authsvc-token (0600, atomically), as the first and only line. */
+static int store_token(const char *token)
+{
+    const char *home = getenv("HOME");
+    struct as_buf path;
+    struct as_buf data;
+    int rc = CTL_OK;
+    if (home == NULL || *home == '\0') {
+        fprintf(stderr, "Error: HOME is not set: cannot store the token (use -no-store)\n");
+        return CTL_ERR;
+    }
+    as_buf_init(&path, AS_CLIENT_MAX_PATH);
+    as_buf_init(&data, AS_CLIENT_MAX_TOKEN + 2);
+    if (as_buf_printf(&path, "%s/%s", home, TOKEN_FILE_NAME) != AS_OK ||
+        as_buf_printf(&data, "%s\n", token) != AS_OK) {
+        fprintf(stderr, "Error: cannot store the token: path or token too long\n");
+        rc = CTL_ERR;
+    } else if (as_file_write_atomic(path.data, data.data, data.len, 0600) != AS_OK) {
+        fprintf(stderr, "Error: cannot write %s\n", path.data);
+        rc = CTL_ERR;
+    }
+    as_buf_free(&path, false);
+    as_buf_free(&data, true);
+    return rc;
+}
+
+/*
+ * login -method=jwt|cert: POST auth/<mount>/login, then the token goes to ~/.authsvc-token
+ * (unless -no-store) and the auth block is shown as Vault's login does, without the token
+ * itself unless it was not stored. -format=json prints the whole answer.
+ */
+static int cmd_login(struct ctl *x)
+{
+    const char *method = x->f[F_METHOD].str;
+    const char *mount_arg = x->f[F_MOUNT].str;
+    const char *role = x->f[F_ROLE].str;
+    bool no_store = x->f[F_NO_STORE].on;
+    bool jwt = false;
+    char *mount = NULL;
+    char *token = NULL;
+    json_t *body = NULL;
+    json_t *val = NULL;
+    json_t *resp = NULL;
+    long status = 0;
+    int rc = CTL_OK;
+    struct as_buf path;
+    as_buf_init(&path, AS_CLIENT_MAX_PATH);
+
+    if (method == NULL || *method == '\0') {
+        rc = usage_error(x->cmd, "-method is required (jwt or cert)");
+        goto out;
+    }
+    if (strcmp(method, "jwt") == 0) {
+        jwt = true;
+    } else if (strcmp(method, "cert") != 0) {
+        rc = usage_error(x->cmd, "unsupported -method=%s (want jwt or cert)", method);
+        goto out;
+    }
+    if (clean_path(mount_arg != NULL ? mount_arg : method, &mount) != AS_OK) {
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (mount == NULL || strchr(mount, '/') != NULL) {
+        rc = usage_error(x->cmd, "-mount must name one mount path (like \"%s\")", method);
+        goto out;
+    }
+    if (role != NULL && *role == '\0') {
+        rc = usage_error(x->cmd, "-role needs a value");
+        goto out;
+    }
+    if ((body = json_object()) == NULL) {
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (jwt) {
+        if (x->f[F_JWT].str == NULL) {
+            rc = usage_error(x->cmd, "-method=jwt needs -jwt=@FILE or -jwt=TOKEN");
+            goto out;
+        }
+        if ((rc = jwt_value(x, x->f[F_JWT].str, &val)) != CTL_OK) {
+            goto out;
+        }
+        if (json_object_set_new(body, "jwt", val) != 0 ||
+            (role != NULL && json_object_set_new(body, "role", json_string(role)) != 0)) {
+            val = NULL;
+            rc = usage_error(x->cmd, "-role is not valid UTF-8 text");
+            goto out;
+        }
+        val = NULL;
+    } else {
+        const char *addr = x->f[F_ADDRESS].str;
+        if (addr == NULL && ((addr = getenv("AUTHSVC_ADDR")) == NULL || *addr == '\0')) {
+            addr = DEFAULT_ADDR;
+        }
+        if (x->f[F_JWT].str != NULL) {
+            rc = usage_error(x->cmd, "-jwt is only for -method=jwt");
+            goto out;
+        }
+        if (x->f[F_CLIENT_CERT].str == NULL || *x->f[F_CLIENT_CERT].str == '\0') {
+            rc = usage_error(x->cmd, "-method=cert needs -client-cert=FILE (and -client-key=FILE)");
+            goto out;
+        }
+        /* The certificate is presented in the TLS handshake: only the HTTPS listener sees it. */
+        if (strncmp(addr, "https://", 8) != 0) {
+            rc = usage_error(x->cmd,
+                             "-method=cert needs an https:// server address (AUTHSVC_ADDR is "
+                             "\"%s\"); AUTHSVC_CACERT names its CA",
+                             addr);
+            goto out;
+        }
+        if (role != NULL && json_object_set_new(body, "name", json_string(role)) != 0) {
+            rc = usage_error(x->cmd, "-role is not valid UTF-8 text");
+            goto out;
+        }
+    }
+    if (as_buf_printf(&path, "auth/%s/login", mount) != AS_OK) {
+        rc = usage_error(x->cmd, "-mount is too long");
+        goto out;
+    }
+    /* A login is unauthenticated: no token is sent. */
+    if ((rc = open_client(x, false)) != CTL_OK ||
+        (rc = call(x, "POST", path.data, NULL, 0, body, &status, &resp, NULL)) != CTL_OK) {
+        goto out;
+    }
+    if (!ok_status(status)) {
+        rc = api_error(status, resp);
+        goto out;
+    }
+    json_t *auth = json_object_get(resp, "auth");
+    json_t *ct = json_object_get(auth, "client_token");
+    if (json_string_length(ct) == 0) {
+        fprintf(stderr, "Error: the server's answer holds no token (auth.client_token)\n");
+        rc = CTL_ERR;
+        goto out;
+    }
+    if ((token = strdup(json_string_value(ct))) == NULL) {
+        rc = CTL_ERR;
+        goto out;
+    }
+    if (!no_store && (rc = store_token(token)) != CTL_OK) {
+        goto out;
+    }
+    const char *env = getenv("AUTHSVC_TOKEN");
+    if (!no_store && env != NULL && *env != '\0') {
+        fprintf(stderr, "WARNING! The AUTHSVC_TOKEN environment variable is set! It takes "
+                        "precedence over the token stored by this command; unset it to use "
+                        "the new one.\n\n");
+    }
+    if (x->json) {
+        rc = print_json(resp);
+        goto out;
+    }
+    if (no_store) {
+        printf("Success! You are now authenticated. The token is NOT stored in ~/" TOKEN_FILE_NAME
+               " (-no-store): pass it with AUTHSVC_TOKEN on each request.\n\n");
+    } else {
+        printf("Success! You are now authenticated. The token is stored in ~/" TOKEN_FILE_NAME
+               " and future authctl requests will use it.\n\n");
+        /* Stored: it is not printed (the jansson allocator wipes it on deletion). */
+        json_object_del(auth, "client_token");
+    }
+    rc = output_secret(x, resp);
+out:
+    if (token != NULL) {
+        as_wipe(token, strlen(token));
+        free(token);
+    }
+    json_decref(val);
+    json_decref(resp);
+    json_decref(body);
+    free(mount);
+    as_buf_free(&path, false);
+    return rc;
+}
+
 /* ---- token commands ---- */
 
 /* Sets key to a flag's value when it was given and is a valid duration. */
@@ -2397,6 +2639,25 @@ static const struct command commands[] = {
      "\n"
      "  Creates the root token with the one-time bootstrap code (POST sys/bootstrap) and\n"
      "  prints it. Without -code the code is read from " BOOTSTRAP_CODE_FILE ".\n"},
+    {"login", NULL, cmd_login,
+     FM(F_METHOD) | FM(F_MOUNT) | FM(F_ROLE) | FM(F_JWT) | FM(F_NO_STORE), 0, 0,
+     "Usage: authctl login -method=jwt [-mount=jwt] [-role=R] -jwt=@FILE|-jwt=TOKEN [options]\n"
+     "       authctl login -method=cert [-mount=cert] [-role=R] -client-cert=FILE\n"
+     "                     -client-key=FILE [options]\n"
+     "\n"
+     "  Logs in with an auth method (POST auth/MOUNT/login) and stores the token in\n"
+     "  ~/" TOKEN_FILE_NAME " (mode 0600), where later commands find it. The jwt method sends\n"
+     "  {role, jwt}; the cert method sends {name} and presents the client certificate in the\n"
+     "  TLS handshake, so the address must be https:// (AUTHSVC_CACERT: the server's CA).\n"
+     "  The token is printed only with -no-store; -format=json prints the whole answer.\n"
+     "\n"
+     "    -method=M       jwt or cert (required).\n"
+     "    -mount=PATH     The mount (alias -path; default: the method's name).\n"
+     "    -role=R         The role (jwt; optional with the mount's default_role) or the\n"
+     "                    certificate role name (cert; optional).\n"
+     "    -jwt=@FILE      The JWT, read from FILE (\"-\" or \"@-\": standard input), or\n"
+     "    -jwt=TOKEN      given directly.\n"
+     "    -no-store       Do not store the token; print it instead.\n"},
     {"token", "create", cmd_token_create,
      FM(F_POLICY) | FM(F_TTL) | FM(F_EXPLICIT_MAX_TTL) | FM(F_DISPLAY_NAME) | FM(F_NUM_USES) |
          FM(F_RENEWABLE) | FM(F_ORPHAN) | FM(F_NO_DEFAULT_POLICY) | FM(F_PERIOD) | FM(F_METADATA) |
@@ -2631,7 +2892,7 @@ static int parse_args(struct ctl *x, int argc, char **argv)
         print_usage(stdout, c);
         return CTL_HELP;
     }
-    uint32_t allowed = GLOBAL_FLAGS | c->flags;
+    uint64_t allowed = GLOBAL_FLAGS | c->flags;
     for (int i = 0; i < F_COUNT; i++) {
         if (x->f[i].seen && (allowed & FM(i)) == 0) {
             return usage_error(c, "flag provided but not defined for this command: -%s",
