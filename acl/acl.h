@@ -179,4 +179,34 @@ enum as_err as_tokens_hmac(struct as_tokens *tk, const void *data, size_t len,
                            unsigned char out[32]) AS_WUR;
 /* AS_TOKENS_API_END */
 
+/* ---- intentions (acl/intentions.c), SPEC §7 ---- */
+/*
+ * An intention's source or destination: an exact SPIFFE ID, a prefix "spiffe://td/a/b/*" that
+ * matches IDs strictly below that path on a segment boundary ("spiffe://td/ns/prod/*" matches
+ * ".../ns/prod/a" but not ".../ns/prod" nor ".../ns/production/a"), or "*". Checks a pattern
+ * (the ID part with as_spiffe_id_check-equivalent rules is the caller's; here: shape only).
+ */
+bool as_intention_pattern_ok(const char *pattern);
+
+struct as_intentions;
+/* One rule as the decision engine sees it (strings borrowed for the call to _build only). */
+struct as_intention {
+    const char *id;
+    const char *source;
+    const char *destination;
+    bool allow;
+};
+/* Builds an immutable, pre-sorted rule set (copies everything). */
+enum as_err as_intentions_build(const struct as_intention *rules, size_t n,
+                                struct as_intentions **out) AS_WUR;
+void as_intentions_free(struct as_intentions *set);
+/*
+ * Decides src → dst: the most specific destination wins (exact > longer prefix > "*"), then the
+ * most specific source among those; at equal precedence deny wins; no match → default_allow.
+ * *id (borrowed from the set, "" when no rule matched) names the deciding intention. No
+ * allocation; safe to call from many threads.
+ */
+bool as_intentions_decide(const struct as_intentions *set, const char *src, const char *dst,
+                          bool default_allow, const char **id);
+
 #endif

@@ -238,6 +238,30 @@ enum as_err as_store_role_delete(struct as_store *st, const char *mount, const c
 enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***names,
                                size_t *n) AS_WUR;
 
+/* ---- intentions (schema version 4) ---- */
+struct as_intention_rec {
+    char id[40];        /* UUID, set by the caller */
+    char *source;       /* SPIFFE ID, "spiffe://td/path/*" prefix, or "*" */
+    char *destination;  /* same forms */
+    char *action;       /* "allow" or "deny" */
+    char *description;
+    int64_t created;
+    int64_t updated;
+};
+void as_intention_rec_free(struct as_intention_rec *i);
+void as_intention_recs_free(struct as_intention_rec **v, size_t n);
+/* Inserts or replaces by id (created is kept on replace). */
+enum as_err as_store_intention_put(struct as_store *st, const struct as_intention_rec *i) AS_WUR;
+enum as_err as_store_intention_get(struct as_store *st, const char *id,
+                                   struct as_intention_rec **out) AS_WUR;
+enum as_err as_store_intention_delete(struct as_store *st, const char *id) AS_WUR;
+/* All intentions, ordered by id. */
+enum as_err as_store_intention_list(struct as_store *st, struct as_intention_rec ***out,
+                                    size_t *n) AS_WUR;
+/* A number that changes whenever an intention is written or deleted (by any process), so an
+ * in-memory copy knows when to reload. */
+enum as_err as_store_intention_version(struct as_store *st, int64_t *out) AS_WUR;
+
 /* Frees an array of n malloc'd strings and the array. NULL ok. */
 void as_store_strv_free(char **v, size_t n);
 
