@@ -181,10 +181,11 @@ enum as_err as_tokens_hmac(struct as_tokens *tk, const void *data, size_t len,
 
 /* ---- intentions (acl/intentions.c), SPEC §7 ---- */
 /*
- * An intention's source or destination: an exact SPIFFE ID, a prefix "spiffe://td/a/b/*" that
- * matches IDs strictly below that path on a segment boundary ("spiffe://td/ns/prod/*" matches
+ * An intention's source or destination: an exact SPIFFE ID, a prefix "spiffe://td/a/b/" "*" that
+ * matches IDs strictly below that path on a segment boundary ("spiffe://td/ns/prod/" "*" matches
  * ".../ns/prod/a" but not ".../ns/prod" nor ".../ns/production/a"), or "*". Checks a pattern
  * (the ID part with as_spiffe_id_check-equivalent rules is the caller's; here: shape only).
+ * (Prefixes are written as two adjacent literals here because slash-star would open a comment.)
  */
 bool as_intention_pattern_ok(const char *pattern);
 

@@ -86,8 +86,19 @@ enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
     return err;
 }
 
+static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, json_t *body,
+                                    const char *request_id, const char *hname,
+                                    const char *hvalue);
+
 static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_t *body,
                                   const char *request_id)
+{
+    return queue_json_h(conn, status, body, request_id, NULL, NULL);
+}
+
+static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, json_t *body,
+                                    const char *request_id, const char *hname,
+                                    const char *hvalue)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     size_t len = text ? strlen(text) : 0;
@@ -104,6 +115,9 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_
     MHD_add_response_header(r, "Cache-Control", "no-store");
     if (request_id && *request_id) {
         MHD_add_response_header(r, "X-Request-Id", request_id);
+    }
+    if (hname != NULL && hvalue != NULL && *hvalue) {
+        MHD_add_response_header(r, hname, hvalue);
     }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -219,6 +233,11 @@ static bool list_param(struct MHD_Connection *conn)
     return as_parse_bool(dec, &b) == AS_OK && b;
 }
 
+const char *as_req_header(const struct as_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
 bool as_req_query(const struct as_req *req, const char *key, char *out, size_t outlen)
 {
     const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
@@ -310,8 +329,8 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
         return queue_json(conn, 204, NULL, req->request_id);
     }
     json_t *env = envelope(req, resp);
-    enum MHD_Result ret = queue_json(conn, resp->status ? resp->status : 200, env,
-                                     req->request_id);
+    enum MHD_Result ret = queue_json_h(conn, resp->status ? resp->status : 200, env,
+                                       req->request_id, resp->hdr_name, resp->hdr_value);
     json_decref(env);
     return ret;
 }
@@ -373,15 +392,8 @@ static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn
         }
         goto done;
     }
-    char perr[160] = "";
-    err = as_json_parse_object(cs->body.data ? cs->body.data : "", cs->body.len, &req.body, perr,
-                               sizeof perr);
-    if (err != AS_OK) {
-        if (err == AS_ERR_INVALID) {
-            as_fail(&resp, err, "%s", perr);
-        }
-        goto done;
-    }
+    req.raw_body = cs->body.data ? cs->body.data : "";
+    req.raw_len = cs->body.len;
     req.token = token_of(conn);
     err = as_dispatch(srv, &req, &resp);
 done:;

@@ -343,6 +343,7 @@ int main(int argc, char **argv)
     srv.main_thread = pthread_self();
     int rc = run(&srv);
     as_http_stop(&srv);
+    as_connect_shutdown();
     as_caset_free(srv.caset);
     as_tokens_free(srv.tokens);
     as_store_close(srv.store);

@@ -9,52 +9,58 @@
 #include "authsvc/server.h"
 
 #define M_RW (AS_M_GET | AS_M_POST | AS_M_DELETE)
+#define M_ANY (AS_M_GET | AS_M_POST | AS_M_DELETE | AS_M_LIST | AS_M_HEAD | AS_M_OTHER)
 
 static const struct as_route routes[] = {
-    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health},
-    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap},
-    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list},
-    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy},
-    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list},
-    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl},
-    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth},
-    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount},
-    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create},
-    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create},
-    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup},
-    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup},
-    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup},
-    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew},
-    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew},
-    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew},
-    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke},
-    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke},
-    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke},
-    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke},
-    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors},
+    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false},
+    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false},
+    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false},
+    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false},
+    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false},
+    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false},
+    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false},
+    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false},
+    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false},
+    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false},
+    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false},
+    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false},
+    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false},
+    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
+    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
+    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
+    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
+    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
+    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
+    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke, false},
+    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false},
     /* Auth methods: after every auth/token/ row, so "token" is never taken for a mount. */
-    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config},
-    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles},
-    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role},
-    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles},
-    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role},
-    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login},
-    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities},
-    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
-    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
-    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca},
-    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem},
-    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl},
-    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl},
-    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert},
-    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs},
-    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs},
-    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke},
-    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate},
-    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509},
-    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt},
-    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate},
-    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle},
+    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false},
+    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false},
+    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false},
+    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false},
+    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false},
+    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false},
+    {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false},
+    {"connect/intentions/:id", M_RW, AS_AUTH_TOKEN, false, h_connect_intention, false},
+    {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false},
+    {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true},
+    {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true},
+    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false},
+    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
+    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
+    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
+    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false},
+    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false},
+    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false},
+    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false},
+    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false},
+    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false},
+    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false},
+    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false},
+    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false},
+    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false},
+    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false},
+    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false},
 };
 
 /* Matches path against pattern, capturing ":x" segments into req->params. */
@@ -122,7 +128,8 @@ uint32_t as_route_caps(enum as_method m)
     case AS_M_LIST:
         return AS_CAP_LIST;
     case AS_M_OTHER:
-        return 0;
+        /* Only connect/ext-authz takes other methods (Envoy forwards the original one). */
+        return AS_CAP_READ | AS_CAP_UPDATE;
     }
     return 0;
 }
@@ -152,6 +159,14 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
     }
     if (r != AS_OK) {
         return r;
+    }
+    /* The body is parsed once the route is known: a proxy's forwarded body is not ours. */
+    char perr[160] = "";
+    r = route->opaque_body ? as_json_parse_object("", 0, &req->body, perr, sizeof perr)
+                           : as_json_parse_object(req->raw_body ? req->raw_body : "", req->raw_len,
+                                                  &req->body, perr, sizeof perr);
+    if (r != AS_OK) {
+        return r == AS_ERR_INVALID ? as_fail(resp, r, "%s", perr) : r;
     }
     if (route->auth == AS_AUTH_TOKEN) {
         if (req->token == NULL) {

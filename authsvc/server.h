@@ -116,6 +116,9 @@ struct as_req {
     const char *params[AS_MAX_PARAMS]; /* ":name" captures, pointing into param_buf */
     char param_buf[1024];
     json_t *body;             /* parsed JSON object (never NULL in handlers) */
+    const char *raw_body;     /* the body as received (parsed by as_dispatch unless the route
+                                 says it is opaque) */
+    size_t raw_len;
     const char *token;        /* presented secret, or NULL; borrowed */
     struct as_token_rec *auth; /* resolved token, NULL on unauthenticated routes */
     struct as_acl *acl;
@@ -146,11 +149,15 @@ struct as_resp {
     const char *content_type;
     char err[256];        /* public error message when a handler fails */
     int retry_after;      /* seconds, sent as Retry-After with a 429 */
+    const char *hdr_name; /* one extra response header (e.g. X-Authsvc-Spiffe-Id), or NULL */
+    char hdr_value[AS_SPIFFE_MAX_ID + 1];
 };
 
 typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
                                   struct as_resp *resp);
 
+/* A request header (case-insensitive name), or NULL. Borrowed until the request ends. */
+const char *as_req_header(const struct as_req *req, const char *name);
 /* Looks up query parameter key, percent-decoded into out. false when absent or undecodable. */
 bool as_req_query(const struct as_req *req, const char *key, char *out, size_t outlen);
 
@@ -166,6 +173,7 @@ struct as_route {
     enum as_auth_mode auth;
     bool sudo;            /* sudo on the path is required as well */
     as_handler handler;
+    bool opaque_body;     /* the body is not ours to parse (a proxy's forwarded request) */
 };
 
 /*
@@ -212,6 +220,12 @@ enum as_err h_auth_config(struct as_server *, struct as_req *, struct as_resp *)
 enum as_err h_auth_role(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_auth_roles(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_auth_login(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_connect_intentions(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_connect_intention(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_connect_authorize(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_connect_ext_authz(struct as_server *, struct as_req *, struct as_resp *);
+/* Frees the in-memory intention set at shutdown. */
+void as_connect_shutdown(void);
 
 /* ---- auth methods (auth.c, auth_jwt.c, auth_cert.c) ---- */
 /* What a successful login grants; every member borrowed. */

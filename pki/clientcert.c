@@ -27,8 +27,6 @@
 /* A trust PEM is one role's CA list or authsvc's bundle: a few certificates. */
 #define TRUST_MAX_CERTS 64
 #define TRUST_MAX_PEM_BYTES (1024 * 1024)
-/* More names than any workload certificate carries; bounds the summary's memory. */
-#define MAX_SAN_ENTRIES 128
 /* RFC 5280 ub-common-name is 64 characters; room for multi-byte UTF-8. */
 #define MAX_CN_BYTES 256
 #define MAX_SAN_BYTES 2048
@@ -475,9 +473,9 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
         r = AS_ERR_INVALID;
         goto out;
     }
-    if (sk_GENERAL_NAME_num(gens) > MAX_SAN_ENTRIES) {
+    if (sk_GENERAL_NAME_num(gens) > AS_CLIENTCERT_MAX_SANS) {
         say(why, whylen, "the client certificate has more than %d subjectAltName entries",
-            MAX_SAN_ENTRIES);
+            AS_CLIENTCERT_MAX_SANS);
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -618,6 +616,43 @@ static bool same_der(X509 *x, const unsigned char *der, size_t len)
     return eq;
 }
 
+/* RFC 5280 §6.1 path validation of ch against the anchors in store, at now, for clientAuth. */
+static enum as_err verify_path(const struct as_clientchain *ch, X509_STORE *store,
+                               STACK_OF(X509) *untrusted, int64_t now,
+                               enum as_clientcert_fail *fail, char *why, size_t whylen)
+{
+    enum as_err r = AS_ERR_NOMEM;
+    X509_STORE_CTX *ctx = NULL;
+    for (int i = 0; i < sk_X509_num(ch->rest); i++) {
+        if (!X509_add_cert(untrusted, sk_X509_value(ch->rest, i), X509_ADD_FLAG_UP_REF)) {
+            goto out;
+        }
+    }
+    if ((ctx = X509_STORE_CTX_new()) == NULL ||
+        X509_STORE_CTX_init(ctx, store, ch->leaf, untrusted) != 1) {
+        goto out;
+    }
+    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_time(vp, (time_t)now);
+    /* Any trusted CA certificate is an anchor, self-signed or not, as in Vault (Go's roots
+     * pool): a role may name an intermediate. */
+    X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_PARTIAL_CHAIN);
+    X509_VERIFY_PARAM_set_depth(vp, AS_CLIENTCERT_MAX_CHAIN);
+    if (X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+    if (X509_verify_cert(ctx) != 1) {
+        explain(ctx, now, fail, why, whylen);
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    r = AS_OK;
+out:
+    X509_STORE_CTX_free(ctx);
+    return r;
+}
+
 enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *trust_pem,
                                   const char *untrusted_pem, int64_t now,
                                   struct as_clientcert **out, enum as_clientcert_fail *fail,
@@ -627,7 +662,6 @@ enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *t
     STACK_OF(X509) *trust = NULL;
     STACK_OF(X509) *untrusted = NULL;
     X509_STORE *store = NULL;
-    X509_STORE_CTX *ctx = NULL;
     bool pinned = false;
     bool anchors = false;
     *out = NULL;
@@ -657,45 +691,18 @@ enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *t
             goto out;
         }
     }
-    if (pinned) {
-        /* Validity and usage were checked above; the bytes are the trust. */
-        r = AS_OK;
-        goto done;
-    }
-    if (!anchors) {
+    /* A pinned leaf needs no path: its validity and usage were checked above, the bytes are
+     * the trust. */
+    if (!pinned && !anchors) {
         set_fail(fail, sk_X509_num(trust) > 0 ? AS_CC_UNTRUSTED : AS_CC_TRUST);
         say(why, whylen, sk_X509_num(trust) > 0 ? "x509: certificate signed by unknown authority"
                                                 : "no trusted certificate configured");
         r = AS_ERR_INVALID;
         goto out;
     }
-    for (int i = 0; i < sk_X509_num(ch->rest); i++) {
-        if (!X509_add_cert(untrusted, sk_X509_value(ch->rest, i), X509_ADD_FLAG_UP_REF)) {
-            r = AS_ERR_NOMEM;
-            goto out;
-        }
-    }
-    if ((ctx = X509_STORE_CTX_new()) == NULL ||
-        X509_STORE_CTX_init(ctx, store, ch->leaf, untrusted) != 1) {
-        r = AS_ERR_NOMEM;
+    if (!pinned && (r = verify_path(ch, store, untrusted, now, fail, why, whylen)) != AS_OK) {
         goto out;
     }
-    X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(ctx);
-    X509_VERIFY_PARAM_set_time(vp, (time_t)now);
-    /* Any trusted CA certificate is an anchor, self-signed or not, as in Vault (Go's roots
-     * pool): a role may name an intermediate. */
-    X509_VERIFY_PARAM_set_flags(vp, X509_V_FLAG_PARTIAL_CHAIN);
-    X509_VERIFY_PARAM_set_depth(vp, AS_CLIENTCERT_MAX_CHAIN);
-    if (X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT) != 1) {
-        r = AS_ERR_CRYPTO;
-        goto out;
-    }
-    if (X509_verify_cert(ctx) != 1) {
-        explain(ctx, now, fail, why, whylen);
-        r = AS_ERR_INVALID;
-        goto out;
-    }
-done:
     if ((r = summarize(ch, out, why, whylen)) != AS_OK) {
         if (r == AS_ERR_INVALID) {
             set_fail(fail, AS_CC_MALFORMED);
@@ -704,7 +711,6 @@ done:
     }
     set_fail(fail, AS_CC_OK);
 out:
-    X509_STORE_CTX_free(ctx);
     X509_STORE_free(store);
     sk_X509_pop_free(trust, X509_free);
     sk_X509_pop_free(untrusted, X509_free);

@@ -374,6 +374,10 @@ const char *as_clientcert_serial(const struct as_clientcert *c);
 int64_t as_clientcert_not_before(const struct as_clientcert *c);
 int64_t as_clientcert_not_after(const struct as_clientcert *c);
 const unsigned char *as_clientcert_der(const struct as_clientcert *c, size_t *len);
+/* Parses a PEM chain (CERTIFICATE blocks only, leaf first, as proxies forward it) like
+ * as_clientchain_parse. (pki/pem.c) */
+enum as_err as_clientchain_parse_pem(const char *pem, size_t len, struct as_clientchain **out,
+                                     char *why, size_t whylen) AS_WUR;
 /*
  * Checks a trust PEM when a cert role is written: at least one certificate, each parses, and a
  * pinned (non-CA) one carries clientAuth when it has an extKeyUsage (Vault's rule).

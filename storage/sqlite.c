@@ -131,6 +131,20 @@ static const struct as_migration {
         "  json TEXT NOT NULL,"
         "  PRIMARY KEY (mount, name)"
         ");"},
+    /*
+     * Service-to-service intentions (SPEC §7). Patterns are opaque text here: acl/intentions.c
+     * owns their syntax. The change counter lives in settings (AS_INTENTIONS_VERSION_KEY) and
+     * needs no row yet: absent reads as version 0.
+     */
+    {4, "CREATE TABLE intentions ("
+        "  id TEXT PRIMARY KEY,"
+        "  source TEXT NOT NULL,"
+        "  destination TEXT NOT NULL,"
+        "  action TEXT NOT NULL CHECK (action IN ('allow', 'deny')),"
+        "  description TEXT,"
+        "  created INTEGER NOT NULL,"
+        "  updated INTEGER NOT NULL"
+        ");"},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -187,6 +201,12 @@ enum stmt_id {
     ST_ROLE_DELETE,
     ST_ROLE_DELETE_MOUNT,
     ST_ROLE_LIST,
+    ST_INTENTION_PUT,
+    ST_INTENTION_GET,
+    ST_INTENTION_DELETE,
+    ST_INTENTION_LIST,
+    ST_INTENTION_BUMP,
+    ST_INTENTION_VERSION,
     ST_COUNT
 };
 
@@ -206,6 +226,12 @@ enum stmt_id {
 
 /* The column order read_mount() expects. */
 #define MOUNT_COLS "path, type, accessor, description, config, created"
+
+/* The column order read_intention() expects. */
+#define INTENTION_COLS "id, source, destination, action, description, created, updated"
+
+/* The settings key of the intentions change counter (store.h: as_store_intention_version). */
+#define AS_INTENTIONS_VERSION_KEY "intentions_version"
 
 /*
  * The tokens matching cond (on ?1) and all their descendants. UNION (not UNION ALL) also stops
@@ -316,6 +342,25 @@ static const char *const stmt_sql[] = {
     [ST_ROLE_DELETE] = "DELETE FROM auth_roles WHERE mount = ?1 AND name = ?2",
     [ST_ROLE_DELETE_MOUNT] = "DELETE FROM auth_roles WHERE mount = ?1",
     [ST_ROLE_LIST] = "SELECT name FROM auth_roles WHERE mount = ?1 ORDER BY name",
+    /* An upsert, not INSERT OR REPLACE: REPLACE deletes the old row and would lose created. */
+    [ST_INTENTION_PUT] = "INSERT INTO intentions (" INTENTION_COLS ") "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                         "ON CONFLICT (id) DO UPDATE SET source = excluded.source, "
+                         "destination = excluded.destination, action = excluded.action, "
+                         "description = excluded.description, updated = excluded.updated",
+    [ST_INTENTION_GET] = "SELECT " INTENTION_COLS " FROM intentions WHERE id = ?1",
+    [ST_INTENTION_DELETE] = "DELETE FROM intentions WHERE id = ?1",
+    [ST_INTENTION_LIST] = "SELECT " INTENTION_COLS " FROM intentions ORDER BY id",
+    /*
+     * ?1 is AS_INTENTIONS_VERSION_KEY. The settings column is untyped (BLOB affinity), so the
+     * counter is stored as an INTEGER value; the CAST and coalesce keep a damaged value from
+     * turning the counter into NULL, which would stop it from ever changing again.
+     */
+    [ST_INTENTION_BUMP] = "INSERT INTO settings (key, value) VALUES (?1, 1) "
+                          "ON CONFLICT (key) DO UPDATE SET "
+                          "value = coalesce(CAST(value AS INTEGER), 0) + 1",
+    [ST_INTENTION_VERSION] = "SELECT coalesce(CAST(value AS INTEGER), 0) FROM settings "
+                             "WHERE key = ?1",
 };
 
 _Static_assert(sizeof stmt_sql / sizeof stmt_sql[0] == ST_COUNT, "one SQL string per stmt_id");
@@ -2725,6 +2770,215 @@ enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***n
         goto out;
     }
     r = collect_strv(c, s, "role list", names, n);
+out:
+    stmt_put(s);
+    return r;
+}
+
+/* ---- intentions ---- */
+
+static bool intention_action_ok(const char *action)
+{
+    return action != NULL && (strcmp(action, "allow") == 0 || strcmp(action, "deny") == 0);
+}
+
+void as_intention_rec_free(struct as_intention_rec *i)
+{
+    if (i == NULL) {
+        return;
+    }
+    free(i->source);
+    free(i->destination);
+    free(i->action);
+    free(i->description);
+    free(i);
+}
+
+void as_intention_recs_free(struct as_intention_rec **v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        as_intention_rec_free(v[i]);
+    }
+    free(v);
+}
+
+/*
+ * A row_reader: builds a record from the current row of a SELECT INTENTION_COLS statement into
+ * the struct as_intention_rec * at elem.
+ */
+static enum as_err read_intention(sqlite3_stmt *s, void *elem, void *ctx)
+{
+    enum as_err r = AS_OK;
+    struct as_intention_rec *i = NULL;
+
+    (void)ctx;
+    i = calloc(1, sizeof *i);
+    if (i == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (col_copy(s, 0, i->id, sizeof i->id) != AS_OK) {
+        as_error("store: an intention row has a malformed id");
+        r = AS_ERR_STORE;
+        goto out;
+    }
+    char **strs[] = {&i->source, &i->destination, &i->action, &i->description};
+    if ((r = col_strdups(s, 1, strs, N_ELEMS(strs))) != AS_OK) {
+        goto out;
+    }
+    if (i->source == NULL || i->destination == NULL || i->action == NULL) {
+        r = AS_ERR_STORE; /* NOT NULL columns: the file is damaged */
+        goto out;
+    }
+    i->created = sqlite3_column_int64(s, 5);
+    i->updated = sqlite3_column_int64(s, 6);
+    *(struct as_intention_rec **)elem = i;
+    i = NULL;
+out:
+    as_intention_rec_free(i);
+    return r;
+}
+
+/*
+ * Bumps the change counter inside the caller's tx_enter transaction, so the counter and the
+ * rows it describes commit (or roll back) together: a reader never sees a new version with old
+ * rows, nor new rows under the old version.
+ */
+static enum as_err intention_bump(struct as_conn *c)
+{
+    return write_by_key(c, ST_INTENTION_BUMP, AS_INTENTIONS_VERSION_KEY, "intention version bump",
+                        false);
+}
+
+enum as_err as_store_intention_put(struct as_store *st, const struct as_intention_rec *i)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    enum tx_kind kind = TX_OWN;
+    sqlite3_stmt *s = NULL;
+    size_t idlen;
+
+    if (st == NULL || i == NULL) {
+        return AS_ERR_INVALID;
+    }
+    /* The id must be NUL-terminated inside its array; patterns are checked by the caller. */
+    idlen = strnlen(i->id, sizeof i->id);
+    if (idlen == 0 || idlen == sizeof i->id || !key_ok(i->source) || !key_ok(i->destination) ||
+        !intention_action_ok(i->action)) {
+        return AS_ERR_INVALID;
+    }
+    /* ?1..?5 the strings and ?6..?7 the times, as in INTENTION_COLS. */
+    const char *strs[] = {i->id, i->source, i->destination, i->action, i->description};
+    const int64_t ints[] = {i->created, i->updated};
+    if ((r = tx_open(st, &c, &kind)) != AS_OK) {
+        return r;
+    }
+    if ((r = stmt_get(c, ST_INTENTION_PUT, &s)) != AS_OK ||
+        (r = bind_texts(c, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
+        (r = bind_int64s(c, s, 6, ints, N_ELEMS(ints))) != AS_OK ||
+        (r = step_done(c, s, "intention put")) != AS_OK) {
+        goto out;
+    }
+    r = intention_bump(c);
+out:
+    stmt_put(s);
+    return tx_leave(c, kind, r);
+}
+
+enum as_err as_store_intention_get(struct as_store *st, const char *id,
+                                   struct as_intention_rec **out)
+{
+    if (st == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    if (!key_ok(id)) {
+        return AS_ERR_INVALID;
+    }
+    return row_by_key(st, ST_INTENTION_GET, id, "intention get", read_intention, out);
+}
+
+enum as_err as_store_intention_delete(struct as_store *st, const char *id)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    enum tx_kind kind = TX_OWN;
+
+    if (st == NULL || !key_ok(id)) {
+        return AS_ERR_INVALID;
+    }
+    if ((r = tx_open(st, &c, &kind)) != AS_OK) {
+        return r;
+    }
+    /* An absent id fails here, and tx_leave then undoes nothing: the version stays. */
+    if ((r = write_by_key(c, ST_INTENTION_DELETE, id, "intention delete", true)) != AS_OK) {
+        goto out;
+    }
+    r = intention_bump(c);
+out:
+    return tx_leave(c, kind, r);
+}
+
+enum as_err as_store_intention_list(struct as_store *st, struct as_intention_rec ***out,
+                                    size_t *n)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    void *v = NULL;
+    size_t cnt = 0;
+
+    if (st == NULL || out == NULL || n == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = NULL;
+    *n = 0;
+    if ((r = stmt_ready(st, ST_INTENTION_LIST, &c, &s)) != AS_OK ||
+        (r = collect_rows(c, s, "intention list", read_intention,
+                          sizeof(struct as_intention_rec *), NULL, &v, &cnt)) != AS_OK) {
+        goto out;
+    }
+    *out = v;
+    *n = cnt;
+    v = NULL;
+out:
+    stmt_put(s);
+    as_intention_recs_free(v, cnt);
+    return r;
+}
+
+/*
+ * The counter only grows in committed history, so a cache that read version v before it read
+ * the rows reloads whenever a write committed in between. (Read it first: reading the rows
+ * first could pair old rows with a newer version.) A caller's own uncommitted transaction sees
+ * its own bump; if that transaction is rolled back the number is reused by the next write, so
+ * a cache must not be filled from inside a transaction that may still roll back.
+ */
+enum as_err as_store_intention_version(struct as_store *st, int64_t *out)
+{
+    enum as_err r;
+    struct as_conn *c = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v = 0;
+
+    if (st == NULL || out == NULL) {
+        return AS_ERR_INVALID;
+    }
+    *out = 0;
+    if ((r = stmt_ready(st, ST_INTENTION_VERSION, &c, &s)) != AS_OK ||
+        (r = bind_text(c, s, 1, AS_INTENTIONS_VERSION_KEY)) != AS_OK) {
+        goto out;
+    }
+    r = step_int64(c, s, "intention version", &v);
+    if (r == AS_ERR_NOT_FOUND) {
+        r = AS_OK; /* no intention was ever written: version 0 */
+    }
+    if (r == AS_OK) {
+        *out = v;
+    }
 out:
     stmt_put(s);
     return r;

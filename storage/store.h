@@ -241,7 +241,7 @@ enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***n
 /* ---- intentions (schema version 4) ---- */
 struct as_intention_rec {
     char id[40];        /* UUID, set by the caller */
-    char *source;       /* SPIFFE ID, "spiffe://td/path/*" prefix, or "*" */
+    char *source;       /* SPIFFE ID, prefix "spiffe://td/path/" "*", or "*" */
     char *destination;  /* same forms */
     char *action;       /* "allow" or "deny" */
     char *description;
