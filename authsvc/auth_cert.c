@@ -18,7 +18,6 @@
 
 #include "authsvc/server.h"
 
-#define MAX_LIST 64
 #define MAX_DISPLAY_NAME 128
 
 /* Vault's texts for refused logins (builtin/credential/cert/path_login.go), the first with our
@@ -32,111 +31,6 @@
 #define MSG_CONSTRAINTS                                                                         \
     "no chain matching all constraints could be found for this login certificate"
 #define MSG_REVOKED "client certificate has been revoked"
-
-/* ---- small helpers (the jwt method has the same rules for lists and CIDRs) ---- */
-
-static const char *str_or(json_t *o, const char *k, const char *def)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_string(v) ? json_string_value(v) : def;
-}
-
-static enum as_err strlist_field(json_t *b, const char *key, json_t **out, char *why,
-                                 size_t whylen)
-{
-    if (as_json_get_strlist(b, key, out, NULL) != AS_OK) {
-        snprintf(why, whylen, "\"%s\" must be a list of strings", key);
-        return AS_ERR_INVALID;
-    }
-    if (*out == NULL && (*out = json_array()) == NULL) {
-        return AS_ERR_NOMEM;
-    }
-    if (json_array_size(*out) > MAX_LIST) {
-        snprintf(why, whylen, "\"%s\" has more than %d entries", key, MAX_LIST);
-        return AS_ERR_INVALID;
-    }
-    return AS_OK;
-}
-
-/* One "a.b.c.d[/n]" or IPv6 "[/n]" network into its address bytes and prefix length. */
-static bool cidr_parse(const char *c, unsigned char net[16], int *fam, long *bits)
-{
-    char ip[64];
-    const char *slash = strchr(c, '/');
-    size_t n = slash ? (size_t)(slash - c) : strlen(c);
-    if (n == 0 || n >= sizeof ip) {
-        return false;
-    }
-    memcpy(ip, c, n);
-    ip[n] = '\0';
-    *fam = inet_pton(AF_INET, ip, net) == 1 ? 4 : inet_pton(AF_INET6, ip, net) == 1 ? 6 : 0;
-    if (*fam == 0) {
-        return false;
-    }
-    *bits = *fam == 4 ? 32 : 128;
-    if (slash == NULL) {
-        return true;
-    }
-    char *end = NULL;
-    long b = strtol(slash + 1, &end, 10);
-    if (slash[1] == '\0' || *end != '\0' || b < 0 || b > *bits) {
-        return false;
-    }
-    *bits = b;
-    return true;
-}
-
-/* Whether addr falls in one of cidrs (a JSON array of networks checked at role write). */
-static bool addr_in(const char *addr, json_t *cidrs)
-{
-    unsigned char a[16];
-    int afam = inet_pton(AF_INET, addr, a) == 1 ? 4 : inet_pton(AF_INET6, addr, a) == 1 ? 6 : 0;
-    size_t i;
-    json_t *it;
-    json_array_foreach(cidrs, i, it)
-    {
-        unsigned char net[16];
-        int fam = 0;
-        long bits = 0;
-        if (!cidr_parse(json_string_value(it), net, &fam, &bits) || fam != afam) {
-            continue;
-        }
-        size_t full = (size_t)bits / 8;
-        int rest = (int)(bits % 8);
-        if (memcmp(a, net, full) != 0) {
-            continue;
-        }
-        if (rest == 0 || ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Vault's name globs (go-glob): '*' matches any run of characters; nothing else is special. */
-static bool star_match(const char *pat, const char *s)
-{
-    const char *star = NULL;
-    const char *resume = NULL;
-    while (*s) {
-        if (*pat == '*') {
-            star = pat++;
-            resume = s;
-        } else if (*pat == *s) {
-            pat++;
-            s++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            s = ++resume;
-        } else {
-            return false;
-        }
-    }
-    while (*pat == '*') {
-        pat++;
-    }
-    return *pat == '\0';
-}
 
 /* ---- roles ---- */
 
@@ -173,17 +67,6 @@ static enum as_err refuse_unsupported(json_t *b, char *why, size_t whylen)
         return AS_ERR_INVALID;
     }
     return AS_OK;
-}
-
-static bool dns_glob_ok(const char *g)
-{
-    char probe[256];
-    size_t k = 0;
-    for (; g[k] && k < sizeof probe - 1; k++) {
-        probe[k] = g[k] == '*' ? 'a' : g[k];
-    }
-    probe[k] = '\0';
-    return g[k] == '\0' && as_dns_name_ok(probe);
 }
 
 enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, char *why,
@@ -228,11 +111,11 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
         goto out;
     }
     if ((r = refuse_unsupported(b, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "allowed_common_names", &cns, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "allowed_dns_sans", &dns_sans, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "allowed_uri_sans", &uri_sans, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
+        (r = as_role_strlist(b, "allowed_common_names", &cns, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "allowed_dns_sans", &dns_sans, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "allowed_uri_sans", &uri_sans, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
         goto out;
     }
     r = AS_ERR_INVALID;
@@ -255,10 +138,7 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
     }
     json_array_foreach(cidrs, i, it)
     {
-        unsigned char net[16];
-        int fam = 0;
-        long bits = 0;
-        if (!cidr_parse(json_string_value(it), net, &fam, &bits)) {
+        if (!as_cidr_ok(json_string_value(it))) {
             snprintf(why, whylen, "invalid token_bound_cidrs entry \"%.60s\"",
                      json_string_value(it));
             goto out;
@@ -266,7 +146,7 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
     }
     json_array_foreach(dns, i, it)
     {
-        if (!dns_glob_ok(json_string_value(it))) {
+        if (!as_dns_glob_ok(json_string_value(it))) {
             snprintf(why, whylen, "invalid allowed_dns_names entry \"%.60s\"",
                      json_string_value(it));
             goto out;
@@ -332,7 +212,7 @@ static bool any_match(json_t *globs, const char *const *names, size_t n)
     json_array_foreach(globs, i, g)
     {
         for (size_t k = 0; k < n; k++) {
-            if (names[k] != NULL && star_match(json_string_value(g), names[k])) {
+            if (names[k] != NULL && as_glob_match(json_string_value(g), names[k])) {
                 return true;
             }
         }
@@ -383,7 +263,7 @@ static enum as_err trust_of(struct as_server *srv, json_t *role, struct own_trus
                             const char **trust, const char **untrusted)
 {
     if (!json_is_true(json_object_get(role, "trust_own_bundle"))) {
-        *trust = str_or(role, "certificate", "");
+        *trust = as_json_str_or(role, "certificate", "");
         *untrusted = NULL;
         return AS_OK;
     }
@@ -562,7 +442,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         goto out;
     }
     json_t *cidrs = json_object_get(role, "token_bound_cidrs");
-    if (json_array_size(cidrs) > 0 && !addr_in(req->remote, cidrs)) {
+    if (json_array_size(cidrs) > 0 && !as_addr_in_cidrs(req->remote, cidrs)) {
         r = as_fail(resp, AS_ERR_PERMISSION, "permission denied");
         goto out;
     }
@@ -585,7 +465,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         r = AS_ERR_NOMEM;
         goto out;
     }
-    const char *tmpl = str_or(role, "spiffe_id_template", "");
+    const char *tmpl = as_json_str_or(role, "spiffe_id_template", "");
     if (*tmpl != '\0') {
         if (strstr(tmpl, "cert:uri") != NULL && nuri != 1) {
             r = as_fail(resp, AS_ERR_INVALID,
@@ -617,7 +497,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         goto out;
     }
     /* Vault names the token after the role's display_name, which defaults to the role name. */
-    const char *display = str_or(role, "display_name", "");
+    const char *display = as_json_str_or(role, "display_name", "");
     struct as_login in = {
         .user = *display != '\0' ? display : matched,
         .role = matched,

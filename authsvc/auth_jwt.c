@@ -22,7 +22,6 @@
 #define JWKS_MAX_BYTES (1024 * 1024)
 #define DEFAULT_CLOCK_SKEW 60
 #define DEFAULT_EXP_NBF_LEEWAY 150
-#define MAX_LIST 64
 
 /* ---- per-mount key cache ---- */
 
@@ -175,19 +174,13 @@ static enum as_err fetch_jwks(const char *url, const char *ca_pem, struct as_jwk
 
 /* ---- config ---- */
 
-static const char *str_or(json_t *o, const char *k, const char *def)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_string(v) ? json_string_value(v) : def;
-}
-
 static enum as_err keys_from_config(json_t *cfg, struct as_jwks **out, char *why, size_t whylen)
 {
     json_t *pems = json_object_get(cfg, "jwt_validation_pubkeys");
     if (json_array_size(pems) > 0) {
         return as_jwks_from_pems(pems, out, why, whylen);
     }
-    return fetch_jwks(str_or(cfg, "jwks_url", ""), str_or(cfg, "jwks_ca_pem", NULL), out, why,
+    return fetch_jwks(as_json_str_or(cfg, "jwks_url", ""), as_json_str_or(cfg, "jwks_ca_pem", NULL), out, why,
                       whylen);
 }
 
@@ -339,82 +332,6 @@ static enum as_err get_leeway(json_t *b, const char *key, int64_t *out)
     return as_json_get_duration(b, key, out, NULL);
 }
 
-static bool cidr_ok(const char *c)
-{
-    char ip[64];
-    const char *slash = strchr(c, '/');
-    size_t n = slash ? (size_t)(slash - c) : strlen(c);
-    unsigned char a[16];
-    if (n == 0 || n >= sizeof ip) {
-        return false;
-    }
-    memcpy(ip, c, n);
-    ip[n] = '\0';
-    int fam = inet_pton(AF_INET, ip, a) == 1 ? 4 : inet_pton(AF_INET6, ip, a) == 1 ? 6 : 0;
-    if (fam == 0) {
-        return false;
-    }
-    if (slash == NULL) {
-        return true;
-    }
-    char *end = NULL;
-    long bits = strtol(slash + 1, &end, 10);
-    return slash[1] != '\0' && *end == '\0' && bits >= 0 && bits <= (fam == 4 ? 32 : 128);
-}
-
-/* Whether addr falls in one of cidrs (a JSON array of "a.b.c.d/n" or IPv6 forms). */
-static bool addr_in(const char *addr, json_t *cidrs)
-{
-    unsigned char a[16];
-    int afam = inet_pton(AF_INET, addr, a) == 1 ? 4 : inet_pton(AF_INET6, addr, a) == 1 ? 6 : 0;
-    size_t i;
-    json_t *it;
-    json_array_foreach(cidrs, i, it)
-    {
-        const char *c = json_string_value(it);
-        char ip[64];
-        unsigned char net[16];
-        const char *slash = strchr(c, '/');
-        size_t n = slash ? (size_t)(slash - c) : strlen(c);
-        if (n >= sizeof ip) {
-            continue;
-        }
-        memcpy(ip, c, n);
-        ip[n] = '\0';
-        int fam = inet_pton(AF_INET, ip, net) == 1 ? 4 : inet_pton(AF_INET6, ip, net) == 1 ? 6 : 0;
-        if (fam == 0 || fam != afam) {
-            continue;
-        }
-        long bits = slash ? strtol(slash + 1, NULL, 10) : (fam == 4 ? 32 : 128);
-        size_t full = (size_t)bits / 8;
-        int rest = (int)(bits % 8);
-        if (memcmp(a, net, full) != 0) {
-            continue;
-        }
-        if (rest == 0 || ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static enum as_err strlist_field(json_t *b, const char *key, json_t **out, char *why,
-                                 size_t whylen)
-{
-    if (as_json_get_strlist(b, key, out, NULL) != AS_OK) {
-        snprintf(why, whylen, "\"%s\" must be a list of strings", key);
-        return AS_ERR_INVALID;
-    }
-    if (*out == NULL) {
-        *out = json_array();
-    }
-    if (json_array_size(*out) > MAX_LIST) {
-        snprintf(why, whylen, "\"%s\" has more than %d entries", key, MAX_LIST);
-        return AS_ERR_INVALID;
-    }
-    return AS_OK;
-}
-
 enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, char *why,
                               size_t whylen)
 {
@@ -450,9 +367,9 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
         snprintf(why, whylen, "invalid 'bound_claims_type': %.20s", bct);
         goto out;
     }
-    if ((r = strlist_field(b, "bound_audiences", &auds, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
-        (r = strlist_field(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
+    if ((r = as_role_strlist(b, "bound_audiences", &auds, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
         goto out;
     }
     r = AS_ERR_INVALID;
@@ -476,7 +393,7 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     }
     json_array_foreach(cidrs, i, it)
     {
-        if (!cidr_ok(json_string_value(it))) {
+        if (!as_cidr_ok(json_string_value(it))) {
             snprintf(why, whylen, "invalid token_bound_cidrs entry \"%.60s\"",
                      json_string_value(it));
             goto out;
@@ -484,14 +401,8 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     }
     json_array_foreach(dns, i, it)
     {
-        char probe[256];
         const char *g = json_string_value(it);
-        size_t k = 0;
-        for (; g[k] && k < sizeof probe - 1; k++) {
-            probe[k] = g[k] == '*' ? 'a' : g[k];
-        }
-        probe[k] = '\0';
-        if (g[k] != '\0' || !as_dns_name_ok(probe)) {
+        if (!as_dns_glob_ok(g)) {
             snprintf(why, whylen, "invalid allowed_dns_names entry \"%.60s\"", g);
             goto out;
         }
@@ -621,37 +532,12 @@ static bool claim_text(json_t *v, char *out, size_t outlen)
     return false;
 }
 
-/* Vault's bound-claim globs: '*' matches any run of characters; nothing else is special. */
-static bool star_match(const char *pat, const char *s)
-{
-    const char *star = NULL;
-    const char *resume = NULL;
-    while (*s) {
-        if (*pat == '*') {
-            star = pat++;
-            resume = s;
-        } else if (*pat == *s) {
-            pat++;
-            s++;
-        } else if (star != NULL) {
-            pat = star + 1;
-            s = ++resume;
-        } else {
-            return false;
-        }
-    }
-    while (*pat == '*') {
-        pat++;
-    }
-    return *pat == '\0';
-}
-
 static bool value_matches(json_t *want, const char *have, bool glob)
 {
     size_t i;
     json_t *w;
     if (json_is_string(want)) {
-        return glob ? star_match(json_string_value(want), have)
+        return glob ? as_glob_match(json_string_value(want), have)
                     : strcmp(json_string_value(want), have) == 0;
     }
     json_array_foreach(want, i, w)
@@ -667,7 +553,7 @@ static bool value_matches(json_t *want, const char *have, bool glob)
 static enum as_err check_bound_claims(json_t *role, json_t *claims, char *why, size_t whylen)
 {
     json_t *bc = json_object_get(role, "bound_claims");
-    bool glob = strcmp(str_or(role, "bound_claims_type", "string"), "glob") == 0;
+    bool glob = strcmp(as_json_str_or(role, "bound_claims_type", "string"), "glob") == 0;
     const char *k;
     json_t *want;
     json_object_foreach(bc, k, want)
@@ -761,15 +647,15 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
         snprintf(why, whylen, "audience claim found in JWT but no audiences bound to the role");
         return AS_ERR_INVALID;
     }
-    const char *bound_iss = str_or(cfg, "bound_issuer", "");
-    const char *iss = str_or(claims, "iss", NULL);
+    const char *bound_iss = as_json_str_or(cfg, "bound_issuer", "");
+    const char *iss = as_json_str_or(claims, "iss", NULL);
     if (*bound_iss != '\0' && (iss == NULL || strcmp(iss, bound_iss) != 0)) {
         snprintf(why, whylen, "error validating claims: validation failed, invalid issuer "
                               "claim (iss)");
         return AS_ERR_INVALID;
     }
-    const char *bound_sub = str_or(role, "bound_subject", "");
-    const char *sub = str_or(claims, "sub", NULL);
+    const char *bound_sub = as_json_str_or(role, "bound_subject", "");
+    const char *sub = as_json_str_or(claims, "sub", NULL);
     if (*bound_sub != '\0' && (sub == NULL || strcmp(sub, bound_sub) != 0)) {
         snprintf(why, whylen, "error validating claims: validation failed, invalid subject "
                               "claim (sub)");
@@ -895,7 +781,7 @@ static enum as_err verify_sig(const struct as_mount_rec *m, json_t *cfg, const c
                               json_t **claims, char *why, size_t whylen)
 {
     struct jwks_state *s = state_for(m->path);
-    bool jwks = *str_or(cfg, "jwks_url", "") != '\0';
+    bool jwks = *as_json_str_or(cfg, "jwks_url", "") != '\0';
     unsigned algs = algs_of(cfg);
     char detail[256] = "";
     enum as_jwt_fail last = AS_JWT_OK;
@@ -961,7 +847,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
         goto out;
     }
     if (name == NULL || *name == '\0') {
-        name = str_or(cfg, "default_role", "");
+        name = as_json_str_or(cfg, "default_role", "");
     }
     if (*name == '\0') {
         r = as_fail(resp, AS_ERR_INVALID, "missing role");
@@ -994,7 +880,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
         goto out;
     }
     json_t *cidrs = json_object_get(role, "token_bound_cidrs");
-    if (json_array_size(cidrs) > 0 && !addr_in(req->remote, cidrs)) {
+    if (json_array_size(cidrs) > 0 && !as_addr_in_cidrs(req->remote, cidrs)) {
         r = as_fail(resp, AS_ERR_PERMISSION, "permission denied");
         goto out;
     }
@@ -1004,7 +890,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
         r = r == AS_ERR_INVALID ? as_fail(resp, r, "%s", why) : r;
         goto out;
     }
-    const char *user_claim = str_or(role, "user_claim", "sub");
+    const char *user_claim = as_json_str_or(role, "user_claim", "sub");
     json_t *uv = claim_at(claims, user_claim);
     if (uv == NULL) {
         r = as_fail(resp, AS_ERR_INVALID, "claim \"%.100s\" not found in token", user_claim);
@@ -1033,7 +919,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
         json_object_set_new(meta, json_string_value(to), json_string(text));
     }
     sids = json_array();
-    const char *tmpl = str_or(role, "spiffe_id_template", "");
+    const char *tmpl = as_json_str_or(role, "spiffe_id_template", "");
     if (*tmpl != '\0') {
         struct as_template_ctx ctx = {
             .trust_domain = srv->cfg.trust_domain,

@@ -105,15 +105,8 @@ enum as_err h_token_create(struct as_server *srv, struct as_req *req, struct as_
     }
     json_array_foreach(dns, i, it)
     {
-        /* A glob is valid when it is a valid name with each "*" standing for a letter. */
-        char probe[256];
         const char *g = json_string_value(it);
-        size_t k = 0;
-        for (; g[k] && k < sizeof probe - 1; k++) {
-            probe[k] = g[k] == '*' ? 'a' : g[k];
-        }
-        probe[k] = '\0';
-        if (g[k] != '\0' || !as_dns_name_ok(probe)) {
+        if (!as_dns_glob_ok(g)) {
             r = as_fail(resp, AS_ERR_INVALID, "invalid allowed_dns_names entry \"%.200s\"", g);
             goto out;
         }

@@ -247,6 +247,13 @@ bool as_login_allowed(const struct as_server *srv, const char *addr, int *retry_
 /* Creates the login token (an orphan of the mount) and fills resp with Vault's auth block. */
 enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
                            const struct as_login *in, struct as_resp *resp) AS_WUR;
+/* Role-field helpers shared by the methods: a list of strings (array or comma string, at most
+ * AS_ROLE_MAX_LIST; absent gives []), a CIDR's validity, and whether addr is in any of cidrs. */
+#define AS_ROLE_MAX_LIST 64
+enum as_err as_role_strlist(json_t *body, const char *key, json_t **out, char *why,
+                            size_t whylen) AS_WUR;
+bool as_cidr_ok(const char *cidr);
+bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
 /* Drops cached per-mount state (JWKS keys) after an unmount. */
 void as_auth_mount_forget(const char *path);
 

@@ -785,6 +785,36 @@ json_t *as_json_pointer(json_t *root, const char *ptr)
     return cur;
 }
 
+const char *as_json_str_or(json_t *obj, const char *key, const char *def)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+bool as_glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL;
+    const char *resume = NULL;
+    while (*s) {
+        if (*pat == '*') {
+            star = pat++;
+            resume = s;
+        } else if (*pat == *s) {
+            pat++;
+            s++;
+        } else if (star != NULL) {
+            pat = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*pat == '*') {
+        pat++;
+    }
+    return *pat == '\0';
+}
+
 enum as_err as_parse_bool(const char *s, bool *out)
 {
     static const char *yes[] = {"1", "t", "T", "TRUE", "true", "True"};

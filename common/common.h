@@ -159,6 +159,10 @@ json_t *as_json_array_from(const char *text);
 /* Resolves an RFC 6901 JSON Pointer ("/a/b", "~0" for '~', "~1" for '/', arrays by decimal
  * index without leading zeros) in root; "" is root itself. Borrowed result, NULL when absent. */
 json_t *as_json_pointer(json_t *root, const char *ptr);
+/* The string at key, or def when absent or not a string. Borrowed. */
+const char *as_json_str_or(json_t *obj, const char *key, const char *def);
+/* Vault's globs (go-glob): '*' matches any run of characters; nothing else is special. */
+bool as_glob_match(const char *pat, const char *s);
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 enum as_err as_parse_bool(const char *s, bool *out) AS_WUR;
 

@@ -90,6 +90,8 @@ bool as_dns_name_ok(const char *name);
  * ("*.example.org" matches "a.example.org", not "a.b.example.org" nor "example.org");
  * comparison is case-insensitive. */
 bool as_dns_glob_match(const char *glob, const char *name);
+/* Whether glob is a valid allowed_dns_names entry: a DNS name with any '*' standing for letters. */
+bool as_dns_glob_ok(const char *glob);
 
 /* ---- X.509-SVIDs (pki/svid.c) ---- */
 #define AS_MAX_CSR_BYTES (64 * 1024)

@@ -329,3 +329,17 @@ bool as_dns_glob_match(const char *glob, const char *name)
         }
     }
 }
+
+bool as_dns_glob_ok(const char *glob)
+{
+    char probe[256];
+    size_t k = 0;
+    if (glob == NULL) {
+        return false;
+    }
+    for (; glob[k] && k < sizeof probe - 1; k++) {
+        probe[k] = glob[k] == '*' ? 'a' : glob[k];
+    }
+    probe[k] = '\0';
+    return glob[k] == '\0' && as_dns_name_ok(probe);
+}
