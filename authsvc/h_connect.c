@@ -44,7 +44,7 @@ static enum as_err refresh(struct as_server *srv)
         return r;
     }
     pthread_rwlock_rdlock(&cache.lock);
-    bool fresh = cache.version == v && cache.set != NULL;
+    bool fresh = cache.version >= v && cache.set != NULL;
     pthread_rwlock_unlock(&cache.lock);
     if (fresh) {
         return AS_OK;
@@ -72,11 +72,17 @@ static enum as_err refresh(struct as_server *srv)
     if (r != AS_OK) {
         return r;
     }
+    /* Install only a newer set: a slower check that read an older version must never replace
+     * what a later one installed. Afterwards the cache holds version v or newer. */
     pthread_rwlock_wrlock(&cache.lock);
-    as_intentions_free(cache.set);
-    cache.set = set;
-    cache.version = v;
+    if (cache.set == NULL || cache.version < v) {
+        as_intentions_free(cache.set);
+        cache.set = set;
+        cache.version = v;
+        set = NULL;
+    }
     pthread_rwlock_unlock(&cache.lock);
+    as_intentions_free(set);
     return AS_OK;
 }
 
