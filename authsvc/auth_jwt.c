@@ -706,8 +706,8 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
 /*
  * Makes sure s holds keys for the mount's current config. With refetch, a JWKS is fetched again
  * unless a fetch (successful or not) happened less than JWKS_REFETCH_SECONDS ago, so neither a
- * stream of unknown kids nor an issuer that is down makes us hammer it. One thread fetches; a
- * login that already has usable keys never waits for that fetch, only one with no keys does.
+ * stream of unknown kids nor an issuer that is down makes us hammer it. One thread fetches and
+ * the logins that also need new keys wait for its result.
  */
 static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m, json_t *cfg,
                              bool refetch, char *why, size_t whylen)
@@ -728,13 +728,9 @@ static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m,
         snprintf(why, whylen, "fetching keys failed less than %d s ago", JWKS_REFETCH_SECONDS);
         return AS_ERR_INVALID;
     }
-    if (current) {
-        if (pthread_mutex_trylock(&s->fetch_lock) != 0) {
-            return AS_OK; /* another login is fetching; answer with the keys we have */
-        }
-    } else {
-        pthread_mutex_lock(&s->fetch_lock);
-    }
+    /* Only logins that need new keys (an unknown kid, or none loaded) get here and wait for
+     * the one fetch in progress; logins whose kid is known never touch this lock. */
+    pthread_mutex_lock(&s->fetch_lock);
     /* Look again: the fetch we waited for may have done the work. */
     pthread_rwlock_rdlock(&s->lock);
     current = s->keys != NULL && s->config_text != NULL &&
