@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "common/common.h"
+#include "tools/agent.h"
 #include "tools/client.h"
 #include "tools/csr.h"
 
@@ -110,6 +111,8 @@ enum flag_id {
     F_ROLE,
     F_JWT,
     F_NO_STORE,
+    F_CONFIG,
+    F_ONCE,
     F_COUNT
 };
 
@@ -160,6 +163,8 @@ static const struct flag_def flag_defs[F_COUNT] = {
     [F_ROLE] = {"role", NULL, FK_STRING},
     [F_JWT] = {"jwt", NULL, FK_STRING},
     [F_NO_STORE] = {"no-store", NULL, FK_BOOL},
+    [F_CONFIG] = {"config", NULL, FK_STRING},
+    [F_ONCE] = {"once", NULL, FK_BOOL},
 };
 
 struct flag_val {
@@ -332,6 +337,7 @@ static const char usage_general[] =
     "    svid jwt -audience=A [options]     Obtain a JWT-SVID\n"
     "    bundle [-format=pem|jwks]          Print the trust bundle\n"
     "    identities [options]               List the issued SVIDs (sys/identities)\n"
+    "    agent -config=FILE [-once]         Keep SVID, key, bundle and JWT-SVID files fresh\n"
     "\n"
     "K=V values: K=@FILE reads the value from FILE, K=- from standard input, K=\\@x is \"@x\";\n"
     "a key given twice becomes a list. A lone \"-\" (or \"@FILE\") merges a JSON object.\n";
@@ -2610,6 +2616,25 @@ out:
     return rc;
 }
 
+/* ---- agent ---- */
+
+/* The agent takes everything from its config file (SPEC §9), the global flags included. */
+static int cmd_agent(struct ctl *x)
+{
+    static const enum flag_id unused[] = {F_FORMAT, F_ADDRESS, F_CA_CERT, F_CLIENT_CERT,
+                                          F_CLIENT_KEY};
+    for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++) {
+        if (x->f[unused[i]].seen) {
+            return usage_error(x->cmd, "-%s is not used by agent: set it in the config file",
+                               flag_defs[unused[i]].name);
+        }
+    }
+    if (x->f[F_CONFIG].str == NULL || *x->f[F_CONFIG].str == '\0') {
+        return usage_error(x->cmd, "-config is required");
+    }
+    return as_agent_run(x->f[F_CONFIG].str, x->f[F_ONCE].on);
+}
+
 /* ---- the command table ---- */
 
 #define ANY SIZE_MAX
@@ -2754,6 +2779,17 @@ static const struct command commands[] = {
      "    -spiffe-id=GLOB   Only SPIFFE IDs matching GLOB ('*' matches any run of characters).\n"
      "    -state=S          Only active, expired or revoked SVIDs.\n"
      "    -limit=N          Page size asked of the server.\n"},
+    {"agent", NULL, cmd_agent, FM(F_CONFIG) | FM(F_ONCE), 0, 0,
+     "Usage: authctl agent -config=FILE [-once]\n"
+     "\n"
+     "  Runs the workload agent: keeps an X.509-SVID (key made here), its key, the trust bundle,\n"
+     "  optionally the CRLs and JWT-SVIDs fresh in the config's out_dir, renewing them before\n"
+     "  they expire and running a reload command (or signal) after each change. Stops cleanly\n"
+     "  on SIGTERM or SIGINT; SIGHUP refreshes everything now. The config keys are described in\n"
+     "  the README (SPEC section 9); unknown keys are an error (exit 2).\n"
+     "\n"
+     "    -config=FILE   The JSON config (required).\n"
+     "    -once          Write every file once, run the reload, and exit (0 on success).\n"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
