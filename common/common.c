@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -595,6 +596,51 @@ void as_time_rfc3339(int64_t secs, char *out, size_t outlen)
 }
 
 /* ---- JSON ---- */
+
+/* A size header in front of each block so the free can wipe exactly what was allocated. */
+union alloc_hdr {
+    size_t size;
+    max_align_t align;
+};
+
+static void *wiping_malloc(size_t n)
+{
+    if (n > SIZE_MAX - sizeof(union alloc_hdr)) {
+        return NULL;
+    }
+    union alloc_hdr *h = malloc(sizeof *h + n);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->size = n;
+    return h + 1;
+}
+
+static void wiping_free(void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    union alloc_hdr *h = (union alloc_hdr *)p - 1;
+    OPENSSL_cleanse(p, h->size);
+    free(h);
+}
+
+void as_json_free_buf(void *p)
+{
+    json_free_t f = NULL;
+    json_get_alloc_funcs(NULL, &f);
+    if (f != NULL) {
+        f(p);
+    } else {
+        free(p);
+    }
+}
+
+void as_json_wipe_on_free(void)
+{
+    json_set_alloc_funcs(wiping_malloc, wiping_free);
+}
 
 static bool json_depth_ok(json_t *v, int depth)
 {

@@ -38,38 +38,6 @@
 
 /* ---- a wiping allocator for jansson ---- */
 
-/*
- * jansson keeps every string of an answer (client tokens among them) in its own allocations; this
- * allocator wipes each block when jansson frees it, so no secret outlives its JSON value.
- */
-union alloc_hdr {
-    size_t size;
-    max_align_t align;
-};
-
-static void *wiping_malloc(size_t n)
-{
-    if (n > SIZE_MAX - sizeof(union alloc_hdr)) {
-        return NULL;
-    }
-    union alloc_hdr *h = malloc(sizeof *h + n);
-    if (h == NULL) {
-        return NULL;
-    }
-    h->size = n;
-    return h + 1;
-}
-
-static void wiping_free(void *p)
-{
-    if (p == NULL) {
-        return;
-    }
-    union alloc_hdr *h = (union alloc_hdr *)p - 1;
-    as_wipe(p, h->size);
-    free(h);
-}
-
 /* ---- flags ---- */
 
 enum flag_kind { FK_BOOL, FK_STRING, FK_LIST };
@@ -2968,7 +2936,7 @@ int main(int argc, char **argv)
     memset(&x, 0, sizeof x);
     /* The token lives in this process: keep it out of core dumps and away from ptrace. */
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    json_set_alloc_funcs(wiping_malloc, wiping_free);
+    as_json_wipe_on_free();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "Error: cannot initialise libcurl\n");
         return CTL_ERR;
