@@ -21,6 +21,7 @@
 
 #include "common/common.h"
 #include "tools/agent.h"
+#include "tools/audit.h"
 #include "tools/client.h"
 #include "tools/csr.h"
 
@@ -81,6 +82,8 @@ enum flag_id {
     F_NO_STORE,
     F_CONFIG,
     F_ONCE,
+    F_HEAD,
+    F_FROM_HASH,
     F_COUNT
 };
 
@@ -133,6 +136,8 @@ static const struct flag_def flag_defs[F_COUNT] = {
     [F_NO_STORE] = {"no-store", NULL, FK_BOOL},
     [F_CONFIG] = {"config", NULL, FK_STRING},
     [F_ONCE] = {"once", NULL, FK_BOOL},
+    [F_HEAD] = {"head", NULL, FK_STRING},
+    [F_FROM_HASH] = {"from-hash", NULL, FK_STRING},
 };
 
 struct flag_val {
@@ -306,6 +311,7 @@ static const char usage_general[] =
     "    bundle [-format=pem|jwks]          Print the trust bundle\n"
     "    identities [options]               List the issued SVIDs (sys/identities)\n"
     "    agent -config=FILE [-once]         Keep SVID, key, bundle and JWT-SVID files fresh\n"
+    "    audit verify [-head=HASH] FILE...  Check the audit log's hash chain (offline)\n"
     "\n"
     "K=V values: K=@FILE reads the value from FILE, K=- from standard input, K=\\@x is \"@x\";\n"
     "a key given twice becomes a list. A lone \"-\" (or \"@FILE\") merges a JSON object.\n";
@@ -2603,6 +2609,37 @@ static int cmd_agent(struct ctl *x)
     return as_agent_run(x->f[F_CONFIG].str, x->f[F_ONCE].on);
 }
 
+/* ---- audit ---- */
+
+/* Offline: reads only the files named, never the server (SPEC §8). */
+static int cmd_audit_verify(struct ctl *x)
+{
+    static const enum flag_id unused[] = {F_FORMAT, F_ADDRESS, F_CA_CERT, F_CLIENT_CERT,
+                                          F_CLIENT_KEY};
+    struct as_audit_point from;
+    struct as_audit_point head;
+    for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++) {
+        if (x->f[unused[i]].seen) {
+            return usage_error(x->cmd, "-%s is not used by audit verify",
+                               flag_defs[unused[i]].name);
+        }
+    }
+    const char *from_s = x->f[F_FROM_HASH].str;
+    const char *head_s = x->f[F_HEAD].str;
+    if (from_s != NULL && as_audit_point_parse(from_s, &from) != AS_OK) {
+        return usage_error(x->cmd, "invalid -from-hash \"%s\" (want 64 hex digits[:LINE])", from_s);
+    }
+    if (head_s != NULL && as_audit_point_parse(head_s, &head) != AS_OK) {
+        return usage_error(x->cmd, "invalid -head \"%s\" (want 64 hex digits[:LINE])", head_s);
+    }
+    /* Without the starting line's number the lines cannot be counted as the head counts them. */
+    if (from_s != NULL && !from.has_line && head_s != NULL && head.has_line) {
+        return usage_error(x->cmd, "-head=HASH:LINE with -from-hash needs -from-hash=HASH:LINE");
+    }
+    return as_audit_verify((const char *const *)x->args, x->nargs, from_s != NULL ? &from : NULL,
+                           head_s != NULL ? &head : NULL);
+}
+
 /* ---- the command table ---- */
 
 #define ANY SIZE_MAX
@@ -2747,6 +2784,22 @@ static const struct command commands[] = {
      "    -spiffe-id=GLOB   Only SPIFFE IDs matching GLOB ('*' matches any run of characters).\n"
      "    -state=S          Only active, expired or revoked SVIDs.\n"
      "    -limit=N          Page size asked of the server.\n"},
+    {"audit", "verify", cmd_audit_verify, FM(F_HEAD) | FM(F_FROM_HASH), 1, ANY,
+     "Usage: authctl audit verify [-from-hash=HASH[:LINE]] [-head=HASH[:LINE]] FILE...\n"
+     "\n"
+     "  Checks the hash chain of audit log files (SPEC section 8) without the server. Give the\n"
+     "  files oldest first (e.g. audit.log.2 audit.log.1 audit.log; \"-\" is standard input):\n"
+     "  the chain continues from the last line of one file to the first line of the next.\n"
+     "  Reports the first line where the chain breaks as FILE:LINE (an edited, dropped,\n"
+     "  inserted or reordered line shows at the first line after it whose prev_hash no longer\n"
+     "  matches), then exits 1. Prints \"OK: N lines, head HASH\" and exits 0 when it holds.\n"
+     "\n"
+     "    -head=HASH[:LINE]       The recorded head (sys/audit/head): the last line's hash\n"
+     "                            must be HASH, and LINE the number of lines; catches a\n"
+     "                            truncated tail and an edited last line.\n"
+     "    -from-hash=HASH[:LINE]  The hash (and number) of the line before the first one\n"
+     "                            given, when older files were deleted; without it the first\n"
+     "                            line must carry the genesis hash (64 zeros).\n"},
     {"agent", NULL, cmd_agent, FM(F_CONFIG) | FM(F_ONCE), 0, 0,
      "Usage: authctl agent -config=FILE [-once]\n"
      "\n"

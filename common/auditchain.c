@@ -1,0 +1,286 @@
+/* auditchain.c: the audit log's hash chain (SPEC §8; the format is described in auditchain.h). */
+#include "common/auditchain.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* Every line begins with these bytes, then the 64 hex digits, then '"'. */
+#define PREFIX AS_CHAIN_PREFIX
+#define PREFIX_LEN (sizeof PREFIX - 1)
+/* The prefix, the hash and its closing quote: 79 bytes. */
+#define HEAD_LEN (PREFIX_LEN + AS_CHAIN_HASH_HEX + 1)
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why == NULL || whylen == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+bool as_chain_hash_valid(const char *s, size_t len)
+{
+    if (s == NULL || len != AS_CHAIN_HASH_HEX) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum as_err as_chain_init(struct as_chain *c, const char *head, uint64_t line_no)
+{
+    memcpy(c->prev_hash, AS_CHAIN_GENESIS, sizeof c->prev_hash);
+    c->line_no = 0;
+    if (head == NULL) {
+        c->line_no = line_no;
+        return AS_OK;
+    }
+    if (!as_chain_hash_valid(head, strlen(head))) {
+        return AS_ERR_INVALID;
+    }
+    memcpy(c->prev_hash, head, AS_CHAIN_HASH_HEX);
+    c->prev_hash[AS_CHAIN_HASH_HEX] = '\0';
+    c->line_no = line_no;
+    return AS_OK;
+}
+
+enum as_err as_chain_line_hash(const char *line, size_t len, char out[AS_CHAIN_HASH_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    out[0] = '\0';
+    if (EVP_Digest(line, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+        mdlen * 2 != AS_CHAIN_HASH_HEX) {
+        return AS_ERR_CRYPTO;
+    }
+    as_hex(md, mdlen, out);
+    return AS_OK;
+}
+
+/* The same depth rule as as_json_parse_object, so that whatever is sealed reads back. */
+static bool depth_ok(json_t *v, int depth)
+{
+    if (depth > AS_MAX_JSON_DEPTH) {
+        return false;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach (v, k, m) {
+            (void)k;
+            if (!depth_ok(m, depth + 1)) {
+                return false;
+            }
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach (v, i, m) {
+            if (!depth_ok(m, depth + 1)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len)
+{
+    enum as_err r = AS_OK;
+    char *body = NULL;
+    char *out = NULL;
+    char hash[AS_CHAIN_HASH_HEX + 1];
+    *line = NULL;
+    if (len != NULL) {
+        *len = 0;
+    }
+    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL || !depth_ok(obj, 1)) {
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (c->line_no == UINT64_MAX) {
+        r = AS_ERR_TOO_LARGE;
+        goto out;
+    }
+    /*
+     * prev_hash goes first (auditchain.h): the members of obj are serialized on their own, in
+     * insertion order, and spliced in after it, so obj itself is never modified.
+     */
+    body = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (body == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    size_t blen = strlen(body);
+    if (blen < 2 || body[0] != '{' || body[blen - 1] != '}') {
+        r = AS_ERR_INTERNAL;
+        goto out;
+    }
+    /* The members without the braces: empty for {}. */
+    const char *members = body + 1;
+    size_t mlen = blen - 2;
+    if (mlen > AS_AUDIT_MAX_LINE) {
+        r = AS_ERR_TOO_LARGE;
+        goto out;
+    }
+    size_t total = HEAD_LEN + (mlen > 0 ? 1 + mlen : 0) + 1;
+    if (total > AS_AUDIT_MAX_LINE) {
+        r = AS_ERR_TOO_LARGE;
+        goto out;
+    }
+    out = malloc(total + 1);
+    if (out == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    size_t at = 0;
+    memcpy(out + at, PREFIX, PREFIX_LEN);
+    at += PREFIX_LEN;
+    memcpy(out + at, c->prev_hash, AS_CHAIN_HASH_HEX);
+    at += AS_CHAIN_HASH_HEX;
+    out[at++] = '"';
+    if (mlen > 0) {
+        out[at++] = ',';
+        memcpy(out + at, members, mlen);
+        at += mlen;
+    }
+    out[at++] = '}';
+    out[at] = '\0';
+    if ((r = as_chain_line_hash(out, at, hash)) != AS_OK) {
+        goto out;
+    }
+    memcpy(c->prev_hash, hash, sizeof c->prev_hash);
+    c->line_no++;
+    *line = out;
+    out = NULL;
+    if (len != NULL) {
+        *len = at;
+    }
+out:
+    free(out);
+    as_json_free_buf(body);
+    return r;
+}
+
+enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len,
+                                enum as_chain_fault *fault, char *why, size_t whylen)
+{
+    enum as_err r = AS_OK;
+    json_t *obj = NULL;
+    char err[200];
+    char hash[AS_CHAIN_HASH_HEX + 1];
+    *fault = AS_CHAIN_FAULT_FORMAT;
+    set_why(why, whylen, "invalid line");
+    /* as_json_parse_object reads a blank body as {}: a blank line must not get that far. */
+    size_t sp = 0;
+    while (sp < len && (line[sp] == ' ' || line[sp] == '\t' || line[sp] == '\r')) {
+        sp++;
+    }
+    if (sp == len) {
+        set_why(why, whylen, len == 0 ? "empty line" : "empty line (only whitespace)");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (len > AS_AUDIT_MAX_LINE) {
+        set_why(why, whylen, "line longer than %zu bytes", AS_AUDIT_MAX_LINE);
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    err[0] = '\0';
+    r = as_json_parse_object(line, len, &obj, err, sizeof err);
+    if (r == AS_ERR_NOMEM) {
+        *fault = AS_CHAIN_FAULT_NONE;
+        goto out;
+    }
+    if (r != AS_OK) {
+        set_why(why, whylen, "not a JSON object (%s)", err[0] != '\0' ? err : as_strerror(r));
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    json_t *ph = json_object_get(obj, "prev_hash");
+    if (ph == NULL) {
+        set_why(why, whylen, "no prev_hash member");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (!json_is_string(ph)) {
+        set_why(why, whylen, "prev_hash is not a string");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    const char *prev = json_string_value(ph);
+    if (!as_chain_hash_valid(prev, json_string_length(ph))) {
+        set_why(why, whylen, "prev_hash is not 64 lowercase hex digits");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    /*
+     * The first bytes must be exactly as the writer puts them (auditchain.h), so that readers
+     * which follow the chain from the prefix alone see the same prev_hash as this parser.
+     */
+    if (len <= HEAD_LEN || memcmp(line, PREFIX, PREFIX_LEN) != 0 ||
+        memcmp(line + PREFIX_LEN, prev, AS_CHAIN_HASH_HEX) != 0 || line[HEAD_LEN - 1] != '"' ||
+        (line[HEAD_LEN] != ',' && line[HEAD_LEN] != '}')) {
+        set_why(why, whylen,
+                "the line does not begin with {\"prev_hash\":\"<hash>\" (prev_hash must be the "
+                "first member, in compact JSON)");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (line[len - 1] != '}') {
+        set_why(why, whylen, "the line does not end with '}' (whitespace after the object)");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (memcmp(prev, c->prev_hash, AS_CHAIN_HASH_HEX) != 0) {
+        *fault = AS_CHAIN_FAULT_MISMATCH;
+        if (c->line_no > 0 && memcmp(prev, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
+            set_why(why, whylen,
+                    "prev_hash is the genesis value (64 zeros) but this is not the first line "
+                    "(a new chain starts here, or the files are out of order)");
+        } else if (c->line_no == 0 &&
+                   memcmp(c->prev_hash, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
+            set_why(why, whylen,
+                    "the first line must have prev_hash of 64 zeros (the genesis): older lines "
+                    "are missing");
+        } else {
+            set_why(why, whylen,
+                    "prev_hash does not match line %" PRIu64 " (a line was edited, dropped, "
+                    "inserted or reordered before this point)",
+                    c->line_no);
+        }
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (c->line_no == UINT64_MAX) {
+        set_why(why, whylen, "too many lines");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if ((r = as_chain_line_hash(line, len, hash)) != AS_OK) {
+        *fault = AS_CHAIN_FAULT_NONE;
+        goto out;
+    }
+    memcpy(c->prev_hash, hash, sizeof c->prev_hash);
+    c->line_no++;
+    *fault = AS_CHAIN_FAULT_NONE;
+    set_why(why, whylen, "ok");
+out:
+    json_decref(obj);
+    return r;
+}
