@@ -1,4 +1,5 @@
 # lib.sh: shared helpers for integration tests. Source it; it starts the real authsvc on free
+# Tests run in parallel (meson is_parallel): everything here is per-test (ports, temp dir).
 # loopback ports with a temporary data dir and talks to it with curl.
 #
 #   start_server [extra server args]   sets ADDR, TLS_ADDR, PORT, TLS_PORT, DATA, ROOT_TOKEN,
@@ -81,12 +82,20 @@ finish() {
     exit $?
 }
 
+# Waits until the server started last (SRV_PID) says it is ready in its own log lines (those
+# after line $1 of SRV_LOG). Asking over HTTP instead could reach another test's server that
+# holds the port when tests run in parallel. Returns 2 when it could not bind its ports.
 wait_ready() {
-    for _ in $(seq 1 200); do
-        if curl -s -o /dev/null "$ADDR/v1/sys/health" 2>/dev/null; then
+    local from=${1:-0}
+    for _ in $(seq 1 400); do
+        if tail -n +"$((from + 1))" "$SRV_LOG" 2>/dev/null | grep -q ' ready (trust domain'; then
             return 0
         fi
         if ! kill -0 "$SRV_PID" 2>/dev/null; then
+            wait "$SRV_PID" 2>/dev/null || true
+            if tail -n +"$((from + 1))" "$SRV_LOG" | grep -q 'cannot listen'; then
+                return 2
+            fi
             echo "server exited early; log:" >&2
             cat "$SRV_LOG" >&2
             return 1
@@ -100,26 +109,46 @@ wait_ready() {
 
 start_server() {
     DATA=${DATA:-$TMP/data}
-    PORT=${PORT:-$(free_port)}
-    TLS_PORT=${TLS_PORT:-$(free_port)}
-    ADDR="http://127.0.0.1:$PORT"
-    TLS_ADDR="https://127.0.0.1:$TLS_PORT"
+    local fixed=0
+    [ -n "${PORT:-}" ] && fixed=1
     SRV_LOG=$TMP/server.log
     SRV_OUT=$TMP/server.out
     SRV_EXTRA=("$@")
-    "$AUTHSVC" server --dev --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
-        --tls-listen "127.0.0.1:$TLS_PORT" "$@" >"$SRV_OUT" 2>>"$SRV_LOG" &
-    SRV_PID=$!
-    wait_ready
+    touch "$SRV_LOG"
+    local attempt rc
+    for attempt in 1 2 3 4 5; do
+        if [ "$fixed" -eq 0 ]; then
+            PORT=$(free_port)
+            TLS_PORT=$(free_port)
+        fi
+        ADDR="http://127.0.0.1:$PORT"
+        TLS_ADDR="https://127.0.0.1:$TLS_PORT"
+        local from
+        from=$(wc -l <"$SRV_LOG")
+        "$AUTHSVC" server --dev --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
+            --tls-listen "127.0.0.1:$TLS_PORT" "$@" >"$SRV_OUT" 2>>"$SRV_LOG" &
+        SRV_PID=$!
+        rc=0
+        wait_ready "$from" || rc=$?
+        # Another test may have taken a port between our check and the bind: try others.
+        if [ "$rc" -eq 2 ] && [ "$fixed" -eq 0 ] && [ "$attempt" -lt 5 ]; then
+            SRV_PID=""
+            continue
+        fi
+        [ "$rc" -eq 0 ] || return 1
+        break
+    done
     ROOT_TOKEN=$(cat "$DATA/root-token")
     export AUTHSVC_ADDR=$ADDR
 }
 
 restart_server() {
+    local from
+    from=$(wc -l <"$SRV_LOG")
     "$AUTHSVC" server --dev --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
         --tls-listen "127.0.0.1:$TLS_PORT" "${SRV_EXTRA[@]}" >"$SRV_OUT" 2>>"$SRV_LOG" &
     SRV_PID=$!
-    wait_ready
+    wait_ready "$from"
 }
 
 stop_server() {
