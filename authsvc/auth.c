@@ -86,6 +86,89 @@ enum as_err as_role_strlist(json_t *b, const char *key, json_t **out, char *why,
     return AS_OK;
 }
 
+static enum as_err token_fields(json_t *b, json_t **pols, json_t **cidrs, json_t **dns,
+                               char *why, size_t whylen)
+{
+    enum as_err r;
+    if ((r = as_role_strlist(b, "token_bound_cidrs", cidrs, why, whylen)) != AS_OK ||
+        (r = as_role_strlist(b, "allowed_dns_names", dns, why, whylen)) != AS_OK) {
+        return r;
+    }
+    if (as_json_get_strlist(b, "token_policies", pols, NULL) != AS_OK ||
+        (*pols == NULL && as_json_get_strlist(b, "policies", pols, NULL) != AS_OK)) {
+        snprintf(why, whylen, "\"token_policies\" must be a list of strings");
+        return AS_ERR_INVALID;
+    }
+    if (*pols == NULL && (*pols = json_array()) == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    size_t i;
+    json_t *it;
+    json_array_foreach(*pols, i, it)
+    {
+        if (!as_policy_name_ok(json_string_value(it)) ||
+            strcmp(json_string_value(it), "root") == 0) {
+            snprintf(why, whylen, "invalid token_policies entry \"%.60s\"", json_string_value(it));
+            return AS_ERR_INVALID;
+        }
+    }
+    json_array_foreach(*cidrs, i, it)
+    {
+        if (!as_cidr_ok(json_string_value(it))) {
+            snprintf(why, whylen, "invalid token_bound_cidrs entry \"%.60s\"",
+                     json_string_value(it));
+            return AS_ERR_INVALID;
+        }
+    }
+    json_array_foreach(*dns, i, it)
+    {
+        if (!as_dns_glob_ok(json_string_value(it))) {
+            snprintf(why, whylen, "invalid allowed_dns_names entry \"%.60s\"",
+                     json_string_value(it));
+            return AS_ERR_INVALID;
+        }
+    }
+    return AS_OK;
+}
+
+enum as_err as_role_token_fields(json_t *b, json_t *role, char *why, size_t whylen)
+{
+    json_t *pols = NULL;
+    json_t *cidrs = NULL;
+    json_t *dns = NULL;
+    int64_t ttl = 0, max_ttl = 0, uses = 0;
+    bool no_default = false;
+    enum as_err r = token_fields(b, &pols, &cidrs, &dns, why, whylen);
+    if (r != AS_OK) {
+        goto out;
+    }
+    r = AS_ERR_INVALID;
+    if (as_json_get_duration(b, "token_ttl", &ttl, NULL) != AS_OK ||
+        as_json_get_duration(b, "token_max_ttl", &max_ttl, NULL) != AS_OK ||
+        as_json_get_int(b, "token_num_uses", &uses, NULL) != AS_OK || uses < 0 ||
+        as_json_get_bool(b, "token_no_default_policy", &no_default, NULL) != AS_OK) {
+        snprintf(why, whylen, "token_ttl, token_max_ttl must be durations, token_num_uses a "
+                              "non-negative integer, token_no_default_policy a boolean");
+        goto out;
+    }
+    if (max_ttl > 0 && ttl > max_ttl) {
+        snprintf(why, whylen, "token_ttl cannot be greater than token_max_ttl");
+        goto out;
+    }
+    json_t *f = json_pack("{s:O,s:O,s:I,s:I,s:I,s:O,s:b,s:O}", "token_policies", pols,
+                          "policies", pols, "token_ttl", (json_int_t)ttl, "token_max_ttl",
+                          (json_int_t)max_ttl, "token_num_uses", (json_int_t)uses,
+                          "token_bound_cidrs", cidrs, "token_no_default_policy", no_default,
+                          "allowed_dns_names", dns);
+    r = f != NULL && json_object_update(role, f) == 0 ? AS_OK : AS_ERR_NOMEM;
+    json_decref(f);
+out:
+    json_decref(pols);
+    json_decref(cidrs);
+    json_decref(dns);
+    return r;
+}
+
 /* One "a.b.c.d[/n]" or IPv6 "[/n]" network into its address bytes and prefix length. */
 static bool cidr_parse(const char *c, unsigned char net[16], int *fam, long *bits)
 {

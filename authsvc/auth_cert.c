@@ -77,14 +77,13 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
     const char *display = "";
     const char *tmpl = "";
     bool own = false;
-    bool no_default = false;
-    int64_t ttl = 0, max_ttl = 0, uses = 0;
-    json_t *cns = NULL, *dns_sans = NULL, *uri_sans = NULL, *pols = NULL, *cidrs = NULL,
-           *dns = NULL;
-    size_t i;
-    json_t *it;
+    json_t *cns = NULL, *dns_sans = NULL, *uri_sans = NULL;
+    json_t *role = json_object();
     (void)srv;
     *out = NULL;
+    if (role == NULL) {
+        return AS_ERR_NOMEM;
+    }
     if (as_json_get_string(b, "certificate", &certificate, NULL) != AS_OK ||
         as_json_get_string(b, "display_name", &display, NULL) != AS_OK ||
         as_json_get_string(b, "spiffe_id_template", &tmpl, NULL) != AS_OK) {
@@ -114,56 +113,10 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
         (r = as_role_strlist(b, "allowed_common_names", &cns, why, whylen)) != AS_OK ||
         (r = as_role_strlist(b, "allowed_dns_sans", &dns_sans, why, whylen)) != AS_OK ||
         (r = as_role_strlist(b, "allowed_uri_sans", &uri_sans, why, whylen)) != AS_OK ||
-        (r = as_role_strlist(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
-        (r = as_role_strlist(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
+        (r = as_role_token_fields(b, role, why, whylen)) != AS_OK) {
         goto out;
     }
     r = AS_ERR_INVALID;
-    if (as_json_get_strlist(b, "token_policies", &pols, NULL) != AS_OK ||
-        (pols == NULL && as_json_get_strlist(b, "policies", &pols, NULL) != AS_OK)) {
-        snprintf(why, whylen, "\"token_policies\" must be a list of strings");
-        goto out;
-    }
-    if (pols == NULL && (pols = json_array()) == NULL) {
-        r = AS_ERR_NOMEM;
-        goto out;
-    }
-    json_array_foreach(pols, i, it)
-    {
-        if (!as_policy_name_ok(json_string_value(it)) ||
-            strcmp(json_string_value(it), "root") == 0) {
-            snprintf(why, whylen, "invalid token_policies entry \"%.60s\"", json_string_value(it));
-            goto out;
-        }
-    }
-    json_array_foreach(cidrs, i, it)
-    {
-        if (!as_cidr_ok(json_string_value(it))) {
-            snprintf(why, whylen, "invalid token_bound_cidrs entry \"%.60s\"",
-                     json_string_value(it));
-            goto out;
-        }
-    }
-    json_array_foreach(dns, i, it)
-    {
-        if (!as_dns_glob_ok(json_string_value(it))) {
-            snprintf(why, whylen, "invalid allowed_dns_names entry \"%.60s\"",
-                     json_string_value(it));
-            goto out;
-        }
-    }
-    if (as_json_get_duration(b, "token_ttl", &ttl, NULL) != AS_OK ||
-        as_json_get_duration(b, "token_max_ttl", &max_ttl, NULL) != AS_OK ||
-        as_json_get_int(b, "token_num_uses", &uses, NULL) != AS_OK || uses < 0 ||
-        as_json_get_bool(b, "token_no_default_policy", &no_default, NULL) != AS_OK) {
-        snprintf(why, whylen, "token_ttl, token_max_ttl must be durations, token_num_uses a "
-                              "non-negative integer, token_no_default_policy a boolean");
-        goto out;
-    }
-    if (max_ttl > 0 && ttl > max_ttl) {
-        snprintf(why, whylen, "token_ttl cannot be greater than token_max_ttl");
-        goto out;
-    }
     tmpl = tmpl ? tmpl : "";
     if (*tmpl != '\0') {
         char twhy[256] = "";
@@ -180,22 +133,22 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
             goto out;
         }
     }
-    *out = json_pack("{s:s,s:b,s:s,s:O,s:O,s:O,s:O,s:O,s:I,s:I,s:I,s:O,s:b,s:s,s:O}",
-                     "certificate", have_cert ? certificate : "", "trust_own_bundle", own,
-                     "display_name", display, "allowed_common_names", cns, "allowed_dns_sans",
-                     dns_sans, "allowed_uri_sans", uri_sans, "token_policies", pols, "policies",
-                     pols, "token_ttl", (json_int_t)ttl, "token_max_ttl", (json_int_t)max_ttl,
-                     "token_num_uses", (json_int_t)uses, "token_bound_cidrs", cidrs,
-                     "token_no_default_policy", no_default, "spiffe_id_template", tmpl,
-                     "allowed_dns_names", dns);
-    r = *out ? AS_OK : AS_ERR_NOMEM;
+    json_t *mine = json_pack("{s:s,s:b,s:s,s:O,s:O,s:O,s:s}", "certificate",
+                             have_cert ? certificate : "", "trust_own_bundle", own,
+                             "display_name", display, "allowed_common_names", cns,
+                             "allowed_dns_sans", dns_sans, "allowed_uri_sans", uri_sans,
+                             "spiffe_id_template", tmpl);
+    r = mine != NULL && json_object_update(role, mine) == 0 ? AS_OK : AS_ERR_NOMEM;
+    json_decref(mine);
+    if (r == AS_OK) {
+        *out = role;
+        role = NULL;
+    }
 out:
     json_decref(cns);
     json_decref(dns_sans);
     json_decref(uri_sans);
-    json_decref(pols);
-    json_decref(cidrs);
-    json_decref(dns);
+    json_decref(role);
     return r;
 }
 

@@ -341,10 +341,13 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     const char *bound_subject = "";
     const char *bct = "string";
     const char *tmpl = "";
-    json_t *auds = NULL, *pols = NULL, *cidrs = NULL, *dns = NULL;
-    int64_t skew = 0, expl = 0, nbfl = 0, ttl = 0, max_ttl = 0, uses = 0;
-    bool no_default = false;
+    json_t *auds = NULL;
+    json_t *role = json_object();
+    int64_t skew = 0, expl = 0, nbfl = 0;
     (void)srv;
+    if (role == NULL) {
+        return AS_ERR_NOMEM;
+    }
     if (as_json_get_string(b, "role_type", &role_type, NULL) != AS_OK ||
         strcmp(role_type ? role_type : "jwt", "jwt") != 0) {
         snprintf(why, whylen, "role_type must be \"jwt\" (oidc roles are not supported)");
@@ -368,62 +371,15 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
         goto out;
     }
     if ((r = as_role_strlist(b, "bound_audiences", &auds, why, whylen)) != AS_OK ||
-        (r = as_role_strlist(b, "token_bound_cidrs", &cidrs, why, whylen)) != AS_OK ||
-        (r = as_role_strlist(b, "allowed_dns_names", &dns, why, whylen)) != AS_OK) {
+        (r = as_role_token_fields(b, role, why, whylen)) != AS_OK) {
         goto out;
     }
     r = AS_ERR_INVALID;
-    if (as_json_get_strlist(b, "token_policies", &pols, NULL) != AS_OK ||
-        (pols == NULL && as_json_get_strlist(b, "policies", &pols, NULL) != AS_OK)) {
-        snprintf(why, whylen, "\"token_policies\" must be a list of strings");
-        goto out;
-    }
-    if (pols == NULL) {
-        pols = json_array();
-    }
-    size_t i;
-    json_t *it;
-    json_array_foreach(pols, i, it)
-    {
-        if (!as_policy_name_ok(json_string_value(it)) ||
-            strcmp(json_string_value(it), "root") == 0) {
-            snprintf(why, whylen, "invalid token_policies entry \"%.60s\"", json_string_value(it));
-            goto out;
-        }
-    }
-    json_array_foreach(cidrs, i, it)
-    {
-        if (!as_cidr_ok(json_string_value(it))) {
-            snprintf(why, whylen, "invalid token_bound_cidrs entry \"%.60s\"",
-                     json_string_value(it));
-            goto out;
-        }
-    }
-    json_array_foreach(dns, i, it)
-    {
-        const char *g = json_string_value(it);
-        if (!as_dns_glob_ok(g)) {
-            snprintf(why, whylen, "invalid allowed_dns_names entry \"%.60s\"", g);
-            goto out;
-        }
-    }
     if (get_leeway(b, "clock_skew_leeway", &skew) != AS_OK ||
         get_leeway(b, "expiration_leeway", &expl) != AS_OK ||
         get_leeway(b, "not_before_leeway", &nbfl) != AS_OK) {
         snprintf(why, whylen, "leeways must be seconds (-1 disables, 0 is the default) or "
                               "durations");
-        goto out;
-    }
-    if (as_json_get_duration(b, "token_ttl", &ttl, NULL) != AS_OK ||
-        as_json_get_duration(b, "token_max_ttl", &max_ttl, NULL) != AS_OK ||
-        as_json_get_int(b, "token_num_uses", &uses, NULL) != AS_OK || uses < 0 ||
-        as_json_get_bool(b, "token_no_default_policy", &no_default, NULL) != AS_OK) {
-        snprintf(why, whylen, "token_ttl, token_max_ttl must be durations, token_num_uses a "
-                              "non-negative integer, token_no_default_policy a boolean");
-        goto out;
-    }
-    if (max_ttl > 0 && ttl > max_ttl) {
-        snprintf(why, whylen, "token_ttl cannot be greater than token_max_ttl");
         goto out;
     }
     json_t *bc = json_object_get(b, "bound_claims");
@@ -477,7 +433,7 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
         cm = NULL;
     }
     if (json_array_size(auds) == 0 && (bound_subject == NULL || *bound_subject == '\0') &&
-        bc == NULL && json_array_size(cidrs) == 0) {
+        bc == NULL && json_array_size(json_object_get(role, "token_bound_cidrs")) == 0) {
         snprintf(why, whylen, "must have at least one bound constraint when creating/updating "
                               "a role");
         goto out;
@@ -486,23 +442,25 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
                                              AS_OK) {
         goto out;
     }
-    *out = json_pack("{s:s,s:s,s:O,s:s,s:O?,s:s,s:O?,s:I,s:I,s:I,s:O,s:O,s:I,s:I,s:I,s:O,s:b,"
-                     "s:s,s:O}",
-                     "role_type", "jwt", "user_claim", user_claim, "bound_audiences", auds,
-                     "bound_subject", bound_subject ? bound_subject : "", "bound_claims", bc,
-                     "bound_claims_type", bct, "claim_mappings", cm, "clock_skew_leeway",
-                     (json_int_t)skew, "expiration_leeway", (json_int_t)expl,
-                     "not_before_leeway", (json_int_t)nbfl, "token_policies", pols, "policies",
-                     pols, "token_ttl", (json_int_t)ttl, "token_max_ttl", (json_int_t)max_ttl,
-                     "token_num_uses", (json_int_t)uses, "token_bound_cidrs", cidrs,
-                     "token_no_default_policy", no_default, "spiffe_id_template",
-                     tmpl ? tmpl : "", "allowed_dns_names", dns);
-    r = *out ? AS_OK : AS_ERR_NOMEM;
+    json_t *own = json_pack("{s:s,s:s,s:O,s:s,s:O?,s:s,s:O?,s:I,s:I,s:I,s:s}", "role_type", "jwt",
+                            "user_claim", user_claim, "bound_audiences", auds, "bound_subject",
+                            bound_subject ? bound_subject : "", "bound_claims", bc,
+                            "bound_claims_type", bct, "claim_mappings", cm, "clock_skew_leeway",
+                            (json_int_t)skew, "expiration_leeway", (json_int_t)expl,
+                            "not_before_leeway", (json_int_t)nbfl, "spiffe_id_template",
+                            tmpl ? tmpl : "");
+    if (own == NULL || json_object_update(role, own) != 0) {
+        json_decref(own);
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    json_decref(own);
+    *out = role;
+    role = NULL;
+    r = AS_OK;
 out:
     json_decref(auds);
-    json_decref(pols);
-    json_decref(cidrs);
-    json_decref(dns);
+    json_decref(role);
     return r;
 }
 

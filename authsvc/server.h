@@ -253,6 +253,12 @@ enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
 enum as_err as_role_strlist(json_t *body, const char *key, json_t **out, char *why,
                             size_t whylen) AS_WUR;
 bool as_cidr_ok(const char *cidr);
+/*
+ * The token_* fields every method's roles share (token_policies or policies, token_ttl,
+ * token_max_ttl, token_num_uses, token_bound_cidrs, token_no_default_policy) and
+ * allowed_dns_names: checked, then set normalized into role (a JSON object).
+ */
+enum as_err as_role_token_fields(json_t *body, json_t *role, char *why, size_t whylen) AS_WUR;
 bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
 /* Drops cached per-mount state (JWKS keys) after an unmount. */
 void as_auth_mount_forget(const char *path);

@@ -583,6 +583,12 @@ static enum as_err read_file_at(int dirfd, const char *dir, const char *name, bo
     struct stat st;
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
+        /* A missing file is for the caller to judge (it may create one); other errors are not. */
+        if (errno == ENOENT) {
+            as_debug("pki: %s/%s does not exist", dir, name);
+            r = AS_ERR_NOT_FOUND;
+            goto out;
+        }
         as_error("pki: cannot open %s/%s: %s", dir, name, strerror(errno));
         r = AS_ERR_IO;
         goto out;

@@ -58,8 +58,6 @@
 #define JTI_BUF_MIN 32
 /* Buffer for as_b64url of n bytes (common.h): 4 * ceil(n / 3) + 1. */
 #define B64URL_BUF(n) (4 * (((n) + 2) / 3) + 1)
-/* A P-256 PKCS#8 PEM is about 240 bytes; a file near this cap is not ours. */
-#define JWT_KEY_MAX_FILE_BYTES (64 * 1024)
 #define JWT_KEY_SUFFIX "-jwt-key.pem"
 /* A key file's base name is ours ("ca", "ca-2", ...), never a path. */
 #define JWT_KEY_BASE_MAX 64
@@ -636,90 +634,6 @@ out:
     return r;
 }
 
-/*
- * Reads a key file into a new NUL-terminated buffer. A file that group or others may access is
- * refused before a byte is read; the mode comes from the open descriptor, so it is the file we
- * read that was checked. The caller wipes and frees *out (*outlen bytes).
- */
-static enum as_err read_key_file(const char *path, char **out, size_t *outlen)
-{
-    enum as_err r = AS_OK;
-    char *buf = NULL;
-    size_t len = 0;
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        /* A missing key is for the caller to judge (it may generate one); other errors are not. */
-        if (errno == ENOENT) {
-            r = AS_ERR_NOT_FOUND;
-            as_debug("jwtsvid: %s does not exist", path);
-            goto out;
-        }
-        r = AS_ERR_IO;
-        as_error("jwtsvid: cannot open %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &st) != 0) {
-        as_error("jwtsvid: cannot stat %s: %s", path, strerror(errno));
-        r = AS_ERR_IO;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        as_error("jwtsvid: %s is not a regular file", path);
-        r = AS_ERR_CONFIG;
-        goto out;
-    }
-    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        as_error("jwtsvid: %s has mode %04o, open to group or others; run chmod 600 %s", path,
-                 (unsigned)(st.st_mode & 07777), path);
-        r = AS_ERR_CONFIG;
-        goto out;
-    }
-    if (st.st_size > JWT_KEY_MAX_FILE_BYTES) {
-        as_error("jwtsvid: %s is larger than %d bytes", path, JWT_KEY_MAX_FILE_BYTES);
-        r = AS_ERR_CONFIG;
-        goto out;
-    }
-    /* One spare byte detects a file that grew past the cap after fstat. */
-    buf = malloc(JWT_KEY_MAX_FILE_BYTES + 2);
-    if (buf == NULL) {
-        r = AS_ERR_NOMEM;
-        goto out;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, JWT_KEY_MAX_FILE_BYTES + 1 - len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            as_error("jwtsvid: cannot read %s: %s", path, strerror(errno));
-            r = AS_ERR_IO;
-            goto out;
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len > JWT_KEY_MAX_FILE_BYTES) {
-            as_error("jwtsvid: %s is larger than %d bytes", path, JWT_KEY_MAX_FILE_BYTES);
-            r = AS_ERR_CONFIG;
-            goto out;
-        }
-    }
-    buf[len] = '\0';
-    *out = buf;
-    *outlen = len;
-    buf = NULL;
-out:
-    if (buf != NULL) {
-        as_wipe(buf, JWT_KEY_MAX_FILE_BYTES + 2);
-        free(buf);
-    }
-    if (fd >= 0) {
-        close(fd);
-    }
-    return r;
-}
 
 enum as_err as_jwtkey_load(const char *dir, const char *base, struct as_jwtkey **out)
 {
@@ -734,7 +648,7 @@ enum as_err as_jwtkey_load(const char *dir, const char *base, struct as_jwtkey *
     }
     *out = NULL;
     if ((r = key_path(dir, base, path, sizeof path)) != AS_OK ||
-        (r = read_key_file(path, &pem, &pemlen)) != AS_OK) {
+        (r = as_pki_read_file(path, true, &pem, &pemlen)) != AS_OK) {
         goto out;
     }
     bio = BIO_new_mem_buf(pem, (int)pemlen);

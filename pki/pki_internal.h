@@ -119,7 +119,8 @@ enum as_err as_pki_ca_generate(const char *trust_domain, int64_t ttl,
 /*
  * Reads the file at path into a new NUL-terminated buffer of at most 64 KiB, as the CA files are
  * read: a regular file only, and with is_key one that group and others cannot access (checked on
- * the open descriptor). Every refusal is logged with the path. The caller wipes and frees *out.
+ * the open descriptor). AS_ERR_NOT_FOUND (logged at debug only) when it does not exist; every
+ * other refusal is logged with the path. The caller wipes and frees *out.
  */
 enum as_err as_pki_read_file(const char *path, bool is_key, char **out, size_t *outlen) AS_WUR;
 /* The keyIdentifier for the AKID of what x issues: its SKID, else SHA-1 of its public key

@@ -605,7 +605,12 @@ enum as_err as_upstream_load(const char *cert_file, const char *key_file, struct
     /* The key first: its mode check must not wait on a certificate that fails to parse. */
     if ((r = as_pki_read_file(key_file, true, &key_buf, &key_len)) != AS_OK ||
         (r = as_pki_read_file(cert_file, false, &cert_buf, &cert_len)) != AS_OK) {
-        /* A file that cannot be read is a configuration error here (logged by the reader). */
+        /* A file that cannot be read is a configuration error here (logged by the reader,
+         * except a missing one, which the reader leaves to its caller). */
+        if (r == AS_ERR_NOT_FOUND) {
+            as_error("pki: cannot open the upstream CA files %s and %s: one does not exist",
+                     key_file, cert_file);
+        }
         if (r != AS_ERR_NOMEM) {
             r = AS_ERR_CONFIG;
         }
