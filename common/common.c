@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -35,6 +36,12 @@ const char *as_strerror(enum as_err err)
 /* ---- logging ---- */
 
 static enum as_log_level g_level = AS_LOG_INFO;
+static _Thread_local const char *t_request;
+
+void as_log_request(const char *id)
+{
+    t_request = id;
+}
 
 void as_log_set_level(enum as_log_level lvl)
 {
@@ -64,7 +71,96 @@ void as_log(enum as_log_level lvl, const char *fmt, ...)
             *p = ' ';
         }
     }
-    fprintf(stderr, "%s.%03ldZ [%s] %s\n", ts, now.tv_nsec / 1000000, names[lvl], msg);
+    if (t_request != NULL) {
+        fprintf(stderr, "%s.%03ldZ [%s] req=%s %s\n", ts, now.tv_nsec / 1000000, names[lvl],
+                t_request, msg);
+    } else {
+        fprintf(stderr, "%s.%03ldZ [%s] %s\n", ts, now.tv_nsec / 1000000, names[lvl], msg);
+    }
+}
+
+/* ---- UTF-8 ---- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when none (RFC 3629: no
+ * overlongs, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) {
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) {
+        return 0;
+    }
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return len;
+}
+
+size_t as_utf8_len(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (l == 0) {
+            break;
+        }
+        i += l;
+    }
+    return i;
+}
+
+void as_utf8_sanitize(char *s)
+{
+    size_t n = strlen(s);
+    size_t i = 0;
+    while (i < n) {
+        size_t l = utf8_seq((unsigned char *)s + i, n - i);
+        if (l == 0) {
+            s[i] = '?';
+            l = 1;
+        }
+        i += l;
+    }
+}
+
+/* ---- latency histograms ---- */
+
+const double as_hist_bounds[AS_HIST_BUCKETS] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                                0.5,     1,      2.5,     10};
+
+void as_hist_observe(struct as_hist *h, int64_t ns)
+{
+    double s = (double)(ns > 0 ? ns : 0) / 1e9;
+    size_t i = 0;
+    while (i < AS_HIST_BUCKETS && s > as_hist_bounds[i]) {
+        i++;
+    }
+    atomic_fetch_add_explicit(&h->bucket[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(ns > 0 ? ns : 0), memory_order_relaxed);
 }
 
 /* ---- secrets ---- */
@@ -340,6 +436,10 @@ enum as_err as_url_path_canonical(const char *url, char *out, size_t outlen)
                 return AS_ERR_INVALID;
             }
         }
+        /* The path goes into JSON (errors, audit lines), which holds only UTF-8. */
+        if (as_utf8_len(seg, sl) != sl) {
+            return AS_ERR_INVALID;
+        }
         if (o + sl + 2 > outlen) {
             return AS_ERR_INVALID;
         }
@@ -471,6 +571,13 @@ int64_t as_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+int64_t as_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /*

@@ -51,6 +51,9 @@ const char *as_strerror(enum as_err err);
 enum as_log_level { AS_LOG_DEBUG, AS_LOG_INFO, AS_LOG_WARN, AS_LOG_ERROR };
 void as_log_set_level(enum as_log_level lvl);
 void as_log(enum as_log_level lvl, const char *fmt, ...) AS_PRINTF(2, 3);
+/* The request the calling thread is serving: its lines carry "req=<id>" until cleared with
+ * NULL. id is borrowed until then. */
+void as_log_request(const char *id);
 #define as_debug(...) as_log(AS_LOG_DEBUG, __VA_ARGS__)
 #define as_info(...) as_log(AS_LOG_INFO, __VA_ARGS__)
 #define as_warn(...) as_log(AS_LOG_WARN, __VA_ARGS__)
@@ -93,6 +96,13 @@ enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...) AS_PRINTF(2, 3
 /* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
 void as_buf_free(struct as_buf *b, bool wipe);
 
+/* ---- UTF-8 (JSON strings must be valid UTF-8, or jansson refuses them) ---- */
+/* Bytes of s[0..n) that form valid UTF-8 from the start (n when all of it is valid). */
+size_t as_utf8_len(const char *s, size_t n);
+/* Replaces every byte of s that is not part of a valid UTF-8 sequence with '?' (e.g. a
+ * multibyte character cut by a %.200s). */
+void as_utf8_sanitize(char *s);
+
 /* ---- URLs ---- */
 /* Percent-decodes n bytes of in into out (outlen bytes, NUL-terminated); '+' stays '+'.
  * false on a bad escape, an encoded NUL, or overflow. */
@@ -120,6 +130,19 @@ enum as_err as_file_read(const char *path, size_t max, char **out, size_t *len) 
 /* ---- time and durations ---- */
 /* Seconds since the epoch (CLOCK_REALTIME). */
 int64_t as_now(void);
+/* Nanoseconds of CLOCK_MONOTONIC, for durations. */
+int64_t as_mono_ns(void);
+
+/* ---- latency histograms (lock-free; rendered by the server's sys/metrics) ---- */
+#define AS_HIST_BUCKETS 16
+/* Upper bounds in seconds, increasing; a last implicit bucket is +Inf. */
+extern const double as_hist_bounds[AS_HIST_BUCKETS];
+struct as_hist {
+    _Atomic uint64_t bucket[AS_HIST_BUCKETS + 1]; /* per bucket, not cumulative */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_ns;
+};
+void as_hist_observe(struct as_hist *h, int64_t ns);
 /*
  * Parses a duration: integer seconds ("90") or a Go-style duration ("90s", "15m", "1h30m",
  * "1.5h", "500ms" rounds down to whole seconds). Negative values and overflow are AS_ERR_INVALID.

@@ -385,6 +385,7 @@ struct as_store {
     struct as_conn *conns;
     struct as_store *prev;
     struct as_store *next;
+    struct as_hist commit_hist; /* durations of commits (explicit, and of single writes) */
 };
 
 /*
@@ -619,10 +620,25 @@ static enum as_err stmt_ready(struct as_store *st, enum stmt_id id, struct as_co
 
 /* ---- stepping: each maps a failed step to our errors with map_err(what) ---- */
 
+/*
+ * A write outside an explicit transaction commits (and syncs) inside its step: its duration is a
+ * commit's. Transaction control statements count as read-only here; as_store_commit times those.
+ */
+static void note_autocommit(struct as_conn *c, sqlite3_stmt *s, int64_t t0)
+{
+    if (!c->in_tx && !sqlite3_stmt_readonly(s) && sqlite3_get_autocommit(c->db)) {
+        as_hist_observe(&c->st->commit_hist, as_mono_ns() - t0);
+    }
+}
+
 /* Steps a statement that returns no rows (a write, transaction control) to completion. */
 static enum as_err step_done(struct as_conn *c, sqlite3_stmt *s, const char *what)
 {
+    int64_t t0 = as_mono_ns();
     int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        note_autocommit(c, s, t0);
+    }
     return rc == SQLITE_DONE ? AS_OK : map_err(c, rc, what);
 }
 
@@ -670,6 +686,7 @@ static enum as_err step_returning(struct as_conn *c, sqlite3_stmt *s, const char
 {
     int64_t v = 0;
     bool got = false;
+    int64_t t0 = as_mono_ns();
     int rc = sqlite3_step(s);
 
     if (rc == SQLITE_ROW) {
@@ -680,6 +697,7 @@ static enum as_err step_returning(struct as_conn *c, sqlite3_stmt *s, const char
     if (rc != SQLITE_DONE) {
         return map_err(c, rc, what);
     }
+    note_autocommit(c, s, t0);
     if (got) {
         *out = v;
     }
@@ -1254,7 +1272,11 @@ enum as_err as_store_commit(struct as_store *st)
         as_error("store: the transaction was aborted by an earlier error; nothing committed");
         return AS_ERR_STORE;
     }
+    int64_t t0 = as_mono_ns();
     r = run_simple(c, ST_COMMIT, "commit");
+    if (r == AS_OK) {
+        as_hist_observe(&st->commit_hist, as_mono_ns() - t0);
+    }
     /* A failed commit ends the transaction either way, so a later begin starts cleanly. */
     if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
         (void)run_simple(c, ST_ROLLBACK, "rollback");
@@ -2982,4 +3004,9 @@ enum as_err as_store_intention_version(struct as_store *st, int64_t *out)
 out:
     stmt_put(s);
     return r;
+}
+
+const struct as_hist *as_store_commit_hist(const struct as_store *st)
+{
+    return &st->commit_hist;
 }

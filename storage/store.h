@@ -32,6 +32,9 @@ void as_store_close(struct as_store *st);
 enum as_err as_store_begin(struct as_store *st) AS_WUR;
 enum as_err as_store_commit(struct as_store *st) AS_WUR;
 void as_store_rollback(struct as_store *st);
+/* Durations of the commits so far (explicit ones and single writes), for sys/metrics. Borrowed
+ * for the store's life. */
+const struct as_hist *as_store_commit_hist(const struct as_store *st);
 
 /* ---- settings: small named blobs (server keys, bootstrap state) ---- */
 /* *val is malloc'd (caller frees; wipe if secret), *len its length; AS_ERR_NOT_FOUND if unset. */

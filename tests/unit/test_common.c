@@ -153,6 +153,11 @@ static void test_paths(void)
         {"/v1/sys/a%0ab", AS_ERR_INVALID, NULL},
         {"/v1/sys/%zz", AS_ERR_INVALID, NULL},
         {"/v1/sys/%4", AS_ERR_INVALID, NULL},
+        {"/v1/sys/caf%C3%A9", AS_OK, "sys/caf\xc3\xa9"},
+        {"/v1/sys/%ff%fe", AS_ERR_INVALID, NULL},
+        {"/v1/auth/%C3/login", AS_ERR_INVALID, NULL},
+        {"/v1/sys/%C0%AF", AS_ERR_INVALID, NULL},
+        {"/v1/sys/%ED%A0%80", AS_ERR_INVALID, NULL},
         {"/v2/sys/health", AS_ERR_NOT_FOUND, NULL},
         {"/v1/", AS_ERR_NOT_FOUND, NULL},
         {"/sys/health", AS_ERR_NOT_FOUND, NULL},
@@ -170,9 +175,26 @@ static void test_paths(void)
     }
 }
 
+/* UTF-8: what JSON strings may hold (RFC 3629), and the repair of a message cut in two. */
+static void test_utf8(void)
+{
+    CHECK_INT((long)as_utf8_len("abc", 3), 3);
+    CHECK_INT((long)as_utf8_len("caf\xc3\xa9", 5), 5);
+    CHECK_INT((long)as_utf8_len("\xf0\x9f\x98\x80", 4), 4);     /* U+1F600 */
+    CHECK_INT((long)as_utf8_len("ab\xc3", 3), 2);                 /* cut short */
+    CHECK_INT((long)as_utf8_len("\xc0\xaf", 2), 0);               /* overlong '/' */
+    CHECK_INT((long)as_utf8_len("\xed\xa0\x80", 3), 0);           /* a surrogate */
+    CHECK_INT((long)as_utf8_len("\xf4\x90\x80\x80", 4), 0);       /* above U+10FFFF */
+    CHECK_INT((long)as_utf8_len("\xff", 1), 0);
+    char s[] = "ok \xff caf\xc3\xa9 \xc3";
+    as_utf8_sanitize(s);
+    CHECK_STR(s, "ok ? caf\xc3\xa9 ?");
+}
+
 int main(void)
 {
     test_paths();
+    test_utf8();
     test_durations();
     test_json();
     test_buf();
