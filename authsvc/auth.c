@@ -499,14 +499,18 @@ enum as_err h_auth_login(struct as_server *srv, struct as_req *req, struct as_re
 {
     struct as_mount_rec *m = NULL;
     int retry = 1;
-    if (!as_login_allowed(srv, req->remote, &retry)) {
-        resp->retry_after = retry;
-        return as_fail(resp, AS_ERR_RATE, "too many logins from %s; retry in %d s", req->remote,
-                       retry);
-    }
     enum as_err r = mount_of(srv, req, resp, &m);
     if (r != AS_OK) {
         return r;
+    }
+    /* Login metrics are labelled by mounts that exist, never by whatever a client put in the
+     * URL (which would let anyone grow or break the metrics output). */
+    snprintf(req->login_mount, sizeof req->login_mount, "%s", m->path);
+    if (!as_login_allowed(srv, req->remote, &retry)) {
+        as_mount_rec_free(m);
+        resp->retry_after = retry;
+        return as_fail(resp, AS_ERR_RATE, "too many logins from %s; retry in %d s", req->remote,
+                       retry);
     }
     r = is_type(m, "jwt") ? as_jwt_login(srv, m, req, resp) : as_cert_login(srv, m, req, resp);
     as_mount_rec_free(m);

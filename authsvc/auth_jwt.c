@@ -680,8 +680,10 @@ static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m,
                            strcmp(s->failed_config, m->config_json) == 0 && recent;
     pthread_rwlock_unlock(&s->lock);
     if (current && (!refetch || recent)) {
+        as_metrics_cache(AS_CACHE_JWKS, true);
         return AS_OK;
     }
+    as_metrics_cache(AS_CACHE_JWKS, false);
     if (failed_recently) {
         snprintf(why, whylen, "fetching keys failed less than %d s ago", JWKS_REFETCH_SECONDS);
         return AS_ERR_INVALID;

@@ -321,6 +321,25 @@ enum as_err as_caset_active(struct as_caset *cs, struct as_signing *out)
     return g != NULL ? AS_OK : AS_ERR_INTERNAL;
 }
 
+size_t as_caset_gens(struct as_caset *cs, struct as_gen_info *out, size_t max)
+{
+    size_t k = 0;
+    pthread_rwlock_rdlock(&cs->lock);
+    for (size_t i = 0; i < cs->n && k < max; i++) {
+        const struct as_gen *g = cs->gens[i];
+        if (g->ca == NULL) {
+            continue;
+        }
+        out[k].id = g->id;
+        out[k].not_after = as_ca_not_after(g->ca);
+        out[k].in_bundle = g->in_bundle;
+        snprintf(out[k].state, sizeof out[k].state, "%s", g->state);
+        k++;
+    }
+    pthread_rwlock_unlock(&cs->lock);
+    return k;
+}
+
 char *as_caset_bundle_pem(struct as_caset *cs)
 {
     struct as_buf b;

@@ -46,6 +46,7 @@ static enum as_err refresh(struct as_server *srv)
     pthread_rwlock_rdlock(&cache.lock);
     bool fresh = cache.version >= v && cache.set != NULL;
     pthread_rwlock_unlock(&cache.lock);
+    as_metrics_cache(AS_CACHE_INTENTIONS, fresh);
     if (fresh) {
         return AS_OK;
     }
@@ -459,6 +460,8 @@ enum as_err h_connect_authorize(struct as_server *srv, struct as_req *req, struc
     }
     resp->data = json_pack("{s:b,s:s,s:s}", "authorized", allow, "reason", reason,
                            "intention_id", id);
+    resp->audit_data = json_pack("{s:s,s:s}", "source", who.spiffe_id, "target", target);
+    resp->check_allowed = allow;
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }
@@ -614,9 +617,12 @@ enum as_err h_connect_ext_authz(struct as_server *srv, struct as_req *req, struc
     if ((r = answer(srv, &who, target, &allow, reason, sizeof reason, id, sizeof id)) != AS_OK) {
         return r;
     }
+    resp->audit_data = json_pack("{s:b,s:s,s:s,s:s,s:s}", "authorized", allow, "reason", reason,
+                                 "intention_id", id, "source", who.spiffe_id, "target", target);
     if (!allow) {
         return as_fail(resp, AS_ERR_PERMISSION, "%s", reason);
     }
+    resp->check_allowed = true;
     snprintf(resp->hdr_value, sizeof resp->hdr_value, "%s", who.spiffe_id);
     resp->hdr_name = "X-Authsvc-Spiffe-Id";
     resp->data = json_pack("{s:b,s:s,s:s,s:s}", "authorized", 1, "reason", reason,

@@ -146,6 +146,7 @@ enum as_err h_pki_revoke(struct as_server *srv, struct as_req *req, struct as_re
     }
     if (!was) {
         as_info("certificate %s revoked", serial);
+        as_metrics_revocation(AS_METRIC_REVOKE_CERT);
     }
     char when[40];
     as_time_rfc3339(at, when, sizeof when);

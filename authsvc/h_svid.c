@@ -220,6 +220,7 @@ enum as_err h_svid_x509(struct as_server *srv, struct as_req *req, struct as_res
         json_object_set_new(resp->data, "private_key_type", json_string("ec"));
     }
     resp->status = 200;
+    as_metrics_svid(AS_METRIC_SVID_X509);
     as_info("x509-svid %s issued for %s (token %s)", leaf->serial, id, req->auth->accessor);
 out:
     json_decref(ids);
@@ -287,6 +288,9 @@ enum as_err h_svid_jwt(struct as_server *srv, struct as_req *req, struct as_resp
                            (json_int_t)exp);
     resp->status = 200;
     r = resp->data ? AS_OK : AS_ERR_NOMEM;
+    if (r == AS_OK) {
+        as_metrics_svid(AS_METRIC_SVID_JWT);
+    }
 out:
     json_decref(ids);
     json_decref(meta);

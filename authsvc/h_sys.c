@@ -379,3 +379,37 @@ enum as_err h_sys_identities(struct as_server *srv, struct as_req *req, struct a
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }
+
+/* sys/audit-hash: Vault's {input} → {hash}, so an admin can find a known value in the log. */
+enum as_err h_sys_audit_hash(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    json_t *in = json_object_get(req->body, "input");
+    char hash[AS_AUDIT_HASH_LEN];
+    if (!json_is_string(in)) {
+        return as_fail(resp, AS_ERR_INVALID, "input is required and must be a string");
+    }
+    enum as_err r = as_audit_hash(srv->audit, json_string_value(in), json_string_length(in), hash);
+    if (r != AS_OK) {
+        return r;
+    }
+    resp->data = json_pack("{s:s}", "hash", hash);
+    resp->status = 200;
+    return resp->data ? AS_OK : AS_ERR_NOMEM;
+}
+
+/* sys/audit/head: the chain head kept in the store (SPEC §8). Successful reads are not audited
+ * (AS_AUDIT_FAILURES), so with no other traffic the head is the last line of the log. */
+enum as_err h_sys_audit_head(struct as_server *srv, struct as_req *req, struct as_resp *resp)
+{
+    (void)req;
+    char hash[65];
+    uint64_t line = 0;
+    enum as_err r = as_audit_head(srv->audit, hash, &line);
+    if (r != AS_OK) {
+        return r;
+    }
+    resp->data = json_pack("{s:s,s:I,s:b}", "hash", hash, "line", (json_int_t)line, "enabled",
+                           as_audit_enabled(srv->audit));
+    resp->status = 200;
+    return resp->data ? AS_OK : AS_ERR_NOMEM;
+}

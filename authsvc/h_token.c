@@ -309,10 +309,15 @@ enum as_err h_token_revoke(struct as_server *srv, struct as_req *req, struct as_
     bool tree = !ends_with(req->path, "revoke-orphan");
     if (!(req->last_use && t == req->auth)) {
         r = as_tokens_revoke(srv->tokens, t->accessor, tree);
+        if (r == AS_OK) {
+            as_metrics_revocation(AS_METRIC_REVOKE_TOKEN);
+        }
         if (r == AS_ERR_NOT_FOUND) {
             r = AS_OK;
         }
     }
+    /* The audit line names the revoked token by accessor, whatever the request named it by. */
+    resp->audit_data = json_pack("{s:s}", "accessor", t->accessor);
     if (owned) {
         as_token_rec_free(t);
     }

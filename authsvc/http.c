@@ -83,6 +83,8 @@ enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(resp->err, sizeof resp->err, fmt, ap);
     va_end(ap);
+    /* Messages quote input; a precision like %.200s may cut a character in two. */
+    as_utf8_sanitize(resp->err);
     return err;
 }
 
@@ -286,6 +288,40 @@ static json_t *envelope(const struct as_req *req, struct as_resp *resp)
     return o;
 }
 
+/* The public error text of a failed request ("" for Vault's empty 404 of a LIST). */
+static const char *error_text(const struct as_req *req, const struct as_resp *resp,
+                              enum as_err err)
+{
+    int status = status_of(err);
+    if (err == AS_ERR_NOT_FOUND && req->method == AS_M_LIST && resp->err[0] == '\0') {
+        return "";
+    }
+    return (status != 500 && resp->err[0]) ? resp->err : public_message(status);
+}
+
+/* Whether this request is audited (SPEC §8, enum as_audit_mode). */
+static bool audited(const struct as_server *srv, const struct as_req *req,
+                    const struct as_resp *resp, int status)
+{
+    if (!as_audit_enabled(srv->audit)) {
+        return false;
+    }
+    if (req->route == NULL) {
+        return true; /* unknown paths and methods: someone probing is worth a line */
+    }
+    switch (req->route->audit) {
+    case AS_AUDIT_ALL:
+        return true;
+    case AS_AUDIT_NEVER:
+        return false;
+    case AS_AUDIT_CHECKS:
+        return status != 200 || !resp->check_allowed || as_audit_log_allowed_checks(srv->audit);
+    case AS_AUDIT_FAILURES:
+        return status >= 400;
+    }
+    return true;
+}
+
 static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
                               struct as_resp *resp, enum as_err err)
 {
@@ -303,8 +339,7 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
             return ret;
         }
         /* 500s never carry details to the peer; those stay in the log. */
-        const char *msg = (status != 500 && resp->err[0]) ? resp->err : public_message(status);
-        return queue_error_h(conn, status, msg, req->request_id,
+        return queue_error_h(conn, status, error_text(req, resp, err), req->request_id,
                              status == 429 ? (resp->retry_after > 0 ? resp->retry_after : 1) : 0);
     }
     if (resp->raw != NULL) {
@@ -374,7 +409,9 @@ static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn
     memset(&resp, 0, sizeof resp);
     req.conn = conn;
     req.method_name = method;
+    req.start_ns = as_mono_ns();
     request_id(req.request_id);
+    as_log_request(req.request_id);
     remote_of(conn, req.remote, sizeof req.remote);
     peer_chain(conn, &req);
     req.method = method_of(method);
@@ -397,14 +434,39 @@ static enum MHD_Result handle(struct as_server *srv, struct MHD_Connection *conn
     req.token = token_of(conn);
     err = as_dispatch(srv, &req, &resp);
 done:;
-    enum MHD_Result ret = render(conn, &req, &resp, err);
     int shown = err != AS_OK ? status_of(err) : (resp.status ? resp.status : 200);
-    as_info("request %s %s /v1/%s %d %s", req.request_id, method, req.path, shown, req.remote);
+    /* The response line is written before the answer; when the log cannot take it (or the
+     * request line of a check) the answer is a 500 (SPEC §8). */
+    if (audited(srv, &req, &resp, shown)) {
+        const char *etext = err != AS_OK ? error_text(&req, &resp, err) : NULL;
+        enum as_err ar = AS_OK;
+        if (!req.audit_req_done) {
+            ar = as_audit_request(srv->audit, &req, etext);
+        }
+        if (ar == AS_OK) {
+            ar = as_audit_response(srv->audit, &req, &resp, shown, etext);
+        }
+        if (ar != AS_OK) {
+            as_metrics_audit_failure();
+            as_error("the audit log did not take the request; answering 500");
+            err = AS_ERR_IO;
+            resp.err[0] = '\0';
+            shown = 500;
+        }
+    }
+    enum MHD_Result ret = render(conn, &req, &resp, err);
+    as_metrics_request(req.route, shown, as_mono_ns() - req.start_ns);
+    if (req.login_mount[0] != '\0') {
+        as_metrics_login(req.login_mount, shown);
+    }
+    as_info("%s /v1/%s %d %s", method, req.path, shown, req.remote);
+    as_log_request(NULL);
     json_decref(req.body);
     json_decref(resp.data);
     json_decref(resp.auth);
     json_decref(resp.warnings);
     json_decref(resp.raw_json);
+    json_decref(resp.audit_data);
     free(resp.raw);
     as_token_rec_free(req.auth);
     as_acl_free(req.acl);

@@ -12,56 +12,74 @@
 #define M_ANY (AS_M_GET | AS_M_POST | AS_M_DELETE | AS_M_LIST | AS_M_HEAD | AS_M_OTHER)
 
 static const struct as_route routes[] = {
-    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false},
-    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false},
-    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false},
-    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false},
-    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false},
-    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false},
-    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false},
-    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false},
-    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false},
-    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false},
-    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false},
-    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false},
-    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false},
-    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
-    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
-    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false},
-    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
-    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
-    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false},
-    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke, false},
-    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false},
+    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false, AS_AUDIT_NEVER},
+    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false, AS_AUDIT_ALL},
+    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false, AS_AUDIT_ALL},
+    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false, AS_AUDIT_ALL},
+    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false, AS_AUDIT_ALL},
+    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false, AS_AUDIT_ALL},
+    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false, AS_AUDIT_ALL},
+    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false, AS_AUDIT_ALL},
+    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
+    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
+    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
+    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
+    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
+    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
+    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
+    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
+    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
+    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
+    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
+    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke, false, AS_AUDIT_ALL},
+    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false, AS_AUDIT_ALL},
     /* Auth methods: after every auth/token/ row, so "token" is never taken for a mount. */
-    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false},
-    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false},
-    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false},
-    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false},
-    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false},
-    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false},
-    {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false},
-    {"connect/intentions/:id", M_RW, AS_AUTH_TOKEN, false, h_connect_intention, false},
-    {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false},
-    {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true},
-    {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true},
-    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false},
-    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
-    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
-    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false},
-    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false},
-    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false},
-    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false},
-    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false},
-    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false},
-    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false},
-    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false},
-    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false},
-    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false},
-    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false},
-    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false},
-    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false},
+    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false, AS_AUDIT_ALL},
+    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_ALL},
+    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
+    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_ALL},
+    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
+    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false, AS_AUDIT_ALL},
+    {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false, AS_AUDIT_ALL},
+    {"connect/intentions/:id", M_RW, AS_AUTH_TOKEN, false, h_connect_intention, false, AS_AUDIT_ALL},
+    {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false, AS_AUDIT_CHECKS},
+    {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
+    {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
+    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false, AS_AUDIT_ALL},
+    {"sys/audit-hash", AS_M_POST, AS_AUTH_TOKEN, true, h_sys_audit_hash, false, AS_AUDIT_ALL},
+    {"sys/audit/head", AS_M_GET, AS_AUTH_TOKEN, true, h_sys_audit_head, false, AS_AUDIT_FAILURES},
+    {"sys/metrics", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_metrics, false, AS_AUDIT_ALL},
+    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
+    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
+    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
+    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false, AS_AUDIT_ALL},
+    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
+    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
+    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false, AS_AUDIT_ALL},
+    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_ALL},
+    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_ALL},
+    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false, AS_AUDIT_ALL},
+    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false, AS_AUDIT_ALL},
+    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false, AS_AUDIT_ALL},
+    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false, AS_AUDIT_ALL},
+    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false, AS_AUDIT_ALL},
+    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false, AS_AUDIT_ALL},
 };
+
+size_t as_route_count(void)
+{
+    return sizeof routes / sizeof routes[0];
+}
+
+const struct as_route *as_route_at(size_t i)
+{
+    return i < as_route_count() ? &routes[i] : NULL;
+}
+
+size_t as_route_index(const struct as_route *r)
+{
+    return (size_t)(r - routes);
+}
 
 /* Matches path against pattern, capturing ":x" segments into req->params. */
 static bool match(const char *pattern, struct as_req *req)
@@ -160,6 +178,7 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
     if (r != AS_OK) {
         return r;
     }
+    req->route = route;
     /* The body is parsed once the route is known: a proxy's forwarded body is not ours. */
     char perr[160] = "";
     r = route->opaque_body ? as_json_parse_object("", 0, &req->body, perr, sizeof perr)
@@ -184,6 +203,18 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
             (route->sudo && (caps & AS_CAP_SUDO) == 0)) {
             return as_fail(resp, AS_ERR_PERMISSION, "permission denied");
         }
+    }
+    /* The request line goes to the audit log before anything can change (SPEC §8): when it
+     * cannot be written, the request fails with nothing done. Checks are audited after their
+     * decision (as_audit_mode). */
+    if (route->audit == AS_AUDIT_ALL && as_audit_enabled(srv->audit)) {
+        if ((r = as_audit_request(srv->audit, req, NULL)) != AS_OK) {
+            as_metrics_audit_failure();
+            return AS_ERR_IO;
+        }
+        req->audit_req_done = true;
+    }
+    if (route->auth == AS_AUTH_TOKEN) {
         /* A limited-use token spends one use per authorized request (Vault). */
         if ((r = as_tokens_use(srv->tokens, req->auth, &req->last_use)) != AS_OK) {
             return r == AS_ERR_PERMISSION ? as_fail(resp, r, "permission denied") : r;

@@ -73,6 +73,14 @@ json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint);
 /* The JWT-SVID keys in the bundle (borrowed), at most max. */
 size_t as_caset_jwt_keys(struct as_caset *cs, const struct as_jwtkey **out, size_t max);
 int64_t as_caset_sequence(struct as_caset *cs);
+/* The generations with a CA (at most max), oldest first: for the metrics. */
+struct as_gen_info {
+    int64_t id;
+    int64_t not_after;
+    bool in_bundle;
+    char state[16];
+};
+size_t as_caset_gens(struct as_caset *cs, struct as_gen_info *out, size_t max);
 /* DER CRL of the active generation; PEM CRLs of every generation in the bundle (malloc'd). */
 enum as_err as_caset_crl_der(struct as_caset *cs, unsigned char **der, size_t *len) AS_WUR;
 enum as_err as_caset_crl_pem(struct as_caset *cs, char **pem) AS_WUR;
@@ -90,6 +98,7 @@ struct as_server {
     struct as_store *store;
     struct as_tokens *tokens;
     struct as_caset *caset;
+    struct as_audit *audit;
     struct MHD_Daemon *http;
     struct MHD_Daemon *https;
     bool initialized; /* bootstrap done */
@@ -125,6 +134,10 @@ struct as_req {
     bool last_use;            /* the token's final use happened in this request */
     char request_id[40];
     char remote[64];
+    const struct as_route *route; /* set by as_dispatch once found, else NULL */
+    bool audit_req_done;          /* the request's audit line has been written */
+    int64_t start_ns;             /* monotonic, for the latency metrics */
+    char login_mount[72];         /* a login's mount once it is known to exist (metrics) */
     struct MHD_Connection *conn;
     bool tls;                 /* the request came over the HTTPS listener */
     /* The TLS client certificate chain exactly as the client presented it (DER, leaf first),
@@ -151,6 +164,8 @@ struct as_resp {
     int retry_after;      /* seconds, sent as Retry-After with a 429 */
     const char *hdr_name; /* one extra response header (e.g. X-Authsvc-Spiffe-Id), or NULL */
     char hdr_value[AS_SPIFFE_MAX_ID + 1];
+    json_t *audit_data;   /* what the audit response line adds to data (a check's decision) */
+    bool check_allowed;   /* a proxy check said yes (decides whether it is audited) */
 };
 
 typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
@@ -166,6 +181,15 @@ enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
 
 /* ---- route table (routes.c) ---- */
 enum as_auth_mode { AS_AUTH_NONE, AS_AUTH_TOKEN };
+/* When a route's requests are audited (SPEC §8). */
+enum as_audit_mode {
+    AS_AUDIT_ALL,      /* every request: the request line before the handler runs */
+    AS_AUDIT_NEVER,    /* sys/health */
+    AS_AUDIT_CHECKS,   /* proxy checks: only denials, unless audit.log_allowed_checks; both
+                          lines are written after the decision (a check changes nothing) */
+    AS_AUDIT_FAILURES, /* only when refused (sys/audit/head: so the head it returns is the end
+                          of the log) */
+};
 
 struct as_route {
     const char *pattern;  /* segments; ":x" captures one segment, trailing "*" the rest */
@@ -174,7 +198,12 @@ struct as_route {
     bool sudo;            /* sudo on the path is required as well */
     as_handler handler;
     bool opaque_body;     /* the body is not ours to parse (a proxy's forwarded request) */
+    enum as_audit_mode audit;
 };
+/* The route table, for the metrics: n rows; as_route_index of a row. */
+size_t as_route_count(void);
+const struct as_route *as_route_at(size_t i);
+size_t as_route_index(const struct as_route *r);
 
 /*
  * Finds the route for path. AS_ERR_NOT_FOUND if no pattern matches, AS_ERR_METHOD if one matches
@@ -215,6 +244,9 @@ enum as_err h_svid_jwt(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_svid_jwt_validate(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_svid_bundle(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_sys_identities(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_audit_hash(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_audit_head(struct as_server *, struct as_req *, struct as_resp *);
+enum as_err h_sys_metrics(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_sys_auth_mount(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_auth_config(struct as_server *, struct as_req *, struct as_resp *);
 enum as_err h_auth_role(struct as_server *, struct as_req *, struct as_resp *);
@@ -282,6 +314,51 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m,
 
 /* Vault's "auth" block for a token just created or renewed (secret may be NULL → ""). */
 json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl);
+
+/* ---- audit device (audit.c, SPEC §8) ---- */
+struct as_audit;
+/* "hmac-sha256:" + 64 hex + NUL */
+#define AS_AUDIT_HASH_LEN 77
+/*
+ * Loads (creating on a new store) the audit salt and the chain head from the store and opens
+ * path (NULL or "" disables the file; the salt still serves sys/audit-hash). A file that cannot
+ * be opened is not fatal (audited requests fail until it can be); a file that does not continue
+ * the stored chain is AS_ERR_INVALID. Caller frees with as_audit_free.
+ */
+enum as_err as_audit_open(struct as_store *store, const char *path, bool log_allowed_checks,
+                          struct as_audit **out) AS_WUR;
+void as_audit_free(struct as_audit *a);
+/* SIGHUP: closes and reopens the file (after a rotation), continuing the chain. */
+enum as_err as_audit_reopen(struct as_audit *a) AS_WUR;
+bool as_audit_enabled(const struct as_audit *a);
+bool as_audit_log_allowed_checks(const struct as_audit *a);
+/* "hmac-sha256:<hex>" of len bytes at in under the salt (sys/audit-hash). */
+enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
+                          char out[AS_AUDIT_HASH_LEN]) AS_WUR;
+/* The head kept in the store: hash of the last line synced and its number (genesis, 0 before
+ * the first line). */
+enum as_err as_audit_head(const struct as_audit *a, char hash[65], uint64_t *line) AS_WUR;
+/* Writes the request / response line of req and returns once it is on disk. AS_ERR_IO when the
+ * file cannot be written or synced (the caller answers 500). error: the public error or NULL. */
+enum as_err as_audit_request(struct as_audit *a, const struct as_req *req,
+                             const char *error) AS_WUR;
+enum as_err as_audit_response(struct as_audit *a, const struct as_req *req,
+                              const struct as_resp *resp, int status, const char *error) AS_WUR;
+
+/* ---- metrics (metrics.c) ---- */
+/* One finished request: its route (NULL when none matched), status and latency. */
+void as_metrics_request(const struct as_route *route, int status, int64_t ns);
+/* A login on mount ended with status. */
+void as_metrics_login(const char *mount, int status);
+enum as_metric_svid { AS_METRIC_SVID_X509, AS_METRIC_SVID_JWT };
+void as_metrics_svid(enum as_metric_svid kind);
+enum as_metric_revoke { AS_METRIC_REVOKE_TOKEN, AS_METRIC_REVOKE_CERT };
+void as_metrics_revocation(enum as_metric_revoke kind);
+enum as_metric_cache { AS_CACHE_INTENTIONS, AS_CACHE_JWKS, AS_CACHE_COUNT };
+void as_metrics_cache(enum as_metric_cache c, bool hit);
+void as_metrics_audit_failure(void);
+/* The Prometheus text of every metric (malloc'd), NULL when out of memory. */
+char *as_metrics_render(struct as_server *srv);
 
 /* ---- server lifecycle (main.c) ---- */
 /* Creates the root token exactly once. AS_ERR_EXISTS if already bootstrapped. */

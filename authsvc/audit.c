@@ -1,0 +1,818 @@
+/*
+ * audit.c: the audit device (SPEC §8). One JSON line per request and one per response, in
+ * Vault's shape, hash-chained (common/auditchain.h), fsynced before the answer, with the chain's
+ * head kept in the store.
+ *
+ * Decisions where SPEC §8 is silent:
+ *   - Redaction: every string in request and response data is written as
+ *     "hmac-sha256:<hex>" (HMAC-SHA256 under the installation's audit salt) except the values of
+ *     the keys in clear_keys below: SPIFFE IDs, serials, paths, accessors, policy and role names,
+ *     the decision of a check. The line-level "auth" block (who made the request: accessor,
+ *     display name, policies, metadata) is clear as in Vault; the presented token is always
+ *     HMAC'd (request.client_token, auth.client_token).
+ *   - response.status carries the HTTP status (Vault has none; admins filter on it).
+ *   - Durability: a line is written with one write() to the file (O_APPEND) and the caller waits
+ *     until an fdatasync that covers it has returned and the head of that sync has been written
+ *     to the store. Concurrent callers share one fdatasync and one store write (group commit:
+ *     whoever finds no sync running does it for every line written so far).
+ *   - A write that fails is cut off again (ftruncate to the previous size), so the file only ever
+ *     holds whole lines. When the file cannot be written or synced, the device closes it and
+ *     tries to open it again on the next line; until that works every audited request is a 500.
+ *   - At open the file's last line must be the head kept in the store, or lines after it (written
+ *     but not yet recorded as the head when the server stopped): those are adopted. A file that
+ *     does not continue the chain is refused (the server does not start; after SIGHUP requests
+ *     fail) rather than starting a second chain in it. A last line cut short by a crash (no
+ *     newline) is removed: its request was never answered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "authsvc/server.h"
+#include "common/auditchain.h"
+
+#define SETTING_SALT "audit_salt"
+#define SETTING_HEAD "audit_head"
+#define SALT_LEN 32
+#define HMAC_PREFIX "hmac-sha256:"
+#define SCAN_CHUNK ((size_t)64 * 1024)
+
+struct as_audit {
+    struct as_store *store;
+    char *path;          /* NULL: auditing disabled (the salt still serves sys/audit-hash) */
+    bool log_allowed_checks;
+    unsigned char salt[SALT_LEN];
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd;              /* -1 when the file is not open (disabled or broken) */
+    bool regular;        /* a regular file: failed writes are cut off, tails are read */
+    off_t size;          /* bytes of whole lines in a regular file */
+    struct as_chain chain; /* the last line written */
+    uint64_t written;    /* lines written since start */
+    uint64_t synced;     /* lines covered by a finished fdatasync + head write */
+    uint64_t epoch;      /* bumped when the file is given up: waiters of the old one fail */
+    bool syncing;
+    int64_t last_open_error; /* when the last "cannot open" was logged (rate limit) */
+};
+
+static void lead_sync(struct as_audit *a);
+
+/* ---- salt and HMAC ---- */
+
+static enum as_err load_salt(struct as_audit *a)
+{
+    unsigned char *v = NULL;
+    size_t n = 0;
+    unsigned char fresh[SALT_LEN];
+    enum as_err r = as_store_setting_get(a->store, SETTING_SALT, &v, &n);
+    if (r == AS_ERR_NOT_FOUND) {
+        if ((r = as_rand_bytes(fresh, sizeof fresh)) != AS_OK) {
+            return r;
+        }
+        /* Insert-if-absent: two servers racing on a new store keep one salt. */
+        r = as_store_setting_insert(a->store, SETTING_SALT, fresh, sizeof fresh);
+        as_wipe(fresh, sizeof fresh);
+        if (r != AS_OK && r != AS_ERR_EXISTS) {
+            return r;
+        }
+        r = as_store_setting_get(a->store, SETTING_SALT, &v, &n);
+    }
+    if (r != AS_OK) {
+        return r;
+    }
+    if (n != SALT_LEN) {
+        as_wipe(v, n);
+        free(v);
+        as_error("audit: the stored salt has %zu bytes, not %d", n, SALT_LEN);
+        return AS_ERR_STORE;
+    }
+    memcpy(a->salt, v, SALT_LEN);
+    as_wipe(v, n);
+    free(v);
+    return AS_OK;
+}
+
+enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
+                          char out[AS_AUDIT_HASH_LEN])
+{
+    unsigned char mac[32];
+    enum as_err r = as_hmac_sha256(a->salt, sizeof a->salt, in, len, mac);
+    if (r != AS_OK) {
+        return r;
+    }
+    memcpy(out, HMAC_PREFIX, sizeof HMAC_PREFIX - 1);
+    as_hex(mac, sizeof mac, out + sizeof HMAC_PREFIX - 1);
+    return AS_OK;
+}
+
+static json_t *hmac_json(const struct as_audit *a, const char *s, size_t len)
+{
+    char h[AS_AUDIT_HASH_LEN];
+    if (as_audit_hash(a, s, len, h) != AS_OK) {
+        return NULL;
+    }
+    return json_string(h);
+}
+
+/* Keys whose string values (or arrays of strings) stay clear so admins can search them. */
+static const char *const clear_keys[] = {
+    "spiffe_id", "spiffe_ids", "target", "source", "destination", "client_cert_uri",
+    "serial_number", "serial", "client_cert_serial", "serials", "accessor", "accessors",
+    "client_token_accessor", "keys", "path", "policies", "token_policies", "identity_policies",
+    "policy_name", "name", "role", "mount", "kind", "state", "reason", "intention_id",
+    "dns_names", "allowed_dns_names", "audience", "token_accessor", "auth_mount", NULL,
+};
+
+static bool is_clear_key(const char *k)
+{
+    for (size_t i = 0; clear_keys[i] != NULL; i++) {
+        if (strcmp(k, clear_keys[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A copy of v with every string HMAC'd unless it sits under a clear key. NULL on OOM. */
+static json_t *redact(const struct as_audit *a, json_t *v, bool clear)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return clear ? json_incref(v) : hmac_json(a, json_string_value(v), json_string_length(v));
+    case JSON_ARRAY: {
+        json_t *out = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            json_t *c = redact(a, e, clear);
+            if (out == NULL || c == NULL || json_array_append_new(out, c) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+        return out;
+    }
+    case JSON_OBJECT: {
+        json_t *out = json_object();
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+        {
+            json_t *c = redact(a, e, is_clear_key(k));
+            if (out == NULL || c == NULL || json_object_set_new(out, k, c) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+        return out;
+    }
+    case JSON_INTEGER:
+    case JSON_REAL:
+    case JSON_TRUE:
+    case JSON_FALSE:
+    case JSON_NULL:
+        return json_incref(v);
+    }
+    return NULL;
+}
+
+/* ---- the file ---- */
+
+/* Streams the lines of the regular file fd from its start: *count lines, the hash of the last
+ * in last, and whether one of them hashes to want (*found: its number). */
+static enum as_err scan_file(int fd, const char *want, uint64_t *count, char last[65],
+                             uint64_t *found)
+{
+    unsigned char *buf = malloc(SCAN_CHUNK);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    enum as_err r = AS_ERR_CRYPTO;
+    uint64_t n = 0;
+    off_t pos = 0;
+    bool in_line = false;
+    *found = 0;
+    last[0] = '\0';
+    if (buf == NULL || ctx == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    for (;;) {
+        ssize_t got = pread(fd, buf, SCAN_CHUNK, pos);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got < 0) {
+            r = AS_ERR_IO;
+            goto out;
+        }
+        if (got == 0) {
+            break;
+        }
+        pos += got;
+        size_t start = 0;
+        for (size_t i = 0; i < (size_t)got; i++) {
+            if (!in_line) {
+                if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+                    goto out;
+                }
+                in_line = true;
+                start = i;
+            }
+            if (buf[i] != '\n') {
+                continue;
+            }
+            unsigned char md[32];
+            unsigned int mdlen = 0;
+            if (EVP_DigestUpdate(ctx, buf + start, i - start) != 1 ||
+                EVP_DigestFinal_ex(ctx, md, &mdlen) != 1) {
+                goto out;
+            }
+            as_hex(md, sizeof md, last);
+            n++;
+            if (strcmp(last, want) == 0) {
+                *found = n;
+            }
+            in_line = false;
+        }
+        if (in_line && EVP_DigestUpdate(ctx, buf + start, (size_t)got - start) != 1) {
+            goto out;
+        }
+    }
+    *count = n;
+    r = AS_OK;
+out:
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return r;
+}
+
+/*
+ * Makes a regular file end on a whole line (a torn tail from a crash is cut off) and continues
+ * the chain in *c from it: c is the head to continue (the store's at start, the in-memory one
+ * at a reopen). AS_ERR_INVALID when the file does not continue that chain.
+ */
+static enum as_err reconcile(struct as_audit *a, int fd, struct as_chain *c, off_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return AS_ERR_IO;
+    }
+    *size = st.st_size;
+    if (st.st_size == 0) {
+        return AS_OK;
+    }
+    /* Find the end of the last whole line. */
+    off_t end = st.st_size;
+    unsigned char ch = 0;
+    while (end > 0) {
+        if (pread(fd, &ch, 1, end - 1) != 1) {
+            return AS_ERR_IO;
+        }
+        if (ch == '\n') {
+            break;
+        }
+        end--;
+        if (st.st_size - end > (off_t)AS_AUDIT_MAX_LINE + 1) {
+            as_error("audit: %s ends in %jd bytes without a newline; not an audit log", a->path,
+                     (intmax_t)(st.st_size - end));
+            return AS_ERR_INVALID;
+        }
+    }
+    if (end != st.st_size) {
+        as_warn("audit: %s ended in a line cut short (%jd bytes, a crash while writing); "
+                "removing it",
+                a->path, (intmax_t)(st.st_size - end));
+        if (ftruncate(fd, end) != 0) {
+            return AS_ERR_IO;
+        }
+        *size = end;
+        if (end == 0) {
+            return AS_OK;
+        }
+    }
+    uint64_t count = 0;
+    uint64_t found = 0;
+    char last[65];
+    enum as_err r = scan_file(fd, c->prev_hash, &count, last, &found);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (count == 0) {
+        return AS_OK;
+    }
+    if (found == count) {
+        return AS_OK; /* the file ends on the head */
+    }
+    /* Lines after the head (written, not yet recorded as the head when the server stopped). A
+     * head of line 0 is the genesis: every line of the file follows it. */
+    if (found == 0 && c->line_no != 0) {
+        as_error("audit: %s does not continue the audit chain: the chain's head (line %" PRIu64
+                 ", %s) is not in it; move the file aside to start a new one",
+                 a->path, c->line_no, c->prev_hash);
+        return AS_ERR_INVALID;
+    }
+    as_warn("audit: %s has %" PRIu64 " lines after the recorded head; continuing after them",
+            a->path, count - found);
+    c->line_no += count - found;
+    memcpy(c->prev_hash, last, sizeof c->prev_hash);
+    return AS_OK;
+}
+
+/* Opens the file and continues the in-memory chain in it. Called with mu held, no sync running. */
+static enum as_err open_locked(struct as_audit *a)
+{
+    struct stat st;
+    int fd;
+    bool fifo = stat(a->path, &st) == 0 && S_ISFIFO(st.st_mode);
+    if (fifo) {
+        /* Without a reader, O_NONBLOCK makes this fail (ENXIO) instead of hanging the server;
+         * with one, writes block again so a slow reader slows requests rather than losing lines. */
+        fd = open(a->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd >= 0) {
+            int fl = fcntl(fd, F_GETFL);
+            if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+    } else {
+        fd = open(a->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    }
+    if (fd < 0) {
+        int64_t now = as_now();
+        if (now != a->last_open_error) {
+            as_error("audit: cannot open %s: %s", a->path, strerror(errno));
+            a->last_open_error = now;
+        }
+        return AS_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return AS_ERR_IO;
+    }
+    a->regular = S_ISREG(st.st_mode);
+    a->size = 0;
+    if (a->regular) {
+        if ((st.st_mode & 077) != 0) {
+            as_warn("audit: %s is readable by group or others; it should be 0600", a->path);
+        }
+        struct as_chain c = a->chain;
+        enum as_err r = reconcile(a, fd, &c, &a->size);
+        if (r != AS_OK) {
+            close(fd);
+            return r;
+        }
+        a->chain = c;
+    }
+    a->fd = fd;
+    return AS_OK;
+}
+
+/* Gives the file up after a failed write or sync: waiters on it fail, the next line reopens. */
+static void drop_locked(struct as_audit *a)
+{
+    if (a->fd >= 0) {
+        close(a->fd);
+    }
+    a->fd = -1;
+    a->epoch++;
+    pthread_cond_broadcast(&a->cv);
+}
+
+static enum as_err head_parse(const unsigned char *v, size_t n, struct as_chain *c)
+{
+    char buf[128];
+    if (n >= sizeof buf || n < AS_CHAIN_HASH_HEX + 2 || v[AS_CHAIN_HASH_HEX] != ':') {
+        return AS_ERR_INVALID;
+    }
+    memcpy(buf, v, n);
+    buf[n] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long long no = strtoull(buf + AS_CHAIN_HASH_HEX + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || end == buf + AS_CHAIN_HASH_HEX + 1) {
+        return AS_ERR_INVALID;
+    }
+    buf[AS_CHAIN_HASH_HEX] = '\0';
+    return as_chain_init(c, buf, (uint64_t)no);
+}
+
+enum as_err as_audit_head(const struct as_audit *a, char hash[AS_CHAIN_HASH_HEX + 1],
+                          uint64_t *line)
+{
+    unsigned char *v = NULL;
+    size_t n = 0;
+    struct as_chain c;
+    enum as_err r = as_store_setting_get(a->store, SETTING_HEAD, &v, &n);
+    if (r == AS_ERR_NOT_FOUND) {
+        r = as_chain_init(&c, NULL, 0);
+    } else if (r == AS_OK) {
+        r = head_parse(v, n, &c);
+        if (r != AS_OK) {
+            as_error("audit: the stored head is malformed");
+            r = AS_ERR_STORE;
+        }
+    }
+    free(v);
+    if (r == AS_OK) {
+        memcpy(hash, c.prev_hash, AS_CHAIN_HASH_HEX + 1);
+        *line = c.line_no;
+    }
+    return r;
+}
+
+enum as_err as_audit_open(struct as_store *store, const char *path, bool log_allowed_checks,
+                          struct as_audit **out)
+{
+    enum as_err r;
+    struct as_audit *a = calloc(1, sizeof *a);
+    *out = NULL;
+    if (a == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    a->store = store;
+    a->fd = -1;
+    a->log_allowed_checks = log_allowed_checks;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    if ((r = load_salt(a)) != AS_OK) {
+        goto fail;
+    }
+    if ((r = as_audit_head(a, a->chain.prev_hash, &a->chain.line_no)) != AS_OK) {
+        goto fail;
+    }
+    if (path == NULL || *path == '\0') {
+        as_info("audit: disabled (audit.path is empty)");
+        *out = a;
+        return AS_OK;
+    }
+    if ((a->path = strdup(path)) == NULL) {
+        r = AS_ERR_NOMEM;
+        goto fail;
+    }
+    r = open_locked(a);
+    if (r == AS_ERR_INVALID) {
+        goto fail; /* a file that is not our chain: refuse to start */
+    }
+    if (r != AS_OK) {
+        /* Not fatal: every audited request fails (500) until the file can be opened. */
+        as_error("audit: %s is not writable; audited requests fail until it is", path);
+    } else {
+        as_info("audit: writing %s (chain at line %" PRIu64 ")", path, a->chain.line_no);
+    }
+    *out = a;
+    return AS_OK;
+fail:
+    as_audit_free(a);
+    return r;
+}
+
+void as_audit_free(struct as_audit *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    if (a->fd >= 0) {
+        close(a->fd);
+    }
+    as_wipe(a->salt, sizeof a->salt);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a->path);
+    free(a);
+}
+
+enum as_err as_audit_reopen(struct as_audit *a)
+{
+    if (a == NULL || a->path == NULL) {
+        return AS_OK;
+    }
+    pthread_mutex_lock(&a->mu);
+    /* Lines already written to the old file are made durable there first, so the requests
+     * waiting on them are answered rather than failed by the reopen. */
+    while (a->syncing || (a->fd >= 0 && a->synced < a->written)) {
+        if (a->syncing) {
+            pthread_cond_wait(&a->cv, &a->mu);
+        } else {
+            lead_sync(a);
+        }
+    }
+    if (a->fd >= 0) {
+        close(a->fd);
+        a->fd = -1;
+    }
+    a->epoch++;
+    enum as_err r = open_locked(a);
+    uint64_t line = a->chain.line_no;
+    pthread_mutex_unlock(&a->mu);
+    if (r == AS_OK) {
+        as_info("audit: reopened %s (chain at line %" PRIu64 ")", a->path, line);
+    } else {
+        as_error("audit: cannot reopen %s; audited requests fail until it can be", a->path);
+    }
+    return r;
+}
+
+bool as_audit_enabled(const struct as_audit *a)
+{
+    return a != NULL && a->path != NULL;
+}
+
+bool as_audit_log_allowed_checks(const struct as_audit *a)
+{
+    return a != NULL && a->log_allowed_checks;
+}
+
+/* Writes all of line + "\n" at the end of the file. */
+static enum as_err write_line(struct as_audit *a, const char *line, size_t len)
+{
+    struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
+    size_t total = len + 1;
+    size_t done = 0;
+    while (done < total) {
+        struct iovec v[2];
+        int nv = 0;
+        size_t skip = done;
+        for (int i = 0; i < 2; i++) {
+            if (skip >= iov[i].iov_len) {
+                skip -= iov[i].iov_len;
+                continue;
+            }
+            v[nv].iov_base = (char *)iov[i].iov_base + skip;
+            v[nv].iov_len = iov[i].iov_len - skip;
+            skip = 0;
+            nv++;
+        }
+        ssize_t n = writev(a->fd, v, nv);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            as_error("audit: cannot write %s: %s", a->path, n < 0 ? strerror(errno) : "no progress");
+            if (a->regular && done > 0 && ftruncate(a->fd, a->size) != 0) {
+                as_error("audit: cannot cut off the partial line in %s", a->path);
+            }
+            return AS_ERR_IO;
+        }
+        done += (size_t)n;
+    }
+    a->size += (off_t)total;
+    return AS_OK;
+}
+
+/*
+ * Makes every line written so far durable: fdatasync, then the head of the last one into the
+ * store. Called with mu held and no sync running; mu is released meanwhile (other threads keep
+ * appending) and held again on return. On failure the file is given up (drop_locked).
+ */
+static void lead_sync(struct as_audit *a)
+{
+    a->syncing = true;
+    uint64_t upto = a->written;
+    struct as_chain head = a->chain;
+    int fd = a->fd;
+    bool regular = a->regular;
+    pthread_mutex_unlock(&a->mu);
+    enum as_err sr = AS_OK;
+    if (regular && fdatasync(fd) != 0) {
+        as_error("audit: cannot sync %s: %s", a->path, strerror(errno));
+        sr = AS_ERR_IO;
+    }
+    if (sr == AS_OK) {
+        char hv[AS_CHAIN_HASH_HEX + 32];
+        int hn = snprintf(hv, sizeof hv, "%s:%" PRIu64, head.prev_hash, head.line_no);
+        sr = as_store_setting_put(a->store, SETTING_HEAD, hv, (size_t)hn);
+        if (sr != AS_OK) {
+            as_error("audit: cannot record the chain head: %s", as_strerror(sr));
+        }
+    }
+    pthread_mutex_lock(&a->mu);
+    a->syncing = false;
+    if (sr == AS_OK) {
+        a->synced = upto;
+        pthread_cond_broadcast(&a->cv);
+    } else {
+        drop_locked(a);
+    }
+}
+
+/* Appends one record and returns once it is durable (see the group commit note at the top). */
+static enum as_err append(struct as_audit *a, json_t *rec)
+{
+    enum as_err r;
+    char *line = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&a->mu);
+    while (a->fd < 0 && a->syncing) {
+        pthread_cond_wait(&a->cv, &a->mu);
+    }
+    if (a->fd < 0 && (r = open_locked(a)) != AS_OK) {
+        pthread_mutex_unlock(&a->mu);
+        return AS_ERR_IO;
+    }
+    struct as_chain before = a->chain;
+    if ((r = as_chain_seal(&a->chain, rec, &line, &len)) != AS_OK) {
+        pthread_mutex_unlock(&a->mu);
+        return r;
+    }
+    if ((r = write_line(a, line, len)) != AS_OK) {
+        a->chain = before;
+        drop_locked(a);
+        pthread_mutex_unlock(&a->mu);
+        free(line);
+        return r;
+    }
+    free(line);
+    uint64_t mine = ++a->written;
+    uint64_t epoch = a->epoch;
+    r = AS_OK;
+    while (a->synced < mine) {
+        if (a->epoch != epoch) {
+            r = AS_ERR_IO;
+            break;
+        }
+        if (a->syncing) {
+            pthread_cond_wait(&a->cv, &a->mu);
+            continue;
+        }
+        lead_sync(a);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return r;
+}
+
+/* ---- records ---- */
+
+static const char *operation_of(enum as_method m)
+{
+    switch (m) {
+    case AS_M_GET:
+    case AS_M_HEAD:
+        return "read";
+    case AS_M_POST:
+    case AS_M_OTHER:
+        return "update";
+    case AS_M_DELETE:
+        return "delete";
+    case AS_M_LIST:
+        return "list";
+    }
+    return "update";
+}
+
+static void time_now(char *out, size_t outlen)
+{
+    struct timespec ts;
+    struct tm tm;
+    char base[32];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outlen, "%s.%09ldZ", base, ts.tv_nsec);
+}
+
+static json_t *token_hmac(const struct as_audit *a, const char *token)
+{
+    return token != NULL ? hmac_json(a, token, strlen(token)) : json_string("");
+}
+
+/* The caller: Vault's auth block of the request's token, clear but for the token itself. */
+static json_t *caller_auth(const struct as_audit *a, const struct as_req *req)
+{
+    json_t *o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+    if (req->token != NULL) {
+        json_object_set_new(o, "client_token", token_hmac(a, req->token));
+    }
+    const struct as_token_rec *t = req->auth;
+    if (t != NULL) {
+        json_t *pol = as_json_array_from(t->policies_json);
+        json_t *meta = t->meta_json ? json_loads(t->meta_json, 0, NULL) : NULL;
+        json_object_set_new(o, "accessor", json_string(t->accessor));
+        json_object_set_new(o, "display_name", json_string(t->display_name ? t->display_name : ""));
+        json_object_set(o, "policies", pol ? pol : json_null());
+        json_object_set_new(o, "token_policies", pol ? pol : json_null());
+        json_object_set_new(o, "metadata", meta ? meta : json_null());
+        json_object_set_new(o, "token_type", json_string("service"));
+    }
+    return o;
+}
+
+static json_t *request_block(const struct as_audit *a, const struct as_req *req)
+{
+    json_t *o = json_object();
+    json_t *data = NULL;
+    if (o == NULL) {
+        return NULL;
+    }
+    if (req->body != NULL && json_object_size(req->body) > 0) {
+        data = redact(a, req->body, false);
+    }
+    json_object_set_new(o, "id", json_string(req->request_id));
+    json_object_set_new(o, "operation", json_string(operation_of(req->method)));
+    json_object_set_new(o, "method", json_string(req->method_name ? req->method_name : ""));
+    json_object_set_new(o, "client_token", token_hmac(a, req->token));
+    json_object_set_new(o, "client_token_accessor",
+                        json_string(req->auth != NULL ? req->auth->accessor : ""));
+    json_object_set_new(o, "path", json_string(req->path));
+    json_object_set_new(o, "remote_address", json_string(req->remote));
+    json_object_set_new(o, "data", data ? data : json_null());
+    return o;
+}
+
+static json_t *record(const struct as_audit *a, const char *type, const struct as_req *req,
+                      const char *error)
+{
+    char ts[48];
+    time_now(ts, sizeof ts);
+    json_t *o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+    json_t *au = caller_auth(a, req);
+    json_t *rq = request_block(a, req);
+    if (au == NULL || rq == NULL) {
+        json_decref(au);
+        json_decref(rq);
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "time", json_string(ts));
+    json_object_set_new(o, "type", json_string(type));
+    json_object_set_new(o, "auth", au);
+    json_object_set_new(o, "request", rq);
+    json_object_set_new(o, "error", json_string(error ? error : ""));
+    return o;
+}
+
+enum as_err as_audit_request(struct as_audit *a, const struct as_req *req, const char *error)
+{
+    json_t *rec = record(a, "request", req, error);
+    if (rec == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    enum as_err r = append(a, rec);
+    json_decref(rec);
+    return r;
+}
+
+enum as_err as_audit_response(struct as_audit *a, const struct as_req *req,
+                              const struct as_resp *resp, int status, const char *error)
+{
+    json_t *rec = record(a, "response", req, error);
+    json_t *rs = json_object();
+    enum as_err r = AS_ERR_NOMEM;
+    if (rec == NULL || rs == NULL) {
+        goto out;
+    }
+    json_t *data = resp->data != NULL ? resp->data : resp->audit_data;
+    json_object_set_new(rs, "status", json_integer(status));
+    if (resp->auth != NULL) {
+        json_object_set_new(rs, "auth", redact(a, resp->auth, false));
+    }
+    if (data != NULL) {
+        json_t *d = redact(a, data, false);
+        if (d == NULL) {
+            goto out;
+        }
+        if (resp->data != NULL && resp->audit_data != NULL) {
+            json_t *extra = redact(a, resp->audit_data, false);
+            if (extra == NULL) {
+                json_decref(d);
+                goto out;
+            }
+            json_object_update_missing(d, extra);
+            json_decref(extra);
+        }
+        json_object_set_new(rs, "data", d);
+    }
+    if (resp->warnings != NULL && json_array_size(resp->warnings) > 0) {
+        json_object_set(rs, "warnings", resp->warnings);
+    }
+    if (resp->raw != NULL && resp->content_type != NULL) {
+        json_object_set_new(rs, "content_type", json_string(resp->content_type));
+    }
+    json_object_set_new(rec, "response", rs);
+    rs = NULL;
+    /* "error" last, as Vault writes it. */
+    json_t *e = json_incref(json_object_get(rec, "error"));
+    json_object_del(rec, "error");
+    json_object_set_new(rec, "error", e);
+    r = append(a, rec);
+out:
+    json_decref(rs);
+    json_decref(rec);
+    return r;
+}
