@@ -64,7 +64,11 @@ struct as_acl;
  */
 enum as_err as_acl_new(const struct as_policy *const *pols, size_t n, bool root,
                        struct as_acl **out) AS_WUR;
+/* Drops a reference (the last one frees; NULL ok). An ACL is immutable once made, so references
+ * may be used from several threads. */
 void as_acl_free(struct as_acl *acl);
+/* Takes another reference; returns acl. */
+struct as_acl *as_acl_ref(struct as_acl *acl);
 /* Capabilities granted on path (no leading slash, e.g. "sys/policy/foo"); 0 if denied/no match.
  * Never contains AS_CAP_DENY: a deny yields 0. */
 uint32_t as_acl_caps(const struct as_acl *acl, const char *path);
@@ -104,6 +108,8 @@ enum as_err as_tokens_by_accessor(struct as_tokens *tk, const char *accessor,
 /* Builds the ACL of a token's policies (root policy → root ACL). Unknown policies grant nothing. */
 enum as_err as_tokens_acl(struct as_tokens *tk, const struct as_token_rec *t,
                           struct as_acl **out) AS_WUR;
+/* Hits and misses of the resolved-token and ACL caches since start (sys/metrics). */
+void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misses);
 /* true if t carries the root policy. */
 bool as_token_is_root(const struct as_token_rec *t);
 

@@ -12,6 +12,7 @@
  * priority order, without allocating.
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -879,6 +880,7 @@ struct glob_rule {
 };
 
 struct as_acl {
+    _Atomic unsigned refs; /* shared by the ACL cache and the requests using it */
     bool root;
     struct exact_rule *exact; /* sorted by strcmp for binary search */
     size_t n_exact;
@@ -886,9 +888,17 @@ struct as_acl {
     size_t n_globs;
 };
 
+struct as_acl *as_acl_ref(struct as_acl *acl)
+{
+    if (acl != NULL) {
+        atomic_fetch_add(&acl->refs, 1);
+    }
+    return acl;
+}
+
 void as_acl_free(struct as_acl *acl)
 {
-    if (acl == NULL) {
+    if (acl == NULL || atomic_fetch_sub(&acl->refs, 1) != 1) {
         return;
     }
     for (size_t i = 0; i < acl->n_exact; i++) {
@@ -1055,6 +1065,7 @@ enum as_err as_acl_new(const struct as_policy *const *pols, size_t n, bool root,
     }
     /* The root ACL ignores the policies: it grants everything, as Vault's root policy does. */
     acl->root = root;
+    atomic_init(&acl->refs, 1);
     if (!root && (r = acl_build(acl, pols, n)) != AS_OK) {
         goto out;
     }

@@ -2,6 +2,8 @@
 #include "acl/acl.h"
 
 #include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,9 +11,42 @@
 #define HMAC_KEY_SETTING "token_hmac_key"
 #define MAX_TOKEN_DEPTH 64
 
+/*
+ * Caches (DESIGN: checks are answered from memory, and a cached answer never outlives a
+ * revocation). Both are tagged with the store's epoch (as_store_epoch), which moves after every
+ * commit that could change them (a token updated or deleted, with every cascade; a policy
+ * written), so an entry is used only while nothing it was built from can have changed; expiry is
+ * checked on every use. Limited-use tokens are never cached: each use writes.
+ *
+ * Resolved tokens: direct-mapped by the secret's keyed hash; a hit is a copy of the record.
+ * ACLs: direct-mapped by the text of the token's policy list; a hit is a shared reference.
+ */
+#define TOKEN_SLOTS 4096
+#define ACL_SLOTS 256
+
+struct token_slot {
+    bool used;
+    unsigned char hash[32];
+    uint64_t epoch;
+    int64_t expires; /* the earliest expiry of the token and its ancestors; 0: never */
+    struct as_token_rec *rec;
+};
+
+struct acl_slot {
+    char *policies; /* the policies_json the ACL was built from */
+    uint64_t epoch;
+    struct as_acl *acl;
+};
+
 struct as_tokens {
     struct as_store *st;
     unsigned char key[32];
+    struct as_hmac_key *mac;
+    pthread_rwlock_t tlock;
+    struct token_slot *tslots;
+    pthread_rwlock_t alock;
+    struct acl_slot *aslots;
+    _Atomic uint64_t hits, misses;
 };
 
 static const char default_policy[] =
@@ -47,6 +82,14 @@ enum as_err as_tokens_new(struct as_store *st, struct as_tokens **out)
         return AS_ERR_NOMEM;
     }
     tk->st = st;
+    pthread_rwlock_init(&tk->tlock, NULL);
+    pthread_rwlock_init(&tk->alock, NULL);
+    tk->tslots = calloc(TOKEN_SLOTS, sizeof *tk->tslots);
+    tk->aslots = calloc(ACL_SLOTS, sizeof *tk->aslots);
+    if (tk->tslots == NULL || tk->aslots == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
     if ((r = as_rand_bytes(fresh, sizeof fresh)) != AS_OK) {
         goto out;
     }
@@ -64,6 +107,9 @@ enum as_err as_tokens_new(struct as_store *st, struct as_tokens **out)
         goto out;
     }
     memcpy(tk->key, val, len);
+    if ((r = as_hmac_key_new(tk->key, sizeof tk->key, &tk->mac)) != AS_OK) {
+        goto out;
+    }
     char *text = NULL;
     r = as_store_policy_get(st, "default", &text);
     if (r == AS_ERR_NOT_FOUND) {
@@ -91,13 +137,105 @@ void as_tokens_free(struct as_tokens *tk)
         return;
     }
     as_wipe(tk->key, sizeof tk->key);
+    as_hmac_key_free(tk->mac);
+    if (tk->tslots != NULL) {
+        for (size_t i = 0; i < TOKEN_SLOTS; i++) {
+            as_token_rec_free(tk->tslots[i].rec);
+        }
+        free(tk->tslots);
+    }
+    if (tk->aslots != NULL) {
+        for (size_t i = 0; i < ACL_SLOTS; i++) {
+            free(tk->aslots[i].policies);
+            as_acl_free(tk->aslots[i].acl);
+        }
+        free(tk->aslots);
+    }
+    pthread_rwlock_destroy(&tk->tlock);
+    pthread_rwlock_destroy(&tk->alock);
     free(tk);
+}
+
+void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misses)
+{
+    *hits = atomic_load(&tk->hits);
+    *misses = atomic_load(&tk->misses);
+}
+
+/* A deep copy of a token record (NULL when out of memory). */
+static struct as_token_rec *rec_dup(const struct as_token_rec *t)
+{
+    struct as_token_rec *c = malloc(sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    *c = *t;
+    char **fields[] = {&c->parent,          &c->policies_json, &c->meta_json,
+                       &c->display_name,    &c->path,          &c->spiffe_ids_json,
+                       &c->allowed_dns_json, &c->mount,        &c->login_cert};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (*fields[i] != NULL && ok) {
+            *fields[i] = strdup(*fields[i]);
+            ok = *fields[i] != NULL;
+        } else if (!ok) {
+            *fields[i] = NULL;
+        }
+    }
+    if (!ok) {
+        as_token_rec_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static size_t token_slot_of(const unsigned char hash[32])
+{
+    size_t h = 0;
+    memcpy(&h, hash, sizeof h); /* a keyed hash: its bytes are already uniform */
+    return h % TOKEN_SLOTS;
+}
+
+/* A cached copy of the token whose secret hashes to hash, if it is still valid now. */
+static struct as_token_rec *token_cache_get(struct as_tokens *tk, const unsigned char hash[32],
+                                            int64_t now)
+{
+    struct as_token_rec *out = NULL;
+    uint64_t epoch = as_store_epoch(tk->st);
+    struct token_slot *s = &tk->tslots[token_slot_of(hash)];
+    pthread_rwlock_rdlock(&tk->tlock);
+    if (s->used && s->epoch == epoch && (s->expires == 0 || s->expires > now) &&
+        as_secret_eq(s->hash, hash, 32)) {
+        out = rec_dup(s->rec);
+    }
+    pthread_rwlock_unlock(&tk->tlock);
+    atomic_fetch_add(out != NULL ? &tk->hits : &tk->misses, 1);
+    return out;
+}
+
+static void token_cache_put(struct as_tokens *tk, const unsigned char hash[32], uint64_t epoch,
+                            int64_t expires, const struct as_token_rec *t)
+{
+    struct as_token_rec *copy = rec_dup(t);
+    if (copy == NULL) {
+        return;
+    }
+    struct token_slot *s = &tk->tslots[token_slot_of(hash)];
+    pthread_rwlock_wrlock(&tk->tlock);
+    struct as_token_rec *old = s->rec;
+    s->used = true;
+    memcpy(s->hash, hash, 32);
+    s->epoch = epoch;
+    s->expires = expires;
+    s->rec = copy;
+    pthread_rwlock_unlock(&tk->tlock);
+    as_token_rec_free(old);
 }
 
 enum as_err as_tokens_hmac(struct as_tokens *tk, const void *data, size_t len,
                            unsigned char out[32])
 {
-    return as_hmac_sha256(tk->key, sizeof tk->key, data, len, out);
+    return as_hmac_key_mac(tk->mac, data, len, out);
 }
 
 static bool shape_ok(const char *secret)
@@ -131,7 +269,8 @@ static bool live(const struct as_token_rec *t, int64_t now)
  * A token is only as alive as its ancestors: Vault revokes a subtree when its root expires, and
  * the purge may not have run yet, so every resolution walks the (bounded) parent chain.
  */
-static enum as_err ancestors_live(struct as_tokens *tk, const struct as_token_rec *t, int64_t now)
+static enum as_err ancestors_live(struct as_tokens *tk, const struct as_token_rec *t, int64_t now,
+                                  int64_t *min_expiry)
 {
     char parent[AS_ACCESSOR_LEN + 1];
     if (t->parent == NULL) {
@@ -149,6 +288,9 @@ static enum as_err ancestors_live(struct as_tokens *tk, const struct as_token_re
         }
         bool ok = live(p, now);
         bool more = p->parent != NULL;
+        if (p->expire_time != 0 && (*min_expiry == 0 || p->expire_time < *min_expiry)) {
+            *min_expiry = p->expire_time;
+        }
         if (more) {
             snprintf(parent, sizeof parent, "%s", p->parent);
         }
@@ -174,6 +316,13 @@ enum as_err as_tokens_resolve(struct as_tokens *tk, const char *secret, struct a
     if ((r = as_tokens_hmac(tk, secret, strlen(secret), hash)) != AS_OK) {
         return r;
     }
+    int64_t now = as_now();
+    if ((t = token_cache_get(tk, hash, now)) != NULL) {
+        *out = t;
+        return AS_OK;
+    }
+    /* The epoch before the read: a change committed after it makes this entry stale. */
+    uint64_t epoch = as_store_epoch(tk->st);
     r = as_store_token_by_hash(tk->st, hash, &t);
     if (r == AS_ERR_NOT_FOUND) {
         return AS_ERR_PERMISSION;
@@ -187,14 +336,17 @@ enum as_err as_tokens_resolve(struct as_tokens *tk, const char *secret, struct a
         as_token_rec_free(t);
         return AS_ERR_PERMISSION;
     }
-    int64_t now = as_now();
     if (!live(t, now) || t->num_uses < 0) {
         as_token_rec_free(t);
         return AS_ERR_PERMISSION;
     }
-    if ((r = ancestors_live(tk, t, now)) != AS_OK) {
+    int64_t expires = t->expire_time;
+    if ((r = ancestors_live(tk, t, now, &expires)) != AS_OK) {
         as_token_rec_free(t);
         return r;
+    }
+    if (t->num_uses == 0) {
+        token_cache_put(tk, hash, epoch, expires, t);
     }
     *out = t;
     return AS_OK;
@@ -216,7 +368,8 @@ enum as_err as_tokens_by_accessor(struct as_tokens *tk, const char *accessor,
         as_token_rec_free(t);
         return AS_ERR_NOT_FOUND;
     }
-    r = ancestors_live(tk, t, now);
+    int64_t expires = 0;
+    r = ancestors_live(tk, t, now, &expires);
     if (r != AS_OK) {
         as_token_rec_free(t);
         return r == AS_ERR_PERMISSION ? AS_ERR_NOT_FOUND : r;
@@ -251,7 +404,53 @@ bool as_token_is_root(const struct as_token_rec *t)
     return root;
 }
 
+/* FNV-1a of the policy list's text: picks the ACL cache slot. */
+static size_t acl_slot_of(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    }
+    return (size_t)(h % ACL_SLOTS);
+}
+
+static enum as_err acl_build(struct as_tokens *tk, const struct as_token_rec *t,
+                             struct as_acl **out);
+
 enum as_err as_tokens_acl(struct as_tokens *tk, const struct as_token_rec *t, struct as_acl **out)
+{
+    const char *key = t->policies_json != NULL ? t->policies_json : "";
+    struct acl_slot *s = &tk->aslots[acl_slot_of(key)];
+    uint64_t epoch = as_store_epoch(tk->st);
+    pthread_rwlock_rdlock(&tk->alock);
+    if (s->acl != NULL && s->epoch == epoch && strcmp(s->policies, key) == 0) {
+        *out = as_acl_ref(s->acl);
+        pthread_rwlock_unlock(&tk->alock);
+        atomic_fetch_add(&tk->hits, 1);
+        return AS_OK;
+    }
+    pthread_rwlock_unlock(&tk->alock);
+    atomic_fetch_add(&tk->misses, 1);
+    enum as_err r = acl_build(tk, t, out);
+    char *copy = r == AS_OK ? strdup(key) : NULL;
+    if (copy == NULL) {
+        return r;
+    }
+    pthread_rwlock_wrlock(&tk->alock);
+    char *old_key = s->policies;
+    struct as_acl *old = s->acl;
+    s->policies = copy;
+    s->acl = as_acl_ref(*out);
+    s->epoch = epoch;
+    pthread_rwlock_unlock(&tk->alock);
+    free(old_key);
+    as_acl_free(old);
+    return AS_OK;
+}
+
+/* Builds the ACL from the stored policies (the cache's miss path). */
+static enum as_err acl_build(struct as_tokens *tk, const struct as_token_rec *t,
+                             struct as_acl **out)
 {
     enum as_err r = AS_OK;
     json_t *names = policies_of(t);

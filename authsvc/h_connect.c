@@ -14,7 +14,8 @@
 
 #include "authsvc/server.h"
 
-#define MAX_CERT_HEADER (64 * 1024)
+/* What fits in libmicrohttpd's per-connection pool with the other headers (http.c). */
+#define MAX_CERT_HEADER (12 * 1024)
 
 /* ---- the in-memory rule set ---- */
 
@@ -22,9 +23,10 @@ struct as_intent_cache {
     pthread_rwlock_t lock;
     int64_t version; /* -1: never loaded */
     struct as_intentions *set;
+    uint64_t epoch; /* the store epoch (as_store_epoch) when version was last confirmed */
 };
 
-static struct as_intent_cache cache = {PTHREAD_RWLOCK_INITIALIZER, -1, NULL};
+static struct as_intent_cache cache = {PTHREAD_RWLOCK_INITIALIZER, -1, NULL, 0};
 
 void as_connect_shutdown(void)
 {
@@ -35,16 +37,31 @@ void as_connect_shutdown(void)
     pthread_rwlock_unlock(&cache.lock);
 }
 
-/* Rebuilds the rule set when the stored version differs from the cached one. */
+/*
+ * Rebuilds the rule set when the stored version differs from the cached one. While the store's
+ * epoch has not moved since the version was last confirmed, no intention can have changed (every
+ * intention write moves it), and the check is answered without reading the store.
+ */
 static enum as_err refresh(struct as_server *srv)
 {
     int64_t v = 0;
+    uint64_t epoch = as_store_epoch(srv->store);
+    pthread_rwlock_rdlock(&cache.lock);
+    bool current = cache.set != NULL && cache.epoch == epoch;
+    pthread_rwlock_unlock(&cache.lock);
+    if (current) {
+        as_metrics_cache(AS_CACHE_INTENTIONS, true);
+        return AS_OK;
+    }
     enum as_err r = as_store_intention_version(srv->store, &v);
     if (r != AS_OK) {
         return r;
     }
-    pthread_rwlock_rdlock(&cache.lock);
+    pthread_rwlock_wrlock(&cache.lock);
     bool fresh = cache.version >= v && cache.set != NULL;
+    if (fresh && cache.epoch < epoch) {
+        cache.epoch = epoch;
+    }
     pthread_rwlock_unlock(&cache.lock);
     as_metrics_cache(AS_CACHE_INTENTIONS, fresh);
     if (fresh) {
@@ -80,6 +97,7 @@ static enum as_err refresh(struct as_server *srv)
         as_intentions_free(cache.set);
         cache.set = set;
         cache.version = v;
+        cache.epoch = epoch;
         set = NULL;
     }
     pthread_rwlock_unlock(&cache.lock);
@@ -283,9 +301,76 @@ static void deny_id(struct identity *who, const char *fmt, ...)
     va_end(ap);
 }
 
-/* One of our X.509-SVIDs, live: recorded, x509, for uri, not revoked, within validity. */
-static enum as_err judge_serial(struct as_server *srv, const char *serial, const char *uri,
-                                const unsigned char *der, size_t der_len, struct identity *who)
+/*
+ * Judgements cached (DESIGN: checks are answered from memory). Only a certificate found good is
+ * kept, keyed by a hash of exactly what was presented (the PEM chain, or the URI and serial),
+ * tagged with the store epoch (any revocation or CA generation change moves it) and used only
+ * within the certificate's validity: a cached "yes" never outlives a revocation or an expiry.
+ * A refusal is judged again every time.
+ */
+#define JUDGED_SLOTS 1024
+struct judged {
+    bool used;
+    unsigned char key[32];
+    uint64_t epoch;
+    int64_t not_before, not_after;
+    char spiffe_id[AS_SPIFFE_MAX_ID + 1];
+};
+static struct judged judged[JUDGED_SLOTS];
+static pthread_rwlock_t judged_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static void judged_key(char kind, const void *a, size_t alen, const void *b, size_t blen,
+                       unsigned char key[32])
+{
+    /* A length prefix keeps (a, b) pairs apart. */
+    unsigned char hdr[1 + sizeof(size_t)];
+    hdr[0] = (unsigned char)kind;
+    memcpy(hdr + 1, &alen, sizeof alen);
+    if (as_sha256_3(hdr, sizeof hdr, a, alen, b, blen, key) != AS_OK) {
+        memset(key, 0, 32);
+    }
+}
+
+static bool judged_get(const unsigned char key[32], uint64_t epoch, struct identity *who)
+{
+    int64_t now = as_now();
+    size_t i;
+    memcpy(&i, key, sizeof i);
+    struct judged *j = &judged[i % JUDGED_SLOTS];
+    bool hit = false;
+    pthread_rwlock_rdlock(&judged_lock);
+    if (j->used && j->epoch == epoch && memcmp(j->key, key, 32) == 0 && j->not_before <= now &&
+        now < j->not_after) {
+        who->ok = true;
+        snprintf(who->spiffe_id, sizeof who->spiffe_id, "%s", j->spiffe_id);
+        hit = true;
+    }
+    pthread_rwlock_unlock(&judged_lock);
+    as_metrics_cache(AS_CACHE_CERTS, hit);
+    return hit;
+}
+
+static void judged_put(const unsigned char key[32], uint64_t epoch, int64_t nb, int64_t na,
+                       const char *spiffe_id)
+{
+    size_t i;
+    memcpy(&i, key, sizeof i);
+    struct judged *j = &judged[i % JUDGED_SLOTS];
+    pthread_rwlock_wrlock(&judged_lock);
+    j->used = true;
+    memcpy(j->key, key, 32);
+    j->epoch = epoch;
+    j->not_before = nb;
+    j->not_after = na;
+    snprintf(j->spiffe_id, sizeof j->spiffe_id, "%s", spiffe_id);
+    pthread_rwlock_unlock(&judged_lock);
+}
+
+/* One of our X.509-SVIDs, live: recorded, x509, for uri, not revoked, within validity (then
+ * *nb and *na are its validity). */
+static enum as_err judge_serial_full(struct as_server *srv, const char *serial, const char *uri,
+                                     const unsigned char *der, size_t der_len,
+                                     struct identity *who, int64_t *nb, int64_t *na)
 {
     struct as_cert_rec *c = NULL;
     int64_t now = as_now();
@@ -307,14 +392,34 @@ static enum as_err judge_serial(struct as_server *srv, const char *serial, const
     } else {
         who->ok = true;
         snprintf(who->spiffe_id, sizeof who->spiffe_id, "%s", c->spiffe_id);
+        *nb = c->not_before;
+        *na = c->not_after;
     }
     as_cert_rec_free(c);
     return AS_OK;
 }
 
+static enum as_err judge_serial(struct as_server *srv, const char *serial, const char *uri,
+                                struct identity *who)
+{
+    unsigned char key[32];
+    uint64_t epoch = as_store_epoch(srv->store);
+    judged_key('s', serial, strlen(serial), uri, strlen(uri), key);
+    if (judged_get(key, epoch, who)) {
+        return AS_OK;
+    }
+    int64_t nb = 0;
+    int64_t na = 0;
+    enum as_err r = judge_serial_full(srv, serial, uri, NULL, 0, who, &nb, &na);
+    if (r == AS_OK && who->ok) {
+        judged_put(key, epoch, nb, na, who->spiffe_id);
+    }
+    return r;
+}
+
 /* A PEM chain: must verify against our bundle and be one of our live SVIDs. */
-static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
-                             struct identity *who)
+static enum as_err judge_pem_full(struct as_server *srv, const char *pem, size_t len,
+                                  struct identity *who, int64_t *nb, int64_t *na)
 {
     struct as_clientchain *ch = NULL;
     struct as_clientcert *cc = NULL;
@@ -351,12 +456,34 @@ static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
     }
     size_t der_len = 0;
     const unsigned char *der = as_clientcert_der(cc, &der_len);
-    r = judge_serial(srv, as_clientcert_serial(cc), as_clientcert_uri(cc, 0), der, der_len, who);
+    r = judge_serial_full(srv, as_clientcert_serial(cc), as_clientcert_uri(cc, 0), der, der_len,
+                          who, nb, na);
 out:
     as_clientcert_free(cc);
     as_clientchain_free(ch);
     free(trust);
     free(inter);
+    return r;
+}
+
+static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
+                             struct identity *who)
+{
+    unsigned char key[32];
+    /* The CA set is part of the judgement: a rotation moves the epoch (ST_CA_GEN_*), and the
+     * bundle's sequence is in the key for the generations that leave it without a store write. */
+    int64_t seq = as_caset_sequence(srv->caset);
+    uint64_t epoch = as_store_epoch(srv->store);
+    judged_key('p', &seq, sizeof seq, pem, len, key);
+    if (judged_get(key, epoch, who)) {
+        return AS_OK;
+    }
+    int64_t nb = 0;
+    int64_t na = 0;
+    enum as_err r = judge_pem_full(srv, pem, len, who, &nb, &na);
+    if (r == AS_OK && who->ok) {
+        judged_put(key, epoch, nb, na, who->spiffe_id);
+    }
     return r;
 }
 
@@ -444,7 +571,7 @@ enum as_err h_connect_authorize(struct as_server *srv, struct as_req *req, struc
         if (as_spiffe_id_check(uri, NULL, why, sizeof why) != AS_OK) {
             return as_fail(resp, AS_ERR_INVALID, "invalid client_cert_uri: %s", why);
         }
-        r = judge_serial(srv, serial, uri, NULL, 0, &who);
+        r = judge_serial(srv, serial, uri, &who);
     } else {
         return as_fail(resp, AS_ERR_INVALID,
                        "client_cert_pem, or client_cert_uri with client_cert_serial, is required");

@@ -293,6 +293,9 @@ static int run(struct as_server *srv)
     for (;;) {
         int64_t now = as_now();
         int64_t wake = next_event < next_purge ? next_event : next_purge;
+        if (wake > now + 1) {
+            wake = now + 1; /* the audit head goes to the store once a second */
+        }
         struct timespec ts = {wake > now ? wake - now : 0, 0};
         if (ts.tv_sec == 0) {
             ts.tv_nsec = 200 * 1000 * 1000;
@@ -322,6 +325,9 @@ static int run(struct as_server *srv)
             as_error("sigtimedwait: %s", strerror(errno));
             rc = 1;
             break;
+        }
+        if (as_audit_flush(srv->audit) != AS_OK) {
+            as_metrics_audit_failure();
         }
         now = as_now();
         if (now >= next_event) {

@@ -53,7 +53,7 @@ static _Atomic uint64_t svids[2];
 static _Atomic uint64_t revocations[2];
 static _Atomic uint64_t cache_hits[AS_CACHE_COUNT], cache_misses[AS_CACHE_COUNT];
 static _Atomic uint64_t audit_failures;
-static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks"};
+static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks", "certs"};
 
 static void bump(_Atomic uint64_t *c)
 {
@@ -314,22 +314,37 @@ static enum as_err render_rest(struct as_server *srv, struct as_buf *b)
         r = family(b, "authsvc_cache_requests_total", "counter",
                    "Lookups in the in-memory caches, by cache and result.");
     }
-    for (size_t c = 0; c < AS_CACHE_COUNT && r == AS_OK; c++) {
+    /* The caches of this file's counters, then the tokens module's (resolved tokens and
+     * ACLs). */
+    uint64_t hits[AS_CACHE_COUNT + 1];
+    uint64_t misses[AS_CACHE_COUNT + 1];
+    const char *names[AS_CACHE_COUNT + 1];
+    for (size_t c = 0; c < AS_CACHE_COUNT; c++) {
+        hits[c] = get(&cache_hits[c]);
+        misses[c] = get(&cache_misses[c]);
+        names[c] = cache_names[c];
+    }
+    hits[AS_CACHE_COUNT] = 0;
+    misses[AS_CACHE_COUNT] = 0;
+    names[AS_CACHE_COUNT] = "tokens";
+    if (srv->tokens != NULL) {
+        as_tokens_cache_stats(srv->tokens, &hits[AS_CACHE_COUNT], &misses[AS_CACHE_COUNT]);
+    }
+    for (size_t c = 0; c <= AS_CACHE_COUNT && r == AS_OK; c++) {
         r = as_buf_printf(b,
                           "authsvc_cache_requests_total{cache=\"%s\",result=\"hit\"} %" PRIu64 "\n"
                           "authsvc_cache_requests_total{cache=\"%s\",result=\"miss\"} %" PRIu64
                           "\n",
-                          cache_names[c], get(&cache_hits[c]), cache_names[c],
-                          get(&cache_misses[c]));
+                          names[c], hits[c], names[c], misses[c]);
     }
     if (r == AS_OK) {
         r = family(b, "authsvc_cache_hit_ratio", "gauge",
                    "Hits over lookups of each cache since start (1 before the first lookup).");
     }
-    for (size_t c = 0; c < AS_CACHE_COUNT && r == AS_OK; c++) {
-        uint64_t h = get(&cache_hits[c]);
-        uint64_t m = get(&cache_misses[c]);
-        r = as_buf_printf(b, "authsvc_cache_hit_ratio{cache=\"%s\"} %.6f\n", cache_names[c],
+    for (size_t c = 0; c <= AS_CACHE_COUNT && r == AS_OK; c++) {
+        uint64_t h = hits[c];
+        uint64_t m = misses[c];
+        r = as_buf_printf(b, "authsvc_cache_hit_ratio{cache=\"%s\"} %.6f\n", names[c],
                           h + m ? (double)h / (double)(h + m) : 1.0);
     }
     char hash[AS_CHAIN_HASH_HEX + 1];

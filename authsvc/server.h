@@ -137,6 +137,7 @@ struct as_req {
     const struct as_route *route; /* set by as_dispatch once found, else NULL */
     bool audit_req_done;          /* the request's audit line has been written */
     int64_t start_ns;             /* monotonic, for the latency metrics */
+    uint64_t store_mark;          /* the thread's latest store commit when the request began */
     char login_mount[72];         /* a login's mount once it is known to exist (metrics) */
     struct MHD_Connection *conn;
     bool tls;                 /* the request came over the HTTPS listener */
@@ -335,15 +336,23 @@ bool as_audit_log_allowed_checks(const struct as_audit *a);
 /* "hmac-sha256:<hex>" of len bytes at in under the salt (sys/audit-hash). */
 enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
                           char out[AS_AUDIT_HASH_LEN]) AS_WUR;
-/* The head kept in the store: hash of the last line synced and its number (genesis, 0 before
- * the first line). */
-enum as_err as_audit_head(const struct as_audit *a, char hash[65], uint64_t *line) AS_WUR;
-/* Writes the request / response line of req and returns once it is on disk. AS_ERR_IO when the
- * file cannot be written or synced (the caller answers 500). error: the public error or NULL. */
+/* The head: hash of the last line written and its number (genesis, 0 before the first line). */
+enum as_err as_audit_head(struct as_audit *a, char hash[65], uint64_t *line) AS_WUR;
+/* Writes the head to the store when it moved since the last call (the main loop, once a second;
+ * SIGHUP; a clean stop). */
+enum as_err as_audit_persist_head(struct as_audit *a) AS_WUR;
+/* Writes the request / response line of req (a written line survives kill -9). With durable,
+ * the response line returns once it, every line before it and every store commit the calling
+ * thread made are on disk (group commit). AS_ERR_IO when the file cannot be written or synced
+ * (the caller answers 500). error: the public error or NULL. */
 enum as_err as_audit_request(struct as_audit *a, const struct as_req *req,
                              const char *error) AS_WUR;
 enum as_err as_audit_response(struct as_audit *a, const struct as_req *req,
-                              const struct as_resp *resp, int status, const char *error) AS_WUR;
+                              const struct as_resp *resp, int status, const char *error,
+                              bool durable) AS_WUR;
+/* Syncs every line written so far and records the head in the store (the main loop, once a
+ * second). */
+enum as_err as_audit_flush(struct as_audit *a) AS_WUR;
 
 /* ---- metrics (metrics.c) ---- */
 /* One finished request: its route (NULL when none matched), status and latency. */
@@ -354,7 +363,7 @@ enum as_metric_svid { AS_METRIC_SVID_X509, AS_METRIC_SVID_JWT };
 void as_metrics_svid(enum as_metric_svid kind);
 enum as_metric_revoke { AS_METRIC_REVOKE_TOKEN, AS_METRIC_REVOKE_CERT };
 void as_metrics_revocation(enum as_metric_revoke kind);
-enum as_metric_cache { AS_CACHE_INTENTIONS, AS_CACHE_JWKS, AS_CACHE_COUNT };
+enum as_metric_cache { AS_CACHE_INTENTIONS, AS_CACHE_JWKS, AS_CACHE_CERTS, AS_CACHE_COUNT };
 void as_metrics_cache(enum as_metric_cache c, bool hit);
 void as_metrics_audit_failure(void);
 /* The Prometheus text of every metric (malloc'd), NULL when out of memory. */

@@ -2,6 +2,7 @@
 #include "common/auditchain.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +60,25 @@ enum as_err as_chain_init(struct as_chain *c, const char *head, uint64_t line_no
     return AS_OK;
 }
 
+/* SHA-256 fetched once: OpenSSL 3 looks an implicitly fetched EVP_sha256() up on every use. */
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+static void fetch_sha256(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&g_sha256_once, fetch_sha256);
+    return g_sha256 != NULL ? g_sha256 : EVP_sha256();
+}
+
 enum as_err as_chain_line_hash(const char *line, size_t len, char out[AS_CHAIN_HASH_HEX + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     out[0] = '\0';
-    if (EVP_Digest(line, len, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+    if (EVP_Digest(line, len, md, &mdlen, sha256(), NULL) != 1 ||
         mdlen * 2 != AS_CHAIN_HASH_HEX) {
         return AS_ERR_CRYPTO;
     }
@@ -99,54 +113,58 @@ static bool depth_ok(json_t *v, int depth)
     return true;
 }
 
-enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len)
+enum as_err as_chain_prepare(json_t *obj, char **body, size_t *blen)
 {
-    enum as_err r = AS_OK;
-    char *body = NULL;
-    char *out = NULL;
+    *body = NULL;
+    *blen = 0;
+    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL || !depth_ok(obj, 1)) {
+        return AS_ERR_INVALID;
+    }
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    size_t n = strlen(text);
+    if (n < 2 || text[0] != '{' || text[n - 1] != '}') {
+        as_json_free_buf(text);
+        return AS_ERR_INTERNAL;
+    }
+    if (n - 2 > AS_AUDIT_MAX_LINE) {
+        as_json_free_buf(text);
+        return AS_ERR_TOO_LARGE;
+    }
+    *body = text;
+    *blen = n;
+    return AS_OK;
+}
+
+enum as_err as_chain_seal_prepared(struct as_chain *c, const char *body, size_t blen, char **line,
+                                   size_t *len)
+{
     char hash[AS_CHAIN_HASH_HEX + 1];
     *line = NULL;
     if (len != NULL) {
         *len = 0;
     }
-    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL || !depth_ok(obj, 1)) {
-        r = AS_ERR_INVALID;
-        goto out;
+    if (blen < 2 || body[0] != '{' || body[blen - 1] != '}') {
+        return AS_ERR_INVALID;
     }
     if (c->line_no == UINT64_MAX) {
-        r = AS_ERR_TOO_LARGE;
-        goto out;
+        return AS_ERR_TOO_LARGE;
     }
     /*
-     * prev_hash goes first (auditchain.h): the members of obj are serialized on their own, in
-     * insertion order, and spliced in after it, so obj itself is never modified.
+     * prev_hash goes first (auditchain.h): the members of the object were serialized on their
+     * own, in insertion order, and are spliced in after it.
      */
-    body = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (body == NULL) {
-        r = AS_ERR_NOMEM;
-        goto out;
-    }
-    size_t blen = strlen(body);
-    if (blen < 2 || body[0] != '{' || body[blen - 1] != '}') {
-        r = AS_ERR_INTERNAL;
-        goto out;
-    }
-    /* The members without the braces: empty for {}. */
     const char *members = body + 1;
     size_t mlen = blen - 2;
-    if (mlen > AS_AUDIT_MAX_LINE) {
-        r = AS_ERR_TOO_LARGE;
-        goto out;
-    }
     size_t total = HEAD_LEN + (mlen > 0 ? 1 + mlen : 0) + 1;
-    if (total > AS_AUDIT_MAX_LINE) {
-        r = AS_ERR_TOO_LARGE;
-        goto out;
+    if (mlen > AS_AUDIT_MAX_LINE || total > AS_AUDIT_MAX_LINE) {
+        return AS_ERR_TOO_LARGE;
     }
-    out = malloc(total + 1);
+    char *out = malloc(total + 1);
     if (out == NULL) {
-        r = AS_ERR_NOMEM;
-        goto out;
+        return AS_ERR_NOMEM;
     }
     size_t at = 0;
     memcpy(out + at, PREFIX, PREFIX_LEN);
@@ -161,18 +179,32 @@ enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *
     }
     out[at++] = '}';
     out[at] = '\0';
-    if ((r = as_chain_line_hash(out, at, hash)) != AS_OK) {
-        goto out;
+    enum as_err r = as_chain_line_hash(out, at, hash);
+    if (r != AS_OK) {
+        free(out);
+        return r;
     }
     memcpy(c->prev_hash, hash, sizeof c->prev_hash);
     c->line_no++;
     *line = out;
-    out = NULL;
     if (len != NULL) {
         *len = at;
     }
-out:
-    free(out);
+    return AS_OK;
+}
+
+enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len)
+{
+    char *body = NULL;
+    size_t blen = 0;
+    *line = NULL;
+    if (len != NULL) {
+        *len = 0;
+    }
+    enum as_err r = as_chain_prepare(obj, &body, &blen);
+    if (r == AS_OK) {
+        r = as_chain_seal_prepared(c, body, blen, line, len);
+    }
     as_json_free_buf(body);
     return r;
 }

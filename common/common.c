@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -270,6 +271,77 @@ enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size
         return AS_ERR_CRYPTO;
     }
     return AS_OK;
+}
+
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+static void fetch_sha256(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+enum as_err as_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,
+                        size_t clen, unsigned char out[32])
+{
+    pthread_once(&g_sha256_once, fetch_sha256);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    enum as_err r = AS_ERR_CRYPTO;
+    if (ctx != NULL && g_sha256 != NULL && EVP_DigestInit_ex(ctx, g_sha256, NULL) == 1 &&
+        EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
+        EVP_DigestUpdate(ctx, c, clen) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32) {
+        r = AS_OK;
+    }
+    EVP_MD_CTX_free(ctx);
+    return r;
+}
+
+struct as_hmac_key {
+    EVP_MAC *mac;
+    EVP_MAC_CTX *tmpl;
+};
+
+enum as_err as_hmac_key_new(const void *key, size_t keylen, struct as_hmac_key **out)
+{
+    struct as_hmac_key *k = calloc(1, sizeof *k);
+    OSSL_PARAM params[2];
+    *out = NULL;
+    if (k == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if ((k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL ||
+        (k->tmpl = EVP_MAC_CTX_new(k->mac)) == NULL ||
+        EVP_MAC_init(k->tmpl, key, keylen, params) != 1) {
+        as_hmac_key_free(k);
+        return AS_ERR_CRYPTO;
+    }
+    *out = k;
+    return AS_OK;
+}
+
+enum as_err as_hmac_key_mac(const struct as_hmac_key *k, const void *msg, size_t msglen,
+                            unsigned char out[32])
+{
+    size_t outlen = 0;
+    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->tmpl);
+    enum as_err r = AS_ERR_CRYPTO;
+    if (c != NULL && EVP_MAC_update(c, msg, msglen) == 1 &&
+        EVP_MAC_final(c, out, &outlen, 32) == 1 && outlen == 32) {
+        r = AS_OK;
+    }
+    EVP_MAC_CTX_free(c);
+    return r;
+}
+
+void as_hmac_key_free(struct as_hmac_key *k)
+{
+    if (k != NULL) {
+        EVP_MAC_CTX_free(k->tmpl);
+        EVP_MAC_free(k->mac);
+        free(k);
+    }
 }
 
 /* ---- bounded buffer ---- */

@@ -75,9 +75,24 @@ size_t as_b64url(const unsigned char *in, size_t n, char *out);
 char *as_pem_encode(const char *label, const unsigned char *der, size_t n);
 /* Lowercase hex of n bytes; out must hold 2n+1 bytes. */
 void as_hex(const unsigned char *in, size_t n, char *out);
+/* SHA-256 of the concatenation of three byte ranges (any may be empty) into out[32], with the
+ * digest fetched once. */
+enum as_err as_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,
+                        size_t clen, unsigned char out[32]) AS_WUR;
 /* HMAC-SHA256(key, msg) into out[32]. */
 enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
                            unsigned char out[32]) AS_WUR;
+/*
+ * A key kept ready for many HMAC-SHA256 computations: the MAC is fetched and keyed once, and each
+ * computation starts from a copy of that context (OpenSSL 3's one-shot HMAC() fetches and keys on
+ * every call, several times the cost of the hashing for short messages). Thread-safe: the
+ * template is only ever copied. as_hmac_key_free wipes and frees (NULL ok).
+ */
+struct as_hmac_key;
+enum as_err as_hmac_key_new(const void *key, size_t keylen, struct as_hmac_key **out) AS_WUR;
+enum as_err as_hmac_key_mac(const struct as_hmac_key *k, const void *msg, size_t msglen,
+                            unsigned char out[32]) AS_WUR;
+void as_hmac_key_free(struct as_hmac_key *k);
 
 /* ---- bounded buffer ---- */
 /*

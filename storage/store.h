@@ -1,8 +1,10 @@
 /*
  * store.h: the one storage interface of authsvc, and the only module that speaks SQL.
  *
- * The embedded backend is SQLite in WAL mode with synchronous=FULL: when a write function (or
- * as_store_commit) returns AS_OK, the change is on disk and survives kill -9. Each thread gets its
+ * The embedded backend is SQLite in WAL mode: when a write function (or as_store_commit) returns
+ * AS_OK, the change survives kill -9 of the process; it is on disk (surviving a power loss) once
+ * as_store_sync_mine (or as_store_sync) has returned, which callers do before acknowledging it.
+ * Concurrent callers share one disk sync (group commit). Each thread gets its
  * own connection, opened lazily on first use; a struct as_store may be shared by all threads.
  * Migrations are versioned (PRAGMA user_version) and applied by as_store_open.
  *
@@ -32,6 +34,23 @@ void as_store_close(struct as_store *st);
 enum as_err as_store_begin(struct as_store *st) AS_WUR;
 enum as_err as_store_commit(struct as_store *st) AS_WUR;
 void as_store_rollback(struct as_store *st);
+/* Makes every commit so far (as_store_sync) or the calling thread's latest commit
+ * (as_store_sync_mine; AS_OK at once when it has none pending) durable. AS_ERR_STORE when the
+ * disk sync fails. */
+enum as_err as_store_sync(struct as_store *st) AS_WUR;
+enum as_err as_store_sync_mine(struct as_store *st) AS_WUR;
+/*
+ * A number that grows after every commit that may change what a caller has cached from the
+ * store: every write except inserting a token or a certificate and writing a setting (token
+ * updates and deletions with their cascades, policies, mounts, roles, intentions, revocations,
+ * CA generations). A cache entry filled after reading the epoch is valid while the epoch is
+ * unchanged; a revocation has moved it before its commit call returns.
+ */
+uint64_t as_store_epoch(struct as_store *st);
+/* The number of the calling thread's latest commit (0: none), and making every commit up to a
+ * number durable. */
+uint64_t as_store_my_commit(struct as_store *st);
+enum as_err as_store_sync_to(struct as_store *st, uint64_t seq) AS_WUR;
 /* Durations of the commits so far (explicit ones and single writes), for sys/metrics. Borrowed
  * for the store's life. */
 const struct as_hist *as_store_commit_hist(const struct as_store *st);
