@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -34,6 +35,24 @@
 
 /* How long a connection waits for another writer before giving up with AS_ERR_STORE. */
 #define AS_STORE_BUSY_MS 5000
+#define BUSY_SLEEP_US 50
+
+/*
+ * Waiting for another connection's write lock. SQLite's own busy_timeout sleeps 1, 2, 5, 10 ...
+ * 100 ms between tries: with a writer per worker thread, holding the lock for tens of
+ * microseconds (commits do not sync, see as_store_sync), that turned every collision into
+ * milliseconds of idle. Short sleeps, bounded by AS_STORE_BUSY_MS in all.
+ */
+static int busy_wait(void *arg, int count)
+{
+    (void)arg;
+    if ((int64_t)count * BUSY_SLEEP_US >= (int64_t)AS_STORE_BUSY_MS * 1000) {
+        return 0;
+    }
+    struct timespec ts = {0, BUSY_SLEEP_US * 1000};
+    nanosleep(&ts, NULL);
+    return 1;
+}
 
 /* The number of elements of an array (an array, not a pointer). */
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -377,6 +396,8 @@ struct as_conn {
     struct as_store *st;
     uint64_t last_commit; /* commit sequence number of this connection's latest write */
     bool invalidates;     /* the open write may change what callers cache (see as_store_epoch) */
+    bool wlocked;         /* holds the store's write_mu */
+    bool autolocked;      /* ...taken for one autocommit write statement (stmt_put releases) */
     sqlite3 *db;
     pthread_t owner;
     bool in_tx; /* the caller holds an explicit transaction (as_store_begin) */
@@ -399,6 +420,8 @@ struct as_store {
     _Atomic uint64_t epoch; /* bumped after every commit that may change a cached answer */
     pthread_mutex_t sync_mu;
     pthread_cond_t sync_cv;
+    /* Writers of this process queue here rather than on SQLite's file lock (see wlock). */
+    pthread_mutex_t write_mu;
     bool sync_init;
     bool syncing;
     uint64_t synced;
@@ -526,9 +549,9 @@ static enum as_err conn_open(struct as_store *st, struct as_conn **out)
         goto out;
     }
     sqlite3_extended_result_codes(c->db, 1);
-    rc = sqlite3_busy_timeout(c->db, AS_STORE_BUSY_MS);
+    rc = sqlite3_busy_handler(c->db, busy_wait, NULL);
     if (rc != SQLITE_OK) {
-        r = map_err(c, rc, "busy_timeout");
+        r = map_err(c, rc, "busy_handler");
         goto out;
     }
     /* Hardening: no writes to the schema behind SQLite's back, no functions run from schema. */
@@ -611,6 +634,42 @@ static enum as_err conn_ready(struct as_store *st, struct as_conn **out)
     return AS_OK;
 }
 
+/* ---- the process' write lock ---- */
+
+/*
+ * Writers of this process take write_mu before SQLite's write lock: waiting threads are woken the
+ * moment it is free instead of polling SQLite's lock (busy_wait), which under a write per worker
+ * thread cost more CPU than the writes. A bounded wait: past AS_STORE_BUSY_MS the writer goes on
+ * without it (SQLite's own lock still serializes), so a lock-order mistake elsewhere shows up as
+ * slowness and a log line, never as a hang.
+ */
+static void wlock(struct as_conn *c)
+{
+    if (c->wlocked) {
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += AS_STORE_BUSY_MS / 1000;
+    if (pthread_mutex_timedlock(&c->st->write_mu, &until) == 0) {
+        c->wlocked = true;
+    } else {
+        as_warn("store: waited %d ms for the write lock; writing without it", AS_STORE_BUSY_MS);
+    }
+}
+
+static void wunlock(struct as_conn *c)
+{
+    if (c->wlocked) {
+        c->wlocked = false;
+        c->autolocked = false;
+        pthread_mutex_unlock(&c->st->write_mu);
+    }
+}
+
+/* The connection whose autocommit write holds the lock, for stmt_put. */
+static _Thread_local struct as_conn *t_autolocked;
+
 static enum as_err stmt_get(struct as_conn *c, enum stmt_id id, sqlite3_stmt **out)
 {
     if (c->stmts[id] == NULL) {
@@ -624,9 +683,18 @@ static enum as_err stmt_get(struct as_conn *c, enum stmt_id id, sqlite3_stmt **o
     /* Every write may change a cached answer except adding a token or a certificate (nothing
      * cached can have seen them yet) and settings (the audit head, sequences). Transaction
      * control reads as read-only here. */
+    bool write = !sqlite3_stmt_readonly(*out);
     if (id != ST_TOKEN_INSERT && id != ST_CERT_INSERT && id != ST_SETTING_PUT &&
-        id != ST_SETTING_INSERT && !sqlite3_stmt_readonly(*out)) {
+        id != ST_SETTING_INSERT && write) {
         c->invalidates = true;
+    }
+    /* A write outside any transaction is one: it takes the write lock until stmt_put. */
+    if (write && !c->wlocked) {
+        wlock(c);
+        if (c->wlocked) {
+            c->autolocked = true;
+            t_autolocked = c;
+        }
     }
     return AS_OK;
 }
@@ -637,6 +705,11 @@ static void stmt_put(sqlite3_stmt *s)
     if (s != NULL) {
         sqlite3_reset(s);
         sqlite3_clear_bindings(s);
+    }
+    struct as_conn *c = t_autolocked;
+    if (c != NULL && c->autolocked) {
+        t_autolocked = NULL;
+        wunlock(c);
     }
 }
 
@@ -1024,7 +1097,9 @@ static enum as_err tx_enter(struct as_conn *c, enum tx_kind *kind)
         return run_simple(c, ST_SAVEPOINT, "savepoint");
     }
     *kind = TX_OWN;
+    wlock(c);
     if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
+        wunlock(c);
         return r;
     }
     return AS_OK;
@@ -1059,6 +1134,7 @@ static enum as_err tx_leave(struct as_conn *c, enum tx_kind kind, enum as_err r)
         if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
             (void)run_simple(c, ST_ROLLBACK, "rollback");
         }
+        wunlock(c);
         break;
     case TX_SAVEPOINT:
         /* If SQLite already dropped the whole transaction, conn_ready reports it next time. */
@@ -1215,6 +1291,7 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     st->wal_fd = -1;
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
+    pthread_mutex_init(&st->write_mu, NULL);
     st->sync_init = true;
     if (pthread_key_create(&st->key, conn_destructor) != 0) {
         as_error("store: no thread-specific key left");
@@ -1298,6 +1375,7 @@ void as_store_close(struct as_store *st)
         }
         pthread_cond_destroy(&st->sync_cv);
         pthread_mutex_destroy(&st->sync_mu);
+        pthread_mutex_destroy(&st->write_mu);
     }
     free(st->path);
     free(st);
@@ -1320,7 +1398,9 @@ enum as_err as_store_begin(struct as_store *st)
         as_error("store: nested transaction on one thread");
         return AS_ERR_INTERNAL;
     }
+    wlock(c);
     if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
+        wunlock(c);
         return r;
     }
     c->in_tx = true;
@@ -1345,6 +1425,7 @@ enum as_err as_store_commit(struct as_store *st)
     c->in_tx = false;
     if (sqlite3_get_autocommit(c->db)) {
         as_error("store: the transaction was aborted by an earlier error; nothing committed");
+        wunlock(c);
         return AS_ERR_STORE;
     }
     int64_t t0 = as_mono_ns();
@@ -1357,6 +1438,7 @@ enum as_err as_store_commit(struct as_store *st)
     if (r != AS_OK && !sqlite3_get_autocommit(c->db)) {
         (void)run_simple(c, ST_ROLLBACK, "rollback");
     }
+    wunlock(c);
     return r;
 }
 
@@ -1376,6 +1458,7 @@ void as_store_rollback(struct as_store *st)
     if (!sqlite3_get_autocommit(c->db)) {
         (void)run_simple(c, ST_ROLLBACK, "rollback");
     }
+    wunlock(c);
 }
 
 /* ---- settings ---- */
