@@ -518,6 +518,35 @@ static void test_token_list_purge(struct as_store *st)
     }
 }
 
+/*
+ * The epoch the caches trust (as_store_epoch): moved by every write that can change a cached
+ * answer, not by adding a token or writing a setting; and the group commit's bookkeeping.
+ */
+static void test_epoch_and_sync(struct as_store *st)
+{
+    uint64_t e0 = as_store_epoch(st);
+    struct as_token_rec t = mk_tok("acc-epoch-1", NULL, 41, 2000000000);
+    CHECK_INT(as_store_token_insert(st, &t), AS_OK);
+    CHECK(as_store_epoch(st) == e0); /* nothing cached can have seen a new token */
+    CHECK(as_store_my_commit(st) > 0);
+    CHECK_INT(as_store_sync_mine(st), AS_OK);
+    CHECK_INT(as_store_setting_put(st, "epoch-test", "x", 1), AS_OK);
+    CHECK(as_store_epoch(st) == e0);
+    CHECK_INT(as_store_policy_put(st, "epoch-policy", "{}"), AS_OK);
+    uint64_t e1 = as_store_epoch(st);
+    CHECK(e1 > e0); /* a policy changed: ACLs built before are stale */
+    uint64_t before = as_store_my_commit(st);
+    CHECK_INT(as_store_token_delete(st, "acc-epoch-1", false, NULL, NULL), AS_OK);
+    CHECK(as_store_epoch(st) > e1); /* a revocation moves it before the call returns */
+    CHECK(as_store_my_commit(st) > before);
+    /* A failed write commits nothing and moves nothing. */
+    uint64_t e2 = as_store_epoch(st);
+    CHECK_INT(as_store_token_delete(st, "acc-epoch-missing", false, NULL, NULL), AS_ERR_NOT_FOUND);
+    CHECK_INT(as_store_sync(st), AS_OK);
+    CHECK(as_store_epoch(st) >= e2);
+    CHECK_INT(as_store_policy_delete(st, "epoch-policy"), AS_OK);
+}
+
 static void test_policies(struct as_store *st)
 {
     char *text = NULL;
@@ -2722,6 +2751,7 @@ int main(void)
         test_token_tree(st);
         test_token_list_purge(st);
         test_policies(st);
+        test_epoch_and_sync(st);
         test_transactions(st);
         as_store_close(st);
     }
