@@ -310,8 +310,11 @@ static const char *const stmt_sql[] = {
                                                           "RETURNING accessor",
     [ST_TOKEN_ORPHAN_CHILDREN] = "UPDATE tokens SET parent = NULL, orphan = 1 WHERE parent = ?1",
     [ST_TOKEN_LIST] = "SELECT accessor FROM tokens ORDER BY accessor",
+    /* At most AS_STORE_PURGE_BATCH expired tokens (with their subtrees) per call: one long
+     * delete would hold the write lock, and every login and issuance waits for it. */
     [ST_TOKEN_PURGE] = "WITH RECURSIVE sub(a) AS ("
-                       "  SELECT accessor FROM tokens WHERE expire_time > 0 AND expire_time <= ?1"
+                       "  SELECT accessor FROM (SELECT accessor FROM tokens"
+                       "    WHERE expire_time > 0 AND expire_time <= ?1 LIMIT ?2)"
                        "  UNION SELECT t.accessor FROM tokens t JOIN sub ON t.parent = sub.a) "
                        "DELETE FROM tokens WHERE accessor IN sub",
     [ST_POLICY_PUT] = "INSERT INTO policies (name, text) VALUES (?1, ?2) "
@@ -2009,7 +2012,9 @@ enum as_err as_store_token_purge_expired(struct as_store *st, int64_t now, size_
     *n = 0;
     /* One statement, hence atomic on its own: expired tokens and their subtrees go together. */
     if ((r = stmt_ready(st, ST_TOKEN_PURGE, &c, &s)) != AS_OK ||
-        (r = bind_int64(c, s, 1, now)) != AS_OK || (r = step_done(c, s, "token purge")) != AS_OK) {
+        (r = bind_int64(c, s, 1, now)) != AS_OK ||
+        (r = bind_int64(c, s, 2, AS_STORE_PURGE_BATCH)) != AS_OK ||
+        (r = step_done(c, s, "token purge")) != AS_OK) {
         goto out;
     }
     *n = (size_t)sqlite3_changes64(c->db);

@@ -125,7 +125,10 @@ enum as_err as_store_token_delete(struct as_store *st, const char *accessor, boo
                                   char ***deleted, size_t *ndeleted) AS_WUR;
 /* All accessors, sorted; free with as_store_strv_free. */
 enum as_err as_store_token_list(struct as_store *st, char ***accessors, size_t *n) AS_WUR;
-/* Deletes tokens whose expire_time is in (0, now] (with their subtrees). *n = rows deleted. */
+/* Deletes tokens whose expire_time is in (0, now] (with their subtrees): at most
+ * AS_STORE_PURGE_BATCH of them per call, so no call holds the write lock for long; call again
+ * while *n (rows deleted, subtrees included) is at least that. */
+#define AS_STORE_PURGE_BATCH 1000
 enum as_err as_store_token_purge_expired(struct as_store *st, int64_t now, size_t *n) AS_WUR;
 
 /* ---- policies ---- */

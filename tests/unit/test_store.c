@@ -522,6 +522,27 @@ static void test_token_list_purge(struct as_store *st)
  * The epoch the caches trust (as_store_epoch): moved by every write that can change a cached
  * answer, not by adding a token or writing a setting; and the group commit's bookkeeping.
  */
+/* The purge takes at most AS_STORE_PURGE_BATCH expired tokens per call, and the rest next time. */
+static void test_purge_batches(struct as_store *st)
+{
+    const int extra = 500;
+    char acc[32];
+    size_t n = 0;
+    CHECK_INT(as_store_begin(st), AS_OK);
+    for (int i = 0; i < AS_STORE_PURGE_BATCH + extra; i++) {
+        snprintf(acc, sizeof acc, "acc-batch-%d", i);
+        struct as_token_rec t = mk_tok(acc, NULL, 100000u + (unsigned)i, 1000);
+        CHECK_INT(as_store_token_insert(st, &t), AS_OK);
+    }
+    CHECK_INT(as_store_commit(st), AS_OK);
+    CHECK_INT(as_store_token_purge_expired(st, 2000, &n), AS_OK);
+    CHECK_INT(n, AS_STORE_PURGE_BATCH);
+    CHECK_INT(as_store_token_purge_expired(st, 2000, &n), AS_OK);
+    CHECK_INT(n, extra);
+    CHECK_INT(as_store_token_purge_expired(st, 2000, &n), AS_OK);
+    CHECK_INT(n, 0);
+}
+
 static void test_epoch_and_sync(struct as_store *st)
 {
     uint64_t e0 = as_store_epoch(st);
@@ -2752,6 +2773,7 @@ int main(void)
         test_token_list_purge(st);
         test_policies(st);
         test_epoch_and_sync(st);
+        test_purge_batches(st);
         test_transactions(st);
         as_store_close(st);
     }
