@@ -299,7 +299,14 @@ enum as_err as_sha256_3(const void *a, size_t alen, const void *b, size_t blen, 
 struct as_hmac_key {
     EVP_MAC *mac;
     EVP_MAC_CTX *tmpl;
+    pthread_key_t tls; /* this thread's copy of tmpl, re-initialized per message */
+    bool tls_ok;
 };
+
+static void hmac_ctx_free(void *p)
+{
+    EVP_MAC_CTX_free(p);
+}
 
 enum as_err as_hmac_key_new(const void *key, size_t keylen, struct as_hmac_key **out)
 {
@@ -317,6 +324,7 @@ enum as_err as_hmac_key_new(const void *key, size_t keylen, struct as_hmac_key *
         as_hmac_key_free(k);
         return AS_ERR_CRYPTO;
     }
+    k->tls_ok = pthread_key_create(&k->tls, hmac_ctx_free) == 0;
     *out = k;
     return AS_OK;
 }
@@ -325,19 +333,43 @@ enum as_err as_hmac_key_mac(const struct as_hmac_key *k, const void *msg, size_t
                             unsigned char out[32])
 {
     size_t outlen = 0;
-    EVP_MAC_CTX *c = EVP_MAC_CTX_dup(k->tmpl);
     enum as_err r = AS_ERR_CRYPTO;
-    if (c != NULL && EVP_MAC_update(c, msg, msglen) == 1 &&
-        EVP_MAC_final(c, out, &outlen, 32) == 1 && outlen == 32) {
+    /* Copying the template costs more than hashing a short message; each thread keeps its own
+     * copy and re-initializes it with the same key (EVP_MAC_init with a NULL key). */
+    EVP_MAC_CTX *c = k->tls_ok ? pthread_getspecific(k->tls) : NULL;
+    bool own = false;
+    if (c == NULL) {
+        c = EVP_MAC_CTX_dup(k->tmpl);
+        if (c == NULL) {
+            return AS_ERR_CRYPTO;
+        }
+        if (k->tls_ok && pthread_setspecific(k->tls, c) == 0) {
+            own = false;
+        } else {
+            own = true;
+        }
+    } else if (EVP_MAC_init(c, NULL, 0, NULL) != 1) {
+        return AS_ERR_CRYPTO;
+    }
+    if (EVP_MAC_update(c, msg, msglen) == 1 && EVP_MAC_final(c, out, &outlen, 32) == 1 &&
+        outlen == 32) {
         r = AS_OK;
     }
-    EVP_MAC_CTX_free(c);
+    if (own) {
+        EVP_MAC_CTX_free(c);
+    }
     return r;
 }
 
 void as_hmac_key_free(struct as_hmac_key *k)
 {
     if (k != NULL) {
+        if (k->tls_ok) {
+            /* Other threads' copies were freed when they exited (the key's destructor); the
+             * calling thread's is freed here. */
+            hmac_ctx_free(pthread_getspecific(k->tls));
+            pthread_key_delete(k->tls);
+        }
         EVP_MAC_CTX_free(k->tmpl);
         EVP_MAC_free(k->mac);
         free(k);

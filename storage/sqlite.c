@@ -425,6 +425,12 @@ struct as_store {
     pthread_cond_t sync_cv;
     /* Writers of this process queue here rather than on SQLite's file lock (see wlock). */
     pthread_mutex_t write_mu;
+    /* Batched inserts (batch_insert). */
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cv;
+    struct ins_job *q_head;
+    struct ins_job **q_tail;
+    bool q_busy;
     bool sync_init;
     bool syncing;
     uint64_t synced;
@@ -666,6 +672,8 @@ static void wunlock(struct as_conn *c)
     if (c->wlocked) {
         c->wlocked = false;
         c->autolocked = false;
+        /* Whatever was written has been committed (note_commit moved the epoch) or undone. */
+        c->invalidates = false;
         pthread_mutex_unlock(&c->st->write_mu);
     }
 }
@@ -686,7 +694,10 @@ static enum as_err stmt_get(struct as_conn *c, enum stmt_id id, sqlite3_stmt **o
     /* Every write may change a cached answer except adding a token or a certificate (nothing
      * cached can have seen them yet) and settings (the audit head, sequences). Transaction
      * control reads as read-only here. */
-    bool write = !sqlite3_stmt_readonly(*out);
+    /* Transaction control is not a write of its own (BEGIN IMMEDIATE reads as one). */
+    bool control = id == ST_BEGIN || id == ST_COMMIT || id == ST_ROLLBACK ||
+                   id == ST_SAVEPOINT || id == ST_RELEASE || id == ST_ROLLBACK_TO;
+    bool write = !control && !sqlite3_stmt_readonly(*out);
     if (id != ST_TOKEN_INSERT && id != ST_CERT_INSERT && id != ST_SETTING_PUT &&
         id != ST_SETTING_INSERT && write) {
         c->invalidates = true;
@@ -1295,6 +1306,9 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     pthread_mutex_init(&st->write_mu, NULL);
+    pthread_mutex_init(&st->q_mu, NULL);
+    pthread_cond_init(&st->q_cv, NULL);
+    st->q_tail = &st->q_head;
     st->sync_init = true;
     if (pthread_key_create(&st->key, conn_destructor) != 0) {
         as_error("store: no thread-specific key left");
@@ -1379,6 +1393,8 @@ void as_store_close(struct as_store *st)
         pthread_cond_destroy(&st->sync_cv);
         pthread_mutex_destroy(&st->sync_mu);
         pthread_mutex_destroy(&st->write_mu);
+        pthread_mutex_destroy(&st->q_mu);
+        pthread_cond_destroy(&st->q_cv);
     }
     free(st->path);
     free(st);
@@ -1585,7 +1601,7 @@ out:
     return r;
 }
 
-enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec *t)
+static enum as_err token_insert_now(struct as_store *st, const struct as_token_rec *t)
 {
     enum as_err r;
     struct as_conn *c = NULL;
@@ -2186,7 +2202,7 @@ out:
     return r;
 }
 
-enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
+static enum as_err cert_insert_now(struct as_store *st, struct as_cert_rec *c)
 {
     enum as_err r;
     struct as_conn *conn = NULL;
@@ -2232,6 +2248,129 @@ enum as_err as_store_cert_get(struct as_store *st, const char *serial, struct as
     }
     *out = NULL;
     return row_by_key(st, ST_CERT_GET, serial, "cert get", read_cert, out);
+}
+
+/* ---- batched inserts ---- */
+
+/*
+ * Logins and issuances each insert one row, and each insert alone is a transaction holding the
+ * write lock while SQLite writes a dozen WAL frames. Concurrent inserts are instead queued and
+ * run by whichever caller finds no batch running, in one transaction: per-row results (a
+ * uniqueness conflict fails its row only, SQLite's default ABORT), one commit, and every caller
+ * returns with the commit recorded as its own, so as_store_sync_mine covers it. Inside a
+ * caller's own transaction an insert runs there, as before.
+ */
+struct ins_job {
+    struct as_token_rec const *token;
+    struct as_cert_rec *cert;
+    enum as_err result;
+    uint64_t commit;
+    bool done;
+    struct ins_job *next;
+};
+
+static void run_batch(struct as_store *st, struct ins_job *jobs)
+{
+    struct as_conn *c = NULL;
+    enum as_err r = conn_ready(st, &c);
+    if (r == AS_OK) {
+        wlock(c);
+        r = run_simple(c, ST_BEGIN, "begin");
+    }
+    if (r != AS_OK) {
+        if (c != NULL) {
+            wunlock(c);
+        }
+        for (struct ins_job *j = jobs; j != NULL; j = j->next) {
+            j->result = r;
+        }
+        return;
+    }
+    c->in_tx = true;
+    bool aborted = false;
+    for (struct ins_job *j = jobs; j != NULL; j = j->next) {
+        if (aborted) {
+            j->result = AS_ERR_STORE;
+            continue;
+        }
+        j->result = j->token != NULL ? token_insert_now(st, j->token) : cert_insert_now(st, j->cert);
+        /* An error that ended the whole transaction (I/O, full disk) fails every row. */
+        aborted = sqlite3_get_autocommit(c->db) != 0;
+    }
+    c->in_tx = false;
+    if (!aborted) {
+        int64_t t0 = as_mono_ns();
+        r = run_simple(c, ST_COMMIT, "commit");
+        if (r == AS_OK) {
+            as_hist_observe(&st->commit_hist, as_mono_ns() - t0);
+            note_commit(c);
+        } else if (!sqlite3_get_autocommit(c->db)) {
+            (void)run_simple(c, ST_ROLLBACK, "rollback");
+        }
+    }
+    wunlock(c);
+    for (struct ins_job *j = jobs; j != NULL; j = j->next) {
+        if (aborted || r != AS_OK) {
+            j->result = AS_ERR_STORE;
+        }
+        j->commit = c->last_commit;
+    }
+}
+
+static enum as_err batch_insert(struct as_store *st, struct ins_job *job)
+{
+    struct as_conn *c = pthread_getspecific(st->key);
+    if (c != NULL && c->in_tx) {
+        return job->token != NULL ? token_insert_now(st, job->token)
+                                  : cert_insert_now(st, job->cert);
+    }
+    pthread_mutex_lock(&st->q_mu);
+    *st->q_tail = job;
+    st->q_tail = &job->next;
+    while (!job->done) {
+        if (st->q_busy) {
+            pthread_cond_wait(&st->q_cv, &st->q_mu);
+            continue;
+        }
+        st->q_busy = true;
+        struct ins_job *list = st->q_head;
+        st->q_head = NULL;
+        st->q_tail = &st->q_head;
+        pthread_mutex_unlock(&st->q_mu);
+        run_batch(st, list);
+        pthread_mutex_lock(&st->q_mu);
+        for (struct ins_job *j = list; j != NULL;) {
+            struct ins_job *next = j->next; /* j belongs to its waiter once done is set */
+            j->done = true;
+            j = next;
+        }
+        st->q_busy = false;
+        pthread_cond_broadcast(&st->q_cv);
+    }
+    pthread_mutex_unlock(&st->q_mu);
+    /* The batch's commit is this thread's to sync. */
+    if (job->result == AS_OK && conn_get(st, &c) == AS_OK && job->commit > c->last_commit) {
+        c->last_commit = job->commit;
+    }
+    return job->result;
+}
+
+enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec *t)
+{
+    if (st == NULL || t == NULL) {
+        return AS_ERR_INVALID;
+    }
+    struct ins_job job = {.token = t};
+    return batch_insert(st, &job);
+}
+
+enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
+{
+    if (st == NULL || c == NULL) {
+        return AS_ERR_INVALID;
+    }
+    struct ins_job job = {.cert = c};
+    return batch_insert(st, &job);
 }
 
 enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,

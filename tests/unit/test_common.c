@@ -1,5 +1,6 @@
 /* Unit tests for common/: durations, JSON conventions, buffers, secrets. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "common/common.h"
@@ -191,9 +192,39 @@ static void test_utf8(void)
     CHECK_STR(s, "ok ? caf\xc3\xa9 ?");
 }
 
+/* The kept HMAC key gives RFC 2104 HMAC-SHA256, call after call on one thread (each call
+ * re-initializes the same context), as the one-shot function does. */
+static void test_hmac_key(void)
+{
+    static const unsigned char key[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    static const char *const msgs[] = {"", "a", "ast.0123456789", "a longer message, twice"};
+    struct as_hmac_key *k = NULL;
+    CHECK_INT(as_hmac_key_new(key, sizeof key, &k), AS_OK);
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+            unsigned char a[32];
+            unsigned char b[32];
+            CHECK_INT(as_hmac_key_mac(k, msgs[i], strlen(msgs[i]), a), AS_OK);
+            CHECK_INT(as_hmac_sha256(key, sizeof key, msgs[i], strlen(msgs[i]), b), AS_OK);
+            CHECK(memcmp(a, b, 32) == 0);
+        }
+    }
+    /* RFC 4231 test case 2: key "Jefe", "what do ya want for nothing?". */
+    struct as_hmac_key *jefe = NULL;
+    unsigned char mac[32];
+    char hex[65];
+    CHECK_INT(as_hmac_key_new("Jefe", 4, &jefe), AS_OK);
+    CHECK_INT(as_hmac_key_mac(jefe, "what do ya want for nothing?", 28, mac), AS_OK);
+    as_hex(mac, 32, hex);
+    CHECK_STR(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    as_hmac_key_free(jefe);
+    as_hmac_key_free(k);
+}
+
 int main(void)
 {
     test_paths();
+    test_hmac_key();
     test_utf8();
     test_durations();
     test_json();
