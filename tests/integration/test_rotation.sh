@@ -186,7 +186,9 @@ check "at least 3 distinct issuers (two rotations)" "$(yn [ "${#ISSUERS[@]}" -ge
 check "spiffe_sequence never decreased" "$SEQ_DECREASE" 0
 check "spiffe_sequence changed with every change of the bundle keys" "$SEQ_STALE" 0
 check "spiffe_sequence increased at least twice" "$(yn [ "$((LAST_SEQ - FIRST_SEQ))" -ge 2 ])" yes
-check "enough iterations ran (one every ~0.5 s)" "$(yn [ "$ITER" -ge 60 ])" yes
+# Coverage, not speed: at most one iteration per 0.5 s, each ~0.3 s of openssl work, slower under
+# ASan on a loaded box; 40 over ~50 s still means the rotations were crossed while issuing.
+check "enough iterations ran (at most one every ~0.5 s)" "$(yn [ "$ITER" -ge 40 ])" yes
 
 # the bundle does not keep CAs that expired long ago (an old CA leaves after its last SVID)
 curl -s "$ADDR/v1/pki/bundle/pem" >"$TMP/b.pem"
