@@ -345,6 +345,64 @@ enum as_err h_sys_auth_mount(struct as_server *srv, struct as_req *req, struct a
 }
 
 /* The mount named by the route's first parameter; 404 when absent. */
+/*
+ * Parsed auth method configs and roles, by their exact stored text: a login parsed the mount's
+ * config (with its PEM keys) and the role from JSON every time. The text is the key, so a
+ * changed config or role is simply another entry; entries are shared read-only (jansson's
+ * reference counts are atomic) and never modified by their users.
+ */
+#define PARSED_SLOTS 64
+static struct {
+    char *text;
+    json_t *value;
+} parsed[PARSED_SLOTS];
+static pthread_rwlock_t parsed_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+json_t *as_json_parsed(const char *text)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = text; *p; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    }
+    size_t i = (size_t)(h % PARSED_SLOTS);
+    json_t *v = NULL;
+    pthread_rwlock_rdlock(&parsed_lock);
+    if (parsed[i].text != NULL && strcmp(parsed[i].text, text) == 0) {
+        v = json_incref(parsed[i].value);
+    }
+    pthread_rwlock_unlock(&parsed_lock);
+    if (v != NULL) {
+        return v;
+    }
+    json_error_t je;
+    v = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    char *copy = v != NULL ? strdup(text) : NULL;
+    if (copy == NULL) {
+        return v;
+    }
+    pthread_rwlock_wrlock(&parsed_lock);
+    char *old_text = parsed[i].text;
+    json_t *old = parsed[i].value;
+    parsed[i].text = copy;
+    parsed[i].value = json_incref(v);
+    pthread_rwlock_unlock(&parsed_lock);
+    free(old_text);
+    json_decref(old);
+    return v;
+}
+
+void as_json_parsed_free_all(void)
+{
+    pthread_rwlock_wrlock(&parsed_lock);
+    for (size_t i = 0; i < PARSED_SLOTS; i++) {
+        free(parsed[i].text);
+        json_decref(parsed[i].value);
+        parsed[i].text = NULL;
+        parsed[i].value = NULL;
+    }
+    pthread_rwlock_unlock(&parsed_lock);
+}
+
 static enum as_err mount_of(struct as_server *srv, struct as_req *req, struct as_resp *resp,
                             struct as_mount_rec **out)
 {

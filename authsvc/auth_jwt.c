@@ -792,9 +792,8 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
     char why[512] = "";
     const char *name = NULL;
     const char *jwt = NULL;
-    json_error_t je;
 
-    if (m->config_json == NULL || (cfg = json_loads(m->config_json, 0, &je)) == NULL) {
+    if (m->config_json == NULL || (cfg = as_json_parsed(m->config_json)) == NULL) {
         return as_fail(resp, AS_ERR_INVALID, "could not load configuration");
     }
     if (as_json_get_string(req->body, "role", &name, NULL) != AS_OK ||
@@ -822,7 +821,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
     if (r != AS_OK) {
         goto out;
     }
-    if ((role = json_loads(role_text, 0, &je)) == NULL) {
+    if ((role = as_json_parsed(role_text)) == NULL) {
         r = AS_ERR_INTERNAL;
         goto out;
     }

@@ -293,6 +293,10 @@ bool as_cidr_ok(const char *cidr);
  */
 enum as_err as_role_token_fields(json_t *body, json_t *role, char *why, size_t whylen) AS_WUR;
 bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
+/* The parsed JSON of a stored config or role text (new reference; NULL when it does not parse),
+ * from a cache keyed by the text. The value is shared: never modify it. */
+json_t *as_json_parsed(const char *text);
+void as_json_parsed_free_all(void);
 /* Drops cached per-mount state (JWKS keys) after an unmount. */
 void as_auth_mount_forget(const char *path);
 
