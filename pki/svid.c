@@ -8,6 +8,7 @@
  * of X509_set_pubkey), the constant extensions were encoded once per CA, digests were fetched
  * once per CA, and each signature starts from a copy of a pre-initialised signing context.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -74,7 +76,30 @@ static void say(char *why, size_t whylen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- CSRs ---- */
+/* ---- CSRs ----
+ *
+ * PERF-NOTES trap 1: PEM_read_bio_X509_REQ decodes the request's public key through OpenSSL
+ * 3.0's decoder framework, and X509_REQ_verify then sets up a verification from scratch. The two
+ * cost about five times the signature check itself and do not scale across threads. So a CSR is
+ * taken apart here instead, still only with OpenSSL's own primitives and without hand-decoding
+ * any value:
+ *
+ *   1. PEM_bytes_read_bio, the first half of PEM_read_bio_X509_REQ, turns the PEM into DER with
+ *      the same rules (the label, the headers, the base64);
+ *   2. ASN1_get_object walks the fixed shape of RFC 2986 §4.1 to find the signed
+ *      CertificationRequestInfo, and each field is decoded by the d2i function OpenSSL's own
+ *      X509_REQ template uses for it (d2i_X509_NAME, d2i_X509_ALGOR, d2i_ASN1_BIT_STRING, ...);
+ *      only the SubjectPublicKeyInfo's key is not turned into an EVP_PKEY by a decoder;
+ *   3. the verification key is built from the key bits (RFC 5480 §2.2 point, RFC 8017 §A.1.1
+ *      modulus and exponent) after the key policy accepted them, and the signature is checked
+ *      over the CertificationRequestInfo bytes exactly as received, as X509_REQ_verify does.
+ *
+ * The walk mirrors OpenSSL's template decoder (crypto/asn1/tasn_dec.c) rule for rule, BER
+ * leniencies included (indefinite lengths, long-form lengths, constructed strings), because the
+ * point is to accept and refuse exactly what PEM_read_bio_X509_REQ + X509_REQ_verify do: the
+ * differential test tests/unit/test_csr_diff.c and the fuzz target tests/fuzz/fuzz_csr_diff.c
+ * hold it to that against the reference kept in tests/csr_reference.h.
+ */
 
 void as_csr_free(struct as_csr *csr)
 {
@@ -85,77 +110,550 @@ void as_csr_free(struct as_csr *csr)
     free(csr);
 }
 
-/* RFC 2986 §4 signatures with a digest of SHA-256 or stronger: MD5 and SHA-1 prove nothing
- * today, and our clients all sign with SHA-256. */
-static bool csr_sig_alg_ok(const X509_REQ *req, bool rsa)
+/*
+ * What verifying a CSR needs, made once per process: implicit fetches take global locks on every
+ * use (PERF-NOTES trap 1), and building an EC group from its name costs a third of a signature
+ * check. Only ever read after csr_algs_init, so threads share them; the key templates
+ * are copied, never used themselves.
+ */
+static struct {
+    EVP_MD *sha256;
+    EVP_MD *sha384;
+    EVP_MD *sha512;
+    EVP_PKEY_CTX *rsa; /* holds the fetched RSA key manager; each key is made through a dup */
+    EVP_PKEY *p256;    /* domain parameters only; each key is a dup with its point */
+    EVP_PKEY *p384;
+    bool ok;
+} g_csr;
+static pthread_once_t g_csr_once = PTHREAD_ONCE_INIT;
+
+/* An EVP_PKEY holding only the named curve's domain parameters. */
+static EVP_PKEY *ec_params_key(EVP_PKEY_CTX *ctx, const char *group)
 {
-    int md_nid = NID_undef;
-    int pk_nid = NID_undef;
-    if (OBJ_find_sigid_algs(X509_REQ_get_signature_nid(req), &md_nid, &pk_nid) != 1) {
+    EVP_PKEY *k = NULL;
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_KEY_PARAMETERS, params) != 1) {
+        return NULL;
+    }
+    return k;
+}
+
+static void csr_algs_init(void)
+{
+    EVP_PKEY_CTX *ec = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    g_csr.sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    g_csr.sha384 = EVP_MD_fetch(NULL, "SHA2-384", NULL);
+    g_csr.sha512 = EVP_MD_fetch(NULL, "SHA2-512", NULL);
+    g_csr.rsa = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    if (ec != NULL && EVP_PKEY_fromdata_init(ec) == 1) {
+        g_csr.p256 = ec_params_key(ec, "P-256");
+        g_csr.p384 = ec_params_key(ec, "P-384");
+    }
+    g_csr.ok = g_csr.sha256 != NULL && g_csr.sha384 != NULL && g_csr.sha512 != NULL &&
+               g_csr.rsa != NULL && g_csr.p256 != NULL && g_csr.p384 != NULL;
+    if (!g_csr.ok) {
+        as_pki_log_ssl_errors("setting up CSR verification");
+    }
+    EVP_PKEY_CTX_free(ec);
+}
+
+/* ---- the DER walk ---- */
+
+/*
+ * A constructed value being walked, in the terms of OpenSSL's template decoder: p is the next
+ * byte; left is what the decoder calls len, the bytes this value may still use (its content for
+ * a definite length, everything its parent has left for an indefinite one); eoc says an
+ * end-of-contents octet pair is still owed; nolen says the value had an indefinite length, whose
+ * end is its EOC rather than its length.
+ */
+struct der_walk {
+    const unsigned char *p;
+    long left;
+    bool eoc;
+    bool nolen;
+};
+
+/* The header of the value at in (max bytes available) through ASN1_get_object, which refuses a
+ * length running past max, an indefinite length on a primitive value and oversized tags or
+ * lengths. *content is where its content starts. */
+static bool der_header(const unsigned char *in, long max, int tag, int cls, int *ret,
+                       const unsigned char **content, long *len)
+{
+    int t = 0;
+    int c = 0;
+    if (max <= 0) {
         return false;
     }
-    bool md_ok = md_nid == NID_sha256 || md_nid == NID_sha384 || md_nid == NID_sha512;
+    *content = in;
+    *ret = ASN1_get_object(content, len, &t, &c, max);
+    return (*ret & 0x80) == 0 && t == tag && c == cls;
+}
+
+/*
+ * Opens the value at *in (max bytes) as tag/cls; with need_cst, it must be constructed (a
+ * SEQUENCE; the decoder does not ask it of an IMPLICIT SET OF). On success w walks its content.
+ */
+static bool der_open(const unsigned char *in, long max, int tag, int cls, bool need_cst,
+                     struct der_walk *w)
+{
+    const unsigned char *p = NULL;
+    long len = 0;
+    int ret = 0;
+    if (!der_header(in, max, tag, cls, &ret, &p, &len)) {
+        return false;
+    }
+    if (need_cst && (ret & V_ASN1_CONSTRUCTED) == 0) {
+        return false;
+    }
+    w->p = p;
+    w->eoc = (ret & 1) != 0;
+    w->nolen = w->eoc;
+    w->left = w->eoc ? max - (long)(p - in) : len;
+    return true;
+}
+
+enum der_next { DER_MORE, DER_END, DER_BAD };
+
+/* Whether another field follows: not when nothing is left, nor at an end-of-contents (consumed),
+ * which only an indefinite length may hold. */
+static enum der_next der_next(struct der_walk *w)
+{
+    if (w->left == 0) {
+        return DER_END;
+    }
+    if (w->left >= 2 && w->p[0] == 0 && w->p[1] == 0) {
+        if (!w->eoc) {
+            return DER_BAD;
+        }
+        w->p += 2;
+        w->left -= 2;
+        w->eoc = false;
+        return DER_END;
+    }
+    return DER_MORE;
+}
+
+/* Moves past a field that ends at end (returned by a d2i function, so within left). */
+static void der_skip_to(struct der_walk *w, const unsigned char *end)
+{
+    w->left -= (long)(end - w->p);
+    w->p = end;
+}
+
+/* Closes a SEQUENCE after its last field: an owed EOC must come now, and a definite length must
+ * have been used up. *end is where the value ends. */
+static bool der_close(struct der_walk *w, const unsigned char **end)
+{
+    if (w->eoc) {
+        if (w->left < 2 || w->p[0] != 0 || w->p[1] != 0) {
+            return false;
+        }
+        w->p += 2;
+        w->left -= 2;
+        w->eoc = false;
+    } else if (!w->nolen && w->left != 0) {
+        return false;
+    }
+    *end = w->p;
+    return true;
+}
+
+/* The next mandatory field must be there. */
+static bool der_more(struct der_walk *w)
+{
+    return der_next(w) == DER_MORE;
+}
+
+/*
+ * What the walk finds in a CSR. tbs points into the DER; the rest is owned and freed by
+ * csr_der_clear.
+ */
+struct csr_der {
+    const unsigned char *tbs; /* CertificationRequestInfo, as received: what is signed */
+    size_t tbs_len;
+    long version;
+    const unsigned char *spki; /* SubjectPublicKeyInfo, as received */
+    long spki_len;
+    X509_ALGOR *key_alg; /* SubjectPublicKeyInfo.algorithm */
+    ASN1_BIT_STRING *key; /* SubjectPublicKeyInfo.subjectPublicKey */
+    X509_ALGOR *sig_alg;
+    ASN1_BIT_STRING *sig;
+};
+
+static void csr_der_clear(struct csr_der *c)
+{
+    X509_ALGOR_free(c->key_alg);
+    ASN1_BIT_STRING_free(c->key);
+    X509_ALGOR_free(c->sig_alg);
+    ASN1_BIT_STRING_free(c->sig);
+    memset(c, 0, sizeof *c);
+}
+
+/* RFC 5280 §4.1.2.7 SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
+ * subjectPublicKey BIT STRING }, the X509_PUBKEY_INTERNAL part of X509_PUBKEY, without the key
+ * decode. */
+static bool walk_spki(struct der_walk *parent, struct csr_der *c)
+{
+    struct der_walk w;
+    const unsigned char *q = NULL;
+    c->spki = parent->p;
+    if (!der_open(parent->p, parent->left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &w) ||
+        !der_more(&w)) {
+        return false;
+    }
+    q = w.p;
+    if ((c->key_alg = d2i_X509_ALGOR(NULL, &q, w.left)) == NULL) {
+        return false;
+    }
+    der_skip_to(&w, q);
+    if (!der_more(&w) || (c->key = d2i_ASN1_BIT_STRING(NULL, &q, w.left)) == NULL) {
+        return false;
+    }
+    der_skip_to(&w, q);
+    if (!der_close(&w, &q)) {
+        return false;
+    }
+    c->spki_len = (long)(q - c->spki);
+    der_skip_to(parent, q);
+    return true;
+}
+
+/*
+ * RFC 2986 §4.1 attributes [0] IMPLICIT SET OF Attribute. OpenSSL reads it as an OPTIONAL field
+ * (absent attributes are tolerated) and, being IMPLICIT, does not insist on the constructed bit.
+ * Each Attribute is decoded and dropped: requested extensions are ignored (pki.h).
+ */
+static bool walk_attributes(struct der_walk *parent)
+{
+    struct der_walk w;
+    const unsigned char *q = NULL;
+    if (!der_open(parent->p, parent->left, 0, V_ASN1_CONTEXT_SPECIFIC, false, &w)) {
+        return false;
+    }
+    /* The decoder's SET OF loop: items until the length is used up or an owed EOC comes. */
+    for (;;) {
+        enum der_next n = der_next(&w);
+        if (n == DER_BAD) {
+            return false;
+        }
+        if (n == DER_END) {
+            break;
+        }
+        q = w.p;
+        X509_ATTRIBUTE *a = d2i_X509_ATTRIBUTE(NULL, &q, w.left);
+        if (a == NULL) {
+            return false;
+        }
+        X509_ATTRIBUTE_free(a);
+        der_skip_to(&w, q);
+    }
+    if (w.eoc) {
+        return false;
+    }
+    der_skip_to(parent, w.p);
+    return true;
+}
+
+/*
+ * RFC 2986 §4.1 CertificationRequestInfo ::= SEQUENCE { version INTEGER, subject Name,
+ * subjectPKInfo SubjectPublicKeyInfo, attributes [0] Attributes }.
+ */
+static bool walk_cri(struct der_walk *parent, struct csr_der *c)
+{
+    struct der_walk w;
+    const unsigned char *q = NULL;
+    const unsigned char *start = parent->p;
+    if (!der_open(parent->p, parent->left, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &w) ||
+        !der_more(&w)) {
+        return false;
+    }
+    q = w.p;
+    ASN1_INTEGER *version = d2i_ASN1_INTEGER(NULL, &q, w.left);
+    if (version == NULL) {
+        return false;
+    }
+    c->version = ASN1_INTEGER_get(version);
+    ASN1_INTEGER_free(version);
+    der_skip_to(&w, q);
+    /* The subject is ignored, but decoded as X509_REQ's template does: a name OpenSSL refuses
+     * (a malformed string, say) makes the whole request unreadable there, so here too. */
+    if (!der_more(&w)) {
+        return false;
+    }
+    X509_NAME *subject = d2i_X509_NAME(NULL, &q, w.left);
+    if (subject == NULL) {
+        return false;
+    }
+    X509_NAME_free(subject);
+    der_skip_to(&w, q);
+    if (!der_more(&w) || !walk_spki(&w, c)) {
+        return false;
+    }
+    /* The last field is never OPTIONAL while bytes remain (the decoder's rule): either nothing
+     * (or the EOC) follows, or the attributes do. */
+    enum der_next n = der_next(&w);
+    if (n == DER_BAD || (n == DER_MORE && !walk_attributes(&w)) || !der_close(&w, &q)) {
+        return false;
+    }
+    c->tbs = start;
+    c->tbs_len = (size_t)(q - start);
+    der_skip_to(parent, q);
+    return true;
+}
+
+/*
+ * RFC 2986 §4.1 CertificationRequest ::= SEQUENCE { certificationRequestInfo,
+ * signatureAlgorithm AlgorithmIdentifier, signature BIT STRING }. Like d2i_X509_REQ, bytes after
+ * the outer SEQUENCE are not looked at.
+ */
+static bool csr_der_walk(const unsigned char *der, long len, struct csr_der *c)
+{
+    struct der_walk w;
+    const unsigned char *q = NULL;
+    if (!der_open(der, len, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, true, &w) || !der_more(&w) ||
+        !walk_cri(&w, c) || !der_more(&w)) {
+        return false;
+    }
+    q = w.p;
+    if ((c->sig_alg = d2i_X509_ALGOR(NULL, &q, w.left)) == NULL) {
+        return false;
+    }
+    der_skip_to(&w, q);
+    if (!der_more(&w) || (c->sig = d2i_ASN1_BIT_STRING(NULL, &q, w.left)) == NULL) {
+        return false;
+    }
+    der_skip_to(&w, q);
+    return der_close(&w, &q);
+}
+
+/* One INTEGER of RSAPublicKey as OpenSSL's BIGNUM ASN.1 type reads it: primitive, and its
+ * content octets taken as an unsigned big-endian magnitude. */
+static bool walk_bignum(struct der_walk *w, BIGNUM **out)
+{
+    const unsigned char *p = NULL;
+    long len = 0;
+    int ret = 0;
+    if (!der_more(w) || !der_header(w->p, w->left, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, &ret, &p,
+                                    &len) ||
+        (ret & V_ASN1_CONSTRUCTED) != 0) {
+        return false;
+    }
+    if ((*out = BN_bin2bn(p, (int)len, NULL)) == NULL) {
+        return false;
+    }
+    der_skip_to(w, p + len);
+    return true;
+}
+
+/*
+ * RFC 8017 §A.1.1 RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } in the
+ * subjectPublicKey bits (RFC 3279 §2.3.1), read as d2i_RSAPublicKey reads it (bytes after the
+ * SEQUENCE included) but without making an RSA object, which takes global locks.
+ */
+static bool rsa_pub_parse(const ASN1_BIT_STRING *bits, BIGNUM **n, BIGNUM **e)
+{
+    struct der_walk w;
+    const unsigned char *end = NULL;
+    if (!der_open(ASN1_STRING_get0_data(bits), ASN1_STRING_length(bits), V_ASN1_SEQUENCE,
+                  V_ASN1_UNIVERSAL, true, &w) ||
+        !walk_bignum(&w, n) || !walk_bignum(&w, e) || !der_close(&w, &end)) {
+        BN_free(*n);
+        BN_free(*e);
+        *n = NULL;
+        *e = NULL;
+        return false;
+    }
+    return true;
+}
+
+/*
+ * OpenSSL 3.0 does not decode a request's key from the bytes its template decoder read: the
+ * decoder framework reads the SubjectPublicKeyInfo again from a memory BIO with
+ * asn1_d2i_read_bio, which the template decoder's BER leniency does not bind (it refuses a
+ * length field it cannot see in its first read of a header, e.g. a long-form length with nine
+ * octets). The key is then "cannot be decoded" for the reference, so here too: the same reader,
+ * through the public ASN1_d2i_bio, must take the SPKI back whole.
+ */
+struct spki_reread {
+    long len;
+};
+
+static void *spki_reread_len(void **x, const unsigned char **pp, long length)
+{
+    struct spki_reread *rr = *x;
+    rr->len = length;
+    *pp += length;
+    return rr;
+}
+
+static bool spki_rereadable(const struct csr_der *c)
+{
+    struct spki_reread rr = {-1};
+    void *x = &rr;
+    BIO *bio = BIO_new_mem_buf(c->spki, (int)c->spki_len);
+    bool ok = bio != NULL && ASN1_d2i_bio(NULL, spki_reread_len, bio, &x) != NULL &&
+              rr.len == c->spki_len;
+    BIO_free(bio);
+    return ok;
+}
+
+/* ---- keys and signatures ---- */
+
+/* RFC 2986 §4 signatures with a digest of SHA-256 or stronger: MD5 and SHA-1 prove nothing
+ * today, and our clients all sign with SHA-256. The digest, fetched once, goes to *md. */
+static bool csr_sig_alg_ok(const X509_ALGOR *sig_alg, bool rsa, const EVP_MD **md)
+{
+    const ASN1_OBJECT *obj = NULL;
+    int md_nid = NID_undef;
+    int pk_nid = NID_undef;
+    X509_ALGOR_get0(&obj, NULL, NULL, sig_alg);
+    if (OBJ_find_sigid_algs(OBJ_obj2nid(obj), &md_nid, &pk_nid) != 1) {
+        return false;
+    }
+    *md = md_nid == NID_sha256   ? g_csr.sha256
+          : md_nid == NID_sha384 ? g_csr.sha384
+          : md_nid == NID_sha512 ? g_csr.sha512
+                                 : NULL;
     bool pk_ok = rsa ? pk_nid == NID_rsaEncryption : pk_nid == NID_X9_62_id_ecPublicKey;
-    return md_ok && pk_ok;
+    return *md != NULL && pk_ok;
+}
+
+/*
+ * An RSA verification key from n and e (RFC 8017 §3.1) with EVP_PKEY_fromdata, which takes them
+ * as native-endian unsigned integers. Both were bounded by the key policy.
+ */
+static enum as_err rsa_key(const BIGNUM *n, const BIGNUM *e, EVP_PKEY **out)
+{
+    enum as_err r = AS_OK;
+    unsigned char nbuf[RSA_MAX_BITS / 8];
+    unsigned char ebuf[sizeof(uint32_t)];
+    int nlen = BN_num_bytes(n);
+    int elen = BN_num_bytes(e);
+    OSSL_PARAM params[3];
+    EVP_PKEY_CTX *ctx = NULL;
+
+    if (nlen <= 0 || (size_t)nlen > sizeof nbuf || elen <= 0 || (size_t)elen > sizeof ebuf ||
+        BN_bn2nativepad(n, nbuf, nlen) != nlen || BN_bn2nativepad(e, ebuf, elen) != elen) {
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    params[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, nbuf, (size_t)nlen);
+    params[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, ebuf, (size_t)elen);
+    params[2] = OSSL_PARAM_construct_end();
+    /* A copy of the pre-fetched context (no fetch, unlike EVP_PKEY_CTX_new_from_name) so that
+     * threads never share one. OpenSSL 3.0 copies no context once an operation is set up on it,
+     * hence the fromdata_init on the copy. */
+    ctx = EVP_PKEY_CTX_dup(g_csr.rsa);
+    if (ctx == NULL) {
+        r = AS_ERR_NOMEM;
+        goto out;
+    }
+    if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        as_pki_log_ssl_errors("building an RSA key from a CSR");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
+out:
+    EVP_PKEY_CTX_free(ctx);
+    return r;
+}
+
+/*
+ * An EC verification key: a copy of the curve's pre-built parameters with the CSR's point set
+ * (EVP_PKEY_set1_encoded_public_key, SEC 1 §2.3.4 via EC_POINT_oct2point, which refuses a point
+ * off the curve as the reference's o2i_ECPublicKey does). EVP_PKEY_fromdata with the group name
+ * would build the whole group again for each CSR: measured, a third of the signature check on
+ * top of it; the copy costs a tenth of that.
+ */
+static bool ec_key(const EVP_PKEY *params, const unsigned char *point, size_t len, EVP_PKEY **out)
+{
+    EVP_PKEY *k = EVP_PKEY_dup((EVP_PKEY *)params);
+    if (k == NULL || EVP_PKEY_set1_encoded_public_key(k, point, len) != 1) {
+        EVP_PKEY_free(k);
+        return false;
+    }
+    *out = k;
+    return true;
+}
+
+/* RSA public exponent e: e = 1 would make the "signature" the padded message itself, so proof
+ * of possession would mean nothing, and a huge e costs ~100x per verification. Accept odd
+ * 65537 <= e <= 2^31-1 (what Go's crypto/rsa, hence SPIRE peers, accepts, and the NIST SP
+ * 800-56B floor). */
+static bool rsa_exponent_ok(const BIGNUM *e)
+{
+    return BN_is_odd(e) && BN_num_bits(e) <= 31 && BN_get_word(e) >= 65537;
+}
+
+/* The RSA half of csr_key_policy. */
+static enum as_err rsa_key_policy(const struct csr_der *c, EVP_PKEY **pkey, char *why,
+                                  size_t whylen)
+{
+    enum as_err r = AS_OK;
+    BIGNUM *n = NULL;
+    BIGNUM *e = NULL;
+    if (!spki_rereadable(c) || !rsa_pub_parse(c->key, &n, &e)) {
+        say(why, whylen, "CSR public key cannot be decoded");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    int nbits = BN_num_bits(n);
+    if (nbits < RSA_MIN_BITS) {
+        say(why, whylen, "RSA key of %d bits is too small (at least %d)", nbits, RSA_MIN_BITS);
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (nbits > RSA_MAX_BITS) {
+        say(why, whylen, "RSA key of %d bits is too large (at most %d)", nbits, RSA_MAX_BITS);
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    if (!rsa_exponent_ok(e)) {
+        say(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
+        r = AS_ERR_INVALID;
+        goto out;
+    }
+    r = rsa_key(n, e, pkey);
+out:
+    BN_free(n);
+    BN_free(e);
+    return r;
 }
 
 /*
  * The key policy of SPEC §6 on the SPKI itself: rsaEncryption with 2048..8192 bits, or
- * id-ecPublicKey on the named curve P-256 or P-384 with an uncompressed point (compressed points
- * are legal but Go's x509 parser, and so go-spiffe and SPIRE, refuse them). Fills k on success.
+ * id-ecPublicKey on the named curve P-256 or P-384 (RFC 5480 §2.1.1) with an uncompressed point
+ * (compressed points are legal but Go's x509 parser, and so go-spiffe and SPIRE, refuse them).
+ * Fills k and makes the verification key *pkey on success; refusals come in the order the checks
+ * had when OpenSSL decoded the key, so each CSR keeps its reason.
  */
-static enum as_err csr_key_policy(X509_REQ *req, struct as_csr *k, char *why, size_t whylen)
+static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP_PKEY **pkey,
+                                  char *why, size_t whylen)
 {
-    ASN1_OBJECT *alg = NULL;
-    const unsigned char *pk = NULL;
-    int pklen = 0;
-    X509_ALGOR *palg = NULL;
-    const ASN1_OBJECT *pobj = NULL;
+    enum as_err r = AS_OK;
+    const ASN1_OBJECT *alg = NULL;
     int ptype = V_ASN1_UNDEF;
     const void *pval = NULL;
+    const unsigned char *pk = ASN1_STRING_get0_data(c->key);
+    int pklen = ASN1_STRING_length(c->key);
 
-    X509_PUBKEY *spki = X509_REQ_get_X509_PUBKEY(req);
-    if (spki == NULL || X509_PUBKEY_get0_param(&alg, &pk, &pklen, &palg, spki) != 1 || pk == NULL ||
-        pklen <= 0) {
+    if (pk == NULL || pklen <= 0) {
         say(why, whylen, "CSR has no public key");
         return AS_ERR_INVALID;
     }
-    X509_ALGOR_get0(&pobj, &ptype, &pval, palg);
+    X509_ALGOR_get0(&alg, &ptype, &pval, c->key_alg);
     int nid = OBJ_obj2nid(alg);
-    /* The decoded key: NULL when OpenSSL could not make sense of the SPKI (a point off the
-     * curve, a malformed RSA key). */
-    EVP_PKEY *pkey = X509_REQ_get0_pubkey(req);
     if (nid == NID_rsaEncryption) {
+        /* RFC 3279 §2.3.1: parameters NULL (absent is tolerated, as OpenSSL does). */
         if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) {
             say(why, whylen, "RSA key has unexpected algorithm parameters");
             return AS_ERR_INVALID;
         }
-        if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA")) {
-            say(why, whylen, "CSR public key cannot be decoded");
-            return AS_ERR_INVALID;
-        }
-        int bits = EVP_PKEY_get_bits(pkey);
-        if (bits < RSA_MIN_BITS) {
-            say(why, whylen, "RSA key of %d bits is too small (at least %d)", bits, RSA_MIN_BITS);
-            return AS_ERR_INVALID;
-        }
-        if (bits > RSA_MAX_BITS) {
-            say(why, whylen, "RSA key of %d bits is too large (at most %d)", bits, RSA_MAX_BITS);
-            return AS_ERR_INVALID;
-        }
-        /*
-         * The public exponent: e = 1 would make the "signature" the padded message itself, so
-         * proof of possession would mean nothing, and a huge e costs ~100x per verification.
-         * Accept odd 65537 <= e <= 2^31-1 (what Go's crypto/rsa, hence SPIRE peers, accepts, and
-         * the NIST SP 800-56B floor).
-         */
-        BIGNUM *e = NULL;
-        bool e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
-                    BN_is_odd(e) && BN_num_bits(e) <= 31 && BN_get_word(e) >= 65537;
-        BN_free(e);
-        if (!e_ok) {
-            say(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
-            return AS_ERR_INVALID;
+        if ((r = rsa_key_policy(c, pkey, why, whylen)) != AS_OK) {
+            return r;
         }
         k->rsa = true;
     } else if (nid == NID_X9_62_id_ecPublicKey) {
@@ -176,7 +674,8 @@ static enum as_err csr_key_policy(X509_REQ *req, struct as_csr *k, char *why, si
             say(why, whylen, "EC public key must be an uncompressed point");
             return AS_ERR_INVALID;
         }
-        if (pkey == NULL || !EVP_PKEY_is_a(pkey, "EC")) {
+        if (!spki_rereadable(c) ||
+            !ec_key(curve == NID_X9_62_prime256v1 ? g_csr.p256 : g_csr.p384, pk, want, pkey)) {
             say(why, whylen, "CSR public key cannot be decoded");
             return AS_ERR_INVALID;
         }
@@ -199,12 +698,34 @@ static enum as_err csr_key_policy(X509_REQ *req, struct as_csr *k, char *why, si
     return AS_OK;
 }
 
+/*
+ * Proof of possession (RFC 2986 §3): the CertificationRequestInfo bytes, as received, verify
+ * under the key they carry, with the digest md. What X509_REQ_verify (ASN1_item_verify) adds
+ * around EVP_DigestVerify is kept: a signature BIT STRING with unused bits is refused.
+ */
+static bool csr_signature_ok(const struct csr_der *c, EVP_PKEY *pkey, const EVP_MD *md)
+{
+    EVP_MD_CTX *ctx = NULL;
+    /* ASN1_STRING_FLAG_BITS_LEFT | n: the count of unused bits d2i_ASN1_BIT_STRING read. */
+    bool ok = (c->sig->flags & 0x07) == 0 && ASN1_STRING_length(c->sig) > 0 &&
+              (ctx = EVP_MD_CTX_new()) != NULL &&
+              EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
+              EVP_DigestVerify(ctx, ASN1_STRING_get0_data(c->sig),
+                               (size_t)ASN1_STRING_length(c->sig), c->tbs, c->tbs_len) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char *why, size_t whylen)
 {
     enum as_err r = AS_OK;
     BIO *bio = NULL;
-    X509_REQ *req = NULL;
+    unsigned char *der = NULL;
+    long der_len = 0;
+    struct csr_der c = {0};
     struct as_csr *csr = NULL;
+    EVP_PKEY *pkey = NULL;
+    const EVP_MD *md = NULL;
 
     say(why, whylen, "%s", "");
     if (out == NULL) {
@@ -221,19 +742,27 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
         r = AS_ERR_TOO_LARGE;
         goto out;
     }
+    if (pthread_once(&g_csr_once, csr_algs_init) != 0 || !g_csr.ok) {
+        say(why, whylen, "CSR verification is unavailable");
+        r = AS_ERR_CRYPTO;
+        goto out;
+    }
     bio = BIO_new_mem_buf(pem, (int)len);
     if (bio == NULL) {
         r = AS_ERR_NOMEM;
         goto out;
     }
-    req = PEM_read_bio_X509_REQ(bio, NULL, as_pki_no_passphrase, NULL);
-    if (req == NULL) {
+    /* What PEM_read_bio_X509_REQ reads: the first "CERTIFICATE REQUEST" (or the older "NEW
+     * CERTIFICATE REQUEST") block, other blocks before it skipped, encrypted ones refused. */
+    if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509_REQ, bio, as_pki_no_passphrase,
+                           NULL) != 1 ||
+        !csr_der_walk(der, der_len, &c)) {
         say(why, whylen, "CSR is not a PEM certificate request");
         r = AS_ERR_INVALID;
         goto out;
     }
     /* RFC 2986 §4.1: version 0 is the only one there is. */
-    if (X509_REQ_get_version(req) != X509_REQ_VERSION_1) {
+    if (c.version != X509_REQ_VERSION_1) {
         say(why, whylen, "CSR version is not 1");
         r = AS_ERR_INVALID;
         goto out;
@@ -244,18 +773,17 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
         goto out;
     }
     /* Cheap refusals first: a key we would refuse is never used to verify anything. */
-    if ((r = csr_key_policy(req, csr, why, whylen)) != AS_OK) {
+    if ((r = csr_key_policy(&c, csr, &pkey, why, whylen)) != AS_OK) {
         goto out;
     }
-    if (!csr_sig_alg_ok(req, csr->rsa)) {
+    if (!csr_sig_alg_ok(c.sig_alg, csr->rsa, &md)) {
         say(why, whylen,
             "CSR signature algorithm is not allowed (SHA-256 or stronger with the "
             "CSR's own key type)");
         r = AS_ERR_INVALID;
         goto out;
     }
-    /* Proof of possession (RFC 2986 §3): the request is signed by the key it carries. */
-    if (X509_REQ_verify(req, X509_REQ_get0_pubkey(req)) != 1) {
+    if (!csr_signature_ok(&c, pkey, md)) {
         say(why, whylen, "CSR signature does not verify");
         r = AS_ERR_INVALID;
         goto out;
@@ -266,8 +794,10 @@ out:
     /* A refusal is the client's error, not ours: drop OpenSSL's queue so it blames nothing
      * later. */
     ERR_clear_error();
+    EVP_PKEY_free(pkey);
     as_csr_free(csr);
-    X509_REQ_free(req);
+    csr_der_clear(&c);
+    OPENSSL_free(der);
     BIO_free(bio);
     return r;
 }
