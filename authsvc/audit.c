@@ -270,6 +270,40 @@ out:
     return r;
 }
 
+/* Whether the last line of the file (size bytes, ending in a newline) hashes to head; false
+ * also when that line is longer than what is read here (the caller then scans the file). */
+static enum as_err last_line_is(int fd, off_t size, const char *head, bool *yes)
+{
+    const size_t window = SCAN_CHUNK;
+    size_t n = size < (off_t)window ? (size_t)size : window;
+    char *buf = malloc(n);
+    char hash[AS_CHAIN_HASH_HEX + 1];
+    *yes = false;
+    if (buf == NULL) {
+        return AS_ERR_NOMEM;
+    }
+    enum as_err r = AS_OK;
+    if (pread(fd, buf, n, size - (off_t)n) != (ssize_t)n) {
+        r = AS_ERR_IO;
+        goto out;
+    }
+    /* buf ends with the last line's newline; its start follows the newline before it. */
+    size_t end = n - 1;
+    size_t start = end;
+    while (start > 0 && buf[start - 1] != '\n') {
+        start--;
+    }
+    if (start == 0 && (off_t)n < size) {
+        goto out; /* longer than the window: let the scan decide */
+    }
+    if ((r = as_chain_line_hash(buf + start, end - start, hash)) == AS_OK) {
+        *yes = strcmp(hash, head) == 0;
+    }
+out:
+    free(buf);
+    return r;
+}
+
 /* Whether the file's first line begins with {"prev_hash":"<head>" (it continues head). */
 static bool first_continues(int fd, const char *head)
 {
@@ -326,10 +360,20 @@ static enum as_err reconcile(struct as_audit *a, int fd, struct as_chain *c, off
             return AS_OK;
         }
     }
+    /* The usual case, a clean stop: the last line is the head. Only otherwise is the whole file
+     * read (it may be gigabytes). */
+    bool ends_on_head = false;
+    enum as_err r = last_line_is(fd, *size, c->prev_hash, &ends_on_head);
+    if (r != AS_OK) {
+        return r;
+    }
+    if (ends_on_head) {
+        return AS_OK;
+    }
     uint64_t count = 0;
     uint64_t found = 0;
     char last[65];
-    enum as_err r = scan_file(fd, c->prev_hash, &count, last, &found);
+    r = scan_file(fd, c->prev_hash, &count, last, &found);
     if (r != AS_OK) {
         return r;
     }
