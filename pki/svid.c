@@ -192,7 +192,7 @@ static bool der_header(const unsigned char *in, long max, int tag, int cls, int 
 }
 
 /*
- * Opens the value at *in (max bytes) as tag/cls; with need_cst, it must be constructed (a
+ * Opens the value at in (max bytes) as tag/cls; with need_cst, it must be constructed (a
  * SEQUENCE; the decoder does not ask it of an IMPLICIT SET OF). On success w walks its content.
  */
 static bool der_open(const unsigned char *in, long max, int tag, int cls, bool need_cst,
