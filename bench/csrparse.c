@@ -1,11 +1,9 @@
 /*
  * csrparse: µs per as_csr_parse (PEM in, verified key out) for P-256 and RSA-2048 CSRs, on one
- * thread and on two (throughput), as PERF-NOTES trap 1 measures issuance. Not built by meson
- * (bench/ has its own owner); from the repository root, after `ninja -C build`:
+ * thread and on two (throughput), as PERF-NOTES trap 1 measures issuance. Built with the other
+ * bench programs (-Dbench=true, as bench/run configures build-bench):
  *
- *   cc -O2 -std=c11 -D_GNU_SOURCE -I. bench/csrparse.c build/libauthsvc_core.a \
- *      $(pkg-config --cflags --libs openssl sqlite3 libjwt jansson) -lpthread -o /tmp/csrparse
- *   /tmp/csrparse [seconds per run, default 2] [runs, default 3]
+ *   build-bench/bench/csrparse [seconds per run, default 2] [runs, default 3]
  *
  * Each run parses distinct CSRs round-robin (64 keys of each kind, so no cache can help) for a
  * fixed time; a line gives the median of the runs and, for a machine shared with other work,
