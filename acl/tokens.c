@@ -404,14 +404,10 @@ bool as_token_is_root(const struct as_token_rec *t)
     return root;
 }
 
-/* FNV-1a of the policy list's text: picks the ACL cache slot. */
+/* The ACL cache slot of a policy list's text. */
 static size_t acl_slot_of(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    }
-    return (size_t)(h % ACL_SLOTS);
+    return (size_t)(as_hash_str(s) % ACL_SLOTS);
 }
 
 static enum as_err acl_build(struct as_tokens *tk, const struct as_token_rec *t,

@@ -360,11 +360,7 @@ static pthread_rwlock_t parsed_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 json_t *as_json_parsed(const char *text)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = text; *p; p++) {
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    }
-    size_t i = (size_t)(h % PARSED_SLOTS);
+    size_t i = (size_t)(as_hash_str(text) % PARSED_SLOTS);
     json_t *v = NULL;
     pthread_rwlock_rdlock(&parsed_lock);
     if (parsed[i].text != NULL && strcmp(parsed[i].text, text) == 0) {

@@ -2,13 +2,10 @@
 #include "common/auditchain.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/evp.h>
 
 /* Every line begins with these bytes, then the 64 hex digits, then '"'. */
 #define PREFIX AS_CHAIN_PREFIX
@@ -60,29 +57,14 @@ enum as_err as_chain_init(struct as_chain *c, const char *head, uint64_t line_no
     return AS_OK;
 }
 
-/* SHA-256 fetched once: OpenSSL 3 looks an implicitly fetched EVP_sha256() up on every use. */
-static EVP_MD *g_sha256;
-static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
-static void fetch_sha256(void)
-{
-    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-static const EVP_MD *sha256(void)
-{
-    pthread_once(&g_sha256_once, fetch_sha256);
-    return g_sha256 != NULL ? g_sha256 : EVP_sha256();
-}
-
 enum as_err as_chain_line_hash(const char *line, size_t len, char out[AS_CHAIN_HASH_HEX + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    unsigned char md[32];
     out[0] = '\0';
-    if (EVP_Digest(line, len, md, &mdlen, sha256(), NULL) != 1 ||
-        mdlen * 2 != AS_CHAIN_HASH_HEX) {
+    if (as_sha256_3(line, len, "", 0, "", 0, md) != AS_OK) {
         return AS_ERR_CRYPTO;
     }
-    as_hex(md, mdlen, out);
+    as_hex(md, sizeof md, out);
     return AS_OK;
 }
 

@@ -273,6 +273,15 @@ enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size
     return AS_OK;
 }
 
+uint64_t as_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    }
+    return h;
+}
+
 static EVP_MD *g_sha256;
 static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
 static void fetch_sha256(void)
