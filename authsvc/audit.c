@@ -889,7 +889,7 @@ static json_t *request_block(const struct as_audit *a, const struct as_req *req,
     return o;
 }
 
-static json_t *record(const struct as_audit *a, const char *type, const struct as_req *req,
+static json_t *record(const struct as_audit *a, const char *type, struct as_req *req,
                       const char *error)
 {
     char ts[48];
@@ -898,26 +898,34 @@ static json_t *record(const struct as_audit *a, const char *type, const struct a
     if (o == NULL) {
         return NULL;
     }
-    /* The presented token's HMAC, once for the two places it goes. */
-    json_t *tok = token_hmac(a, req->token);
-    json_t *au = tok != NULL ? caller_auth(req, tok) : NULL;
-    json_t *rq = tok != NULL ? request_block(a, req, tok) : NULL;
-    json_decref(tok);
-    if (au == NULL || rq == NULL) {
-        json_decref(au);
-        json_decref(rq);
-        json_decref(o);
-        return NULL;
+    /* The caller's auth block and the request block are the same in both lines of a request:
+     * built (the token HMAC'd once for both places it goes, the body redacted) for the first
+     * line and kept on the request for the second. */
+    if (req->audit_auth == NULL || req->audit_request == NULL) {
+        json_t *tok = token_hmac(a, req->token);
+        json_t *au = tok != NULL ? caller_auth(req, tok) : NULL;
+        json_t *rq = tok != NULL ? request_block(a, req, tok) : NULL;
+        json_decref(tok);
+        if (au == NULL || rq == NULL) {
+            json_decref(au);
+            json_decref(rq);
+            json_decref(o);
+            return NULL;
+        }
+        json_decref(req->audit_auth);
+        json_decref(req->audit_request);
+        req->audit_auth = au;
+        req->audit_request = rq;
     }
     json_object_set_new(o, "time", json_string(ts));
     json_object_set_new(o, "type", json_string(type));
-    json_object_set_new(o, "auth", au);
-    json_object_set_new(o, "request", rq);
+    json_object_set(o, "auth", req->audit_auth);
+    json_object_set(o, "request", req->audit_request);
     json_object_set_new(o, "error", json_string(error ? error : ""));
     return o;
 }
 
-enum as_err as_audit_request(struct as_audit *a, const struct as_req *req, const char *error)
+enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error)
 {
     json_t *rec = record(a, "request", req, error);
     if (rec == NULL) {
@@ -928,7 +936,7 @@ enum as_err as_audit_request(struct as_audit *a, const struct as_req *req, const
     return r;
 }
 
-enum as_err as_audit_response(struct as_audit *a, const struct as_req *req,
+enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable)
 {

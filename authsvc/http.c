@@ -500,6 +500,8 @@ done:;
     json_decref(resp.warnings);
     json_decref(resp.raw_json);
     json_decref(resp.audit_data);
+    json_decref(req.audit_auth);
+    json_decref(req.audit_request);
     free(resp.raw);
     as_token_rec_free(req.auth);
     as_acl_free(req.acl);

@@ -138,6 +138,8 @@ struct as_req {
     bool audit_req_done;          /* the request's audit line has been written */
     int64_t start_ns;             /* monotonic, for the latency metrics */
     uint64_t store_mark;          /* the thread's latest store commit when the request began */
+    json_t *audit_auth;           /* the audit lines' auth and request blocks, built once */
+    json_t *audit_request;
     char login_mount[72];         /* a login's mount once it is known to exist (metrics) */
     struct MHD_Connection *conn;
     bool tls;                 /* the request came over the HTTPS listener */
@@ -349,9 +351,8 @@ enum as_err as_audit_persist_head(struct as_audit *a) AS_WUR;
  * the response line returns once it, every line before it and every store commit the calling
  * thread made are on disk (group commit). AS_ERR_IO when the file cannot be written or synced
  * (the caller answers 500). error: the public error or NULL. */
-enum as_err as_audit_request(struct as_audit *a, const struct as_req *req,
-                             const char *error) AS_WUR;
-enum as_err as_audit_response(struct as_audit *a, const struct as_req *req,
+enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error) AS_WUR;
+enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable) AS_WUR;
 /* Syncs every line written so far and records the head in the store (the main loop, once a
