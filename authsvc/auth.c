@@ -533,20 +533,7 @@ enum as_err h_auth_roles(struct as_server *srv, struct as_req *req, struct as_re
     }
     r = as_store_role_list(srv->store, m->path, &names, &n);
     as_mount_rec_free(m);
-    if (r != AS_OK) {
-        return r;
-    }
-    if (n == 0) {
-        return AS_ERR_NOT_FOUND;
-    }
-    json_t *keys = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(keys, json_string(names[i]));
-    }
-    as_store_strv_free(names, n);
-    resp->data = json_pack("{s:o}", "keys", keys);
-    resp->status = 200;
-    return AS_OK;
+    return r != AS_OK ? r : as_resp_keys(resp, names, n);
 }
 
 enum as_err h_auth_login(struct as_server *srv, struct as_req *req, struct as_resp *resp)

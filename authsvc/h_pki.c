@@ -110,21 +110,7 @@ enum as_err h_pki_certs(struct as_server *srv, struct as_req *req, struct as_res
     size_t n = 0;
     bool revoked = strcmp(req->path, "pki/certs/revoked") == 0;
     enum as_err r = as_store_cert_list(srv->store, revoked, &serials, &n);
-    if (r != AS_OK) {
-        return r;
-    }
-    if (n == 0) {
-        as_store_strv_free(serials, n);
-        return AS_ERR_NOT_FOUND;
-    }
-    json_t *keys = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(keys, json_string(serials[i]));
-    }
-    as_store_strv_free(serials, n);
-    resp->data = json_pack("{s:o}", "keys", keys);
-    resp->status = 200;
-    return AS_OK;
+    return r != AS_OK ? r : as_resp_keys(resp, serials, n);
 }
 
 enum as_err h_pki_revoke(struct as_server *srv, struct as_req *req, struct as_resp *resp)

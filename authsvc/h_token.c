@@ -334,19 +334,5 @@ enum as_err h_token_accessors(struct as_server *srv, struct as_req *req, struct 
     char **acc = NULL;
     size_t n = 0;
     enum as_err r = as_store_token_list(srv->store, &acc, &n);
-    if (r != AS_OK) {
-        return r;
-    }
-    json_t *keys = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(keys, json_string(acc[i]));
-    }
-    as_store_strv_free(acc, n);
-    if (json_array_size(keys) == 0) {
-        json_decref(keys);
-        return AS_ERR_NOT_FOUND;
-    }
-    resp->data = json_pack("{s:o}", "keys", keys);
-    resp->status = 200;
-    return AS_OK;
+    return r != AS_OK ? r : as_resp_keys(resp, acc, n);
 }

@@ -85,6 +85,21 @@ static const char *public_message(int status)
     }
 }
 
+enum as_err as_resp_keys(struct as_resp *resp, char **names, size_t n)
+{
+    json_t *keys = n > 0 ? json_array() : NULL;
+    for (size_t i = 0; keys != NULL && i < n; i++) {
+        json_array_append_new(keys, json_string(names[i]));
+    }
+    as_store_strv_free(names, n);
+    if (n == 0) {
+        return AS_ERR_NOT_FOUND;
+    }
+    resp->data = keys != NULL ? json_pack("{s:o}", "keys", keys) : NULL;
+    resp->status = 200;
+    return resp->data != NULL ? AS_OK : AS_ERR_NOMEM;
+}
+
 enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
 {
     va_list ap;

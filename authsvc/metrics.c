@@ -305,7 +305,7 @@ static enum as_err render_pki(struct as_server *srv, struct as_buf *b)
 static enum as_err render_rest(struct as_server *srv, struct as_buf *b)
 {
     enum as_err r = family(b, "authsvc_store_commit_duration_seconds", "histogram",
-                           "Duration of store commits (each one durable: WAL, synchronous=FULL).");
+                           "Duration of store commits (WAL frames written; made durable by the group commit).");
     if (r == AS_OK) {
         r = histogram(b, "authsvc_store_commit_duration_seconds", "",
                       as_store_commit_hist(srv->store));

@@ -179,6 +179,10 @@ const char *as_req_header(const struct as_req *req, const char *name);
 /* Looks up query parameter key, percent-decoded into out. false when absent or undecodable. */
 bool as_req_query(const struct as_req *req, const char *key, char *out, size_t outlen);
 
+/* Answers a LIST with {"keys": names} and takes the n names (freed here, as_store_strv_free);
+ * none is Vault's empty 404 (AS_ERR_NOT_FOUND). */
+enum as_err as_resp_keys(struct as_resp *resp, char **names, size_t n) AS_WUR;
+
 /* Sets resp->err from a format and returns err: `return as_fail(resp, AS_ERR_INVALID, ...)`. */
 enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...) AS_PRINTF(3, 4);
 

@@ -13,18 +13,7 @@
 /* The prefix, the hash and its closing quote: 79 bytes. */
 #define HEAD_LEN (PREFIX_LEN + AS_CHAIN_HASH_HEX + 1)
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 bool as_chain_hash_valid(const char *s, size_t len)
 {
@@ -199,19 +188,19 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
     char err[200];
     char hash[AS_CHAIN_HASH_HEX + 1];
     *fault = AS_CHAIN_FAULT_FORMAT;
-    set_why(why, whylen, "invalid line");
+    as_why(why, whylen, "invalid line");
     /* as_json_parse_object reads a blank body as {}: a blank line must not get that far. */
     size_t sp = 0;
     while (sp < len && (line[sp] == ' ' || line[sp] == '\t' || line[sp] == '\r')) {
         sp++;
     }
     if (sp == len) {
-        set_why(why, whylen, len == 0 ? "empty line" : "empty line (only whitespace)");
+        as_why(why, whylen, len == 0 ? "empty line" : "empty line (only whitespace)");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (len > AS_AUDIT_MAX_LINE) {
-        set_why(why, whylen, "line longer than %zu bytes", AS_AUDIT_MAX_LINE);
+        as_why(why, whylen, "line longer than %zu bytes", AS_AUDIT_MAX_LINE);
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -222,24 +211,24 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
         goto out;
     }
     if (r != AS_OK) {
-        set_why(why, whylen, "not a JSON object (%s)", err[0] != '\0' ? err : as_strerror(r));
+        as_why(why, whylen, "not a JSON object (%s)", err[0] != '\0' ? err : as_strerror(r));
         r = AS_ERR_INVALID;
         goto out;
     }
     json_t *ph = json_object_get(obj, "prev_hash");
     if (ph == NULL) {
-        set_why(why, whylen, "no prev_hash member");
+        as_why(why, whylen, "no prev_hash member");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (!json_is_string(ph)) {
-        set_why(why, whylen, "prev_hash is not a string");
+        as_why(why, whylen, "prev_hash is not a string");
         r = AS_ERR_INVALID;
         goto out;
     }
     const char *prev = json_string_value(ph);
     if (!as_chain_hash_valid(prev, json_string_length(ph))) {
-        set_why(why, whylen, "prev_hash is not 64 lowercase hex digits");
+        as_why(why, whylen, "prev_hash is not 64 lowercase hex digits");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -250,30 +239,30 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
     if (len <= HEAD_LEN || memcmp(line, PREFIX, PREFIX_LEN) != 0 ||
         memcmp(line + PREFIX_LEN, prev, AS_CHAIN_HASH_HEX) != 0 || line[HEAD_LEN - 1] != '"' ||
         (line[HEAD_LEN] != ',' && line[HEAD_LEN] != '}')) {
-        set_why(why, whylen,
+        as_why(why, whylen,
                 "the line does not begin with {\"prev_hash\":\"<hash>\" (prev_hash must be the "
                 "first member, in compact JSON)");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (line[len - 1] != '}') {
-        set_why(why, whylen, "the line does not end with '}' (whitespace after the object)");
+        as_why(why, whylen, "the line does not end with '}' (whitespace after the object)");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (memcmp(prev, c->prev_hash, AS_CHAIN_HASH_HEX) != 0) {
         *fault = AS_CHAIN_FAULT_MISMATCH;
         if (c->line_no > 0 && memcmp(prev, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
-            set_why(why, whylen,
+            as_why(why, whylen,
                     "prev_hash is the genesis value (64 zeros) but this is not the first line "
                     "(a new chain starts here, or the files are out of order)");
         } else if (c->line_no == 0 &&
                    memcmp(c->prev_hash, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
-            set_why(why, whylen,
+            as_why(why, whylen,
                     "the first line must have prev_hash of 64 zeros (the genesis): older lines "
                     "are missing");
         } else {
-            set_why(why, whylen,
+            as_why(why, whylen,
                     "prev_hash does not match line %" PRIu64 " (a line was edited, dropped, "
                     "inserted or reordered before this point)",
                     c->line_no);
@@ -282,7 +271,7 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
         goto out;
     }
     if (c->line_no == UINT64_MAX) {
-        set_why(why, whylen, "too many lines");
+        as_why(why, whylen, "too many lines");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -293,7 +282,7 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
     memcpy(c->prev_hash, hash, sizeof c->prev_hash);
     c->line_no++;
     *fault = AS_CHAIN_FAULT_NONE;
-    set_why(why, whylen, "ok");
+    as_why(why, whylen, "ok");
 out:
     json_decref(obj);
     return r;

@@ -146,6 +146,17 @@ void as_utf8_sanitize(char *s)
     }
 }
 
+void as_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why == NULL || whylen == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- latency histograms ---- */
 
 const double as_hist_bounds[AS_HIST_BUCKETS] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,

@@ -59,6 +59,10 @@ void as_log_request(const char *id);
 #define as_warn(...) as_log(AS_LOG_WARN, __VA_ARGS__)
 #define as_error(...) as_log(AS_LOG_ERROR, __VA_ARGS__)
 
+/* Writes a formatted reason into why (whylen bytes; nothing when why is NULL or whylen 0): the
+ * "why" out-parameter of parsers and checks. */
+void as_why(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
+
 /* ---- secrets and randomness ---- */
 /* Wipes n bytes at p with OPENSSL_cleanse. p may be NULL. */
 void as_wipe(void *p, size_t n);

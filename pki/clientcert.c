@@ -53,18 +53,7 @@ struct as_clientcert {
     size_t der_len;
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 static void set_fail(enum as_clientcert_fail *fail, enum as_clientcert_fail v)
 {
@@ -119,17 +108,17 @@ enum as_err as_clientchain_parse(const unsigned char *const *der, const size_t *
     /* The count is checked before der or len is read: callers may pass arrays of
      * AS_CLIENTCERT_MAX_CHAIN entries with a larger n. */
     if (n == 0) {
-        say(why, whylen, "no client certificate was presented");
+        as_why(why, whylen, "no client certificate was presented");
         goto out;
     }
     if (n > AS_CLIENTCERT_MAX_CHAIN) {
-        say(why, whylen, "the client presented %zu certificates; at most %d are accepted", n,
+        as_why(why, whylen, "the client presented %zu certificates; at most %d are accepted", n,
             AS_CLIENTCERT_MAX_CHAIN);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         if (len[i] > AS_CLIENTCERT_MAX_DER) {
-            say(why, whylen, "client certificate %zu is larger than %d bytes", i,
+            as_why(why, whylen, "client certificate %zu is larger than %d bytes", i,
                 AS_CLIENTCERT_MAX_DER);
             goto out;
         }
@@ -142,7 +131,7 @@ enum as_err as_clientchain_parse(const unsigned char *const *der, const size_t *
         X509 *x = der_to_x509(der[i], len[i]);
         if (x == NULL || !extensions_ok(x)) {
             X509_free(x);
-            say(why, whylen, "client certificate %zu is not a well-formed X.509 certificate", i);
+            as_why(why, whylen, "client certificate %zu is not a well-formed X.509 certificate", i);
             goto out;
         }
         if (i == 0) {
@@ -183,7 +172,7 @@ static enum as_err read_pem_certs(const char *pem, STACK_OF(X509) **out, char *w
         return AS_ERR_NOMEM;
     }
     if (plen > TRUST_MAX_PEM_BYTES) {
-        say(why, whylen, "certificate PEM is larger than %d bytes", TRUST_MAX_PEM_BYTES);
+        as_why(why, whylen, "certificate PEM is larger than %d bytes", TRUST_MAX_PEM_BYTES);
         goto out;
     }
     if (plen == 0) {
@@ -202,17 +191,17 @@ static enum as_err read_pem_certs(const char *pem, STACK_OF(X509) **out, char *w
             if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
                 break;
             }
-            say(why, whylen, "failed to parse certificate");
+            as_why(why, whylen, "failed to parse certificate");
             goto out;
         }
         if (!extensions_ok(x)) {
             X509_free(x);
-            say(why, whylen, "failed to parse certificate: an extension does not decode");
+            as_why(why, whylen, "failed to parse certificate: an extension does not decode");
             goto out;
         }
         if (sk_X509_num(sk) >= TRUST_MAX_CERTS) {
             X509_free(x);
-            say(why, whylen, "more than %d certificates in the PEM", TRUST_MAX_CERTS);
+            as_why(why, whylen, "more than %d certificates in the PEM", TRUST_MAX_CERTS);
             goto out;
         }
         if (sk_X509_push(sk, x) <= 0) {
@@ -253,14 +242,14 @@ enum as_err as_clientcert_trust_check(const char *pem, size_t *ncerts, char *why
         return r;
     }
     if (sk_X509_num(sk) == 0) {
-        say(why, whylen, "failed to parse certificate");
+        as_why(why, whylen, "failed to parse certificate");
         r = AS_ERR_INVALID;
         goto out;
     }
     for (int i = 0; i < sk_X509_num(sk); i++) {
         X509 *x = sk_X509_value(sk, i);
         if (!is_ca(x) && !eku_allows_client(x)) {
-            say(why, whylen, "nonCA certificates should have TLS client authentication set as "
+            as_why(why, whylen, "nonCA certificates should have TLS client authentication set as "
                              "an extended key usage");
             r = AS_ERR_INVALID;
             goto out;
@@ -383,14 +372,14 @@ static enum as_err leaf_cn(X509 *x, char **out, char *why, size_t whylen)
         return AS_OK;
     }
     if (X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
-        say(why, whylen, "the client certificate's subject has more than one common name");
+        as_why(why, whylen, "the client certificate's subject has more than one common name");
         return AS_ERR_INVALID;
     }
     const ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
     int n = ASN1_STRING_to_UTF8(&utf8, d);
     if (n < 0 || n > MAX_CN_BYTES || memchr(utf8, '\0', (size_t)n) != NULL) {
         OPENSSL_free(utf8);
-        say(why, whylen, "the client certificate's common name is not valid text");
+        as_why(why, whylen, "the client certificate's common name is not valid text");
         return AS_ERR_INVALID;
     }
     *out = malloc((size_t)n + 1);
@@ -414,12 +403,12 @@ static enum as_err leaf_serial(X509 *x, char *out, size_t outlen, char *why, siz
     }
     /* RFC 5280 §4.1.2.2: a positive integer. */
     if (BN_is_negative(bn)) {
-        say(why, whylen, "the client certificate has a negative serial number");
+        as_why(why, whylen, "the client certificate has a negative serial number");
         goto out;
     }
     int n = BN_num_bytes(bn);
     if (n > MAX_SERIAL_BYTES || outlen < 3 * MAX_SERIAL_BYTES + 1) {
-        say(why, whylen, "the client certificate's serial number is longer than %d bytes",
+        as_why(why, whylen, "the client certificate's serial number is longer than %d bytes",
             MAX_SERIAL_BYTES);
         goto out;
     }
@@ -461,7 +450,7 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
     }
     if ((r = as_pki_asn1_time_to_unix(X509_get0_notBefore(ch->leaf), &c->not_before)) != AS_OK ||
         (r = as_pki_asn1_time_to_unix(X509_get0_notAfter(ch->leaf), &c->not_after)) != AS_OK) {
-        say(why, whylen, "the client certificate's validity cannot be read");
+        as_why(why, whylen, "the client certificate's validity cannot be read");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -469,12 +458,12 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
     gens = X509_get_ext_d2i(ch->leaf, NID_subject_alt_name, &crit, NULL);
     if (gens == NULL && crit != -1) {
         /* -1: no SAN at all; anything else without a result is a SAN that does not decode. */
-        say(why, whylen, "the client certificate's subjectAltName cannot be decoded");
+        as_why(why, whylen, "the client certificate's subjectAltName cannot be decoded");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (sk_GENERAL_NAME_num(gens) > AS_CLIENTCERT_MAX_SANS) {
-        say(why, whylen, "the client certificate has more than %d subjectAltName entries",
+        as_why(why, whylen, "the client certificate has more than %d subjectAltName entries",
             AS_CLIENTCERT_MAX_SANS);
         r = AS_ERR_INVALID;
         goto out;
@@ -490,7 +479,7 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
         }
         if (r != AS_OK) {
             if (r == AS_ERR_INVALID) {
-                say(why, whylen, "the client certificate has a DNS or URI name that is not "
+                as_why(why, whylen, "the client certificate has a DNS or URI name that is not "
                                  "printable ASCII");
             }
             goto out;
@@ -521,17 +510,17 @@ static void say_validity(X509 *x, int64_t now, char *why, size_t whylen)
     char tnow[40], tb[40];
     if (as_pki_asn1_time_to_unix(X509_get0_notBefore(x), &nb) != AS_OK ||
         as_pki_asn1_time_to_unix(X509_get0_notAfter(x), &na) != AS_OK) {
-        say(why, whylen, "x509: certificate has expired or is not yet valid");
+        as_why(why, whylen, "x509: certificate has expired or is not yet valid");
         return;
     }
     as_time_rfc3339(now, tnow, sizeof tnow);
     if (now < nb) {
         as_time_rfc3339(nb, tb, sizeof tb);
-        say(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
+        as_why(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
                          "is before %s", tnow, tb);
     } else {
         as_time_rfc3339(na, tb, sizeof tb);
-        say(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
+        as_why(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
                          "is after %s", tnow, tb);
     }
 }
@@ -551,14 +540,14 @@ static enum as_err leaf_checks(X509 *leaf, int64_t now, enum as_clientcert_fail 
     }
     if (!eku_allows_client(leaf)) {
         set_fail(fail, AS_CC_USAGE);
-        say(why, whylen, "x509: certificate specifies an incompatible key usage (no "
+        as_why(why, whylen, "x509: certificate specifies an incompatible key usage (no "
                          "clientAuth in its extended key usage)");
         return AS_ERR_INVALID;
     }
     /* keyUsage, when present, must allow a handshake signature; also Netscape cert types. */
     if (X509_check_purpose(leaf, X509_PURPOSE_SSL_CLIENT, 0) != 1) {
         set_fail(fail, AS_CC_USAGE);
-        say(why, whylen, "x509: certificate specifies an incompatible key usage");
+        as_why(why, whylen, "x509: certificate specifies an incompatible key usage");
         return AS_ERR_INVALID;
     }
     return AS_OK;
@@ -579,7 +568,7 @@ static void explain(X509_STORE_CTX *ctx, int64_t now, enum as_clientcert_fail *f
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_CERT_UNTRUSTED:
         set_fail(fail, AS_CC_UNTRUSTED);
-        say(why, whylen, "x509: certificate signed by unknown authority");
+        as_why(why, whylen, "x509: certificate signed by unknown authority");
         return;
     case X509_V_ERR_CERT_HAS_EXPIRED:
     case X509_V_ERR_CERT_NOT_YET_VALID:
@@ -587,21 +576,21 @@ static void explain(X509_STORE_CTX *ctx, int64_t now, enum as_clientcert_fail *f
         if (cur != NULL) {
             say_validity(cur, now, why, whylen);
         } else {
-            say(why, whylen, "x509: certificate has expired or is not yet valid");
+            as_why(why, whylen, "x509: certificate has expired or is not yet valid");
         }
         if (depth > 0) {
             size_t k = strlen(why);
-            say(why + k, whylen - k, " (chain certificate at depth %d)", depth);
+            as_why(why + k, whylen - k, " (chain certificate at depth %d)", depth);
         }
         return;
     case X509_V_ERR_INVALID_PURPOSE:
         set_fail(fail, AS_CC_USAGE);
-        say(why, whylen, "x509: certificate specifies an incompatible key usage (depth %d)",
+        as_why(why, whylen, "x509: certificate specifies an incompatible key usage (depth %d)",
             depth);
         return;
     default:
         set_fail(fail, AS_CC_INVALID);
-        say(why, whylen, "x509: %s (depth %d)", X509_verify_cert_error_string(err), depth);
+        as_why(why, whylen, "x509: %s (depth %d)", X509_verify_cert_error_string(err), depth);
         return;
     }
 }
@@ -695,7 +684,7 @@ enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *t
      * the trust. */
     if (!pinned && !anchors) {
         set_fail(fail, sk_X509_num(trust) > 0 ? AS_CC_UNTRUSTED : AS_CC_TRUST);
-        say(why, whylen, sk_X509_num(trust) > 0 ? "x509: certificate signed by unknown authority"
+        as_why(why, whylen, sk_X509_num(trust) > 0 ? "x509: certificate signed by unknown authority"
                                                 : "no trusted certificate configured");
         r = AS_ERR_INVALID;
         goto out;

@@ -122,17 +122,6 @@ struct as_jwks {
 
 /* ---- small helpers ---- */
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 static const struct alg_info *alg_lookup(const char *name)
 {
@@ -676,33 +665,33 @@ enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, ch
     bool skip = false;
     bool weak = false;
 
-    set_why(why, whylen, "%s", "");
+    as_why(why, whylen, "%s", "");
     if (out != NULL) {
         *out = NULL;
     }
     if (json == NULL || out == NULL) {
-        set_why(why, whylen, "bad arguments to JWKS parsing");
+        as_why(why, whylen, "bad arguments to JWKS parsing");
         goto out;
     }
     if (len > JWKS_MAX_BYTES) {
-        set_why(why, whylen, "JWKS document larger than %d bytes", JWKS_MAX_BYTES);
+        as_why(why, whylen, "JWKS document larger than %d bytes", JWKS_MAX_BYTES);
         r = AS_ERR_TOO_LARGE;
         goto out;
     }
     doc = as_pki_json_object_strict((const unsigned char *)json, len);
     if (doc == NULL) {
-        set_why(why, whylen, "JWKS is not a JSON object (UTF-8, no duplicate members, depth <= %d)",
+        as_why(why, whylen, "JWKS is not a JSON object (UTF-8, no duplicate members, depth <= %d)",
                 AS_MAX_JSON_DEPTH);
         goto out;
     }
     /* RFC 7517 §5.1: "keys" is REQUIRED, an array of JWKs. */
     arr = json_object_get(doc, "keys");
     if (!json_is_array(arr)) {
-        set_why(why, whylen, "JWKS has no \"keys\" array (RFC 7517 §5.1)");
+        as_why(why, whylen, "JWKS has no \"keys\" array (RFC 7517 §5.1)");
         goto out;
     }
     if (json_array_size(arr) > JWKS_MAX_KEYS) {
-        set_why(why, whylen, "JWKS holds more than %d keys", JWKS_MAX_KEYS);
+        as_why(why, whylen, "JWKS holds more than %d keys", JWKS_MAX_KEYS);
         goto out;
     }
     if ((r = set_new(json_array_size(arr), true, &set)) != AS_OK) {
@@ -712,7 +701,7 @@ enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, ch
     {
         r = jwk_load(jwk, &set->keys[set->n], &skip, &weak, &reason);
         if (r != AS_OK) {
-            set_why(why, whylen, "JWKS key %zu: %s", i, reason != NULL ? reason : as_strerror(r));
+            as_why(why, whylen, "JWKS key %zu: %s", i, reason != NULL ? reason : as_strerror(r));
             goto out;
         }
         if (skip) {
@@ -727,9 +716,9 @@ enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, ch
     }
     if (set->n == 0) {
         if (last_skip != NULL) {
-            set_why(why, whylen, "JWKS has no usable key (key %zu: %s)", last_skip_ix, last_skip);
+            as_why(why, whylen, "JWKS has no usable key (key %zu: %s)", last_skip_ix, last_skip);
         } else {
-            set_why(why, whylen, "JWKS has no usable key");
+            as_why(why, whylen, "JWKS has no usable key");
         }
         r = AS_ERR_INVALID;
         goto out;
@@ -797,16 +786,16 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
     size_t len = 0;
     bool size_only = false;
 
-    set_why(why, whylen, "%s", "");
+    as_why(why, whylen, "%s", "");
     if (out != NULL) {
         *out = NULL;
     }
     if (out == NULL || !json_is_array(pems) || json_array_size(pems) == 0) {
-        set_why(why, whylen, "public keys must be a non-empty array of PEM strings");
+        as_why(why, whylen, "public keys must be a non-empty array of PEM strings");
         goto out;
     }
     if (json_array_size(pems) > JWKS_MAX_KEYS) {
-        set_why(why, whylen, "more than %d public keys", JWKS_MAX_KEYS);
+        as_why(why, whylen, "more than %d public keys", JWKS_MAX_KEYS);
         goto out;
     }
     if ((r = set_new(json_array_size(pems), false, &set)) != AS_OK) {
@@ -817,7 +806,7 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
         r = AS_ERR_INVALID;
         len = json_is_string(v) ? json_string_length(v) : 0;
         if (len == 0 || len > PEM_MAX_BYTES) {
-            set_why(why, whylen, "public key %zu is not a PEM string of at most %d bytes", i,
+            as_why(why, whylen, "public key %zu is not a PEM string of at most %d bytes", i,
                     PEM_MAX_BYTES);
             goto out;
         }
@@ -830,12 +819,12 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
          * never per token. */
         pkey = pem_spki(bio);
         if (pkey == NULL) {
-            set_why(why, whylen,
+            as_why(why, whylen,
                     "public key %zu is not a PEM SubjectPublicKeyInfo (BEGIN PUBLIC KEY)", i);
             goto out;
         }
         if (pem_has_more(bio)) {
-            set_why(why, whylen, "public key %zu holds more than one PEM block", i);
+            as_why(why, whylen, "public key %zu holds more than one PEM block", i);
             goto out;
         }
         BIO_free(bio);
@@ -843,7 +832,7 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
         r = key_admit(&pkey, 0, &set->keys[set->n], &reason, &size_only);
         if (r != AS_OK) {
             jwk_clear(&set->keys[set->n]);
-            set_why(why, whylen, "public key %zu: %s", i,
+            as_why(why, whylen, "public key %zu: %s", i,
                     r == AS_ERR_INVALID && reason != NULL ? reason : as_strerror(r));
             goto out;
         }
@@ -1000,7 +989,7 @@ enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigne
     bool sized = false;
     bool verified = false;
 
-    set_why(why, whylen, "%s", "");
+    as_why(why, whylen, "%s", "");
     if (header != NULL) {
         *header = NULL;
     }
@@ -1139,7 +1128,7 @@ enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigne
     r = AS_OK;
 out:
     if (r != AS_OK) {
-        set_why(why, whylen, "%s", reason != NULL ? reason : as_strerror(r));
+        as_why(why, whylen, "%s", reason != NULL ? reason : as_strerror(r));
         if (f == AS_JWT_OK) {
             f = AS_JWT_MALFORMED;
         }

@@ -63,18 +63,7 @@ struct as_csr {
     bool rsa; /* keyUsage gets keyEncipherment (SPIFFE X509-SVID §4.3) */
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- CSRs ----
  *
@@ -596,23 +585,23 @@ static enum as_err rsa_key_policy(const struct csr_der *c, EVP_PKEY **pkey, char
     BIGNUM *n = NULL;
     BIGNUM *e = NULL;
     if (!spki_rereadable(c) || !rsa_pub_parse(c->key, &n, &e)) {
-        say(why, whylen, "CSR public key cannot be decoded");
+        as_why(why, whylen, "CSR public key cannot be decoded");
         r = AS_ERR_INVALID;
         goto out;
     }
     int nbits = BN_num_bits(n);
     if (nbits < RSA_MIN_BITS) {
-        say(why, whylen, "RSA key of %d bits is too small (at least %d)", nbits, RSA_MIN_BITS);
+        as_why(why, whylen, "RSA key of %d bits is too small (at least %d)", nbits, RSA_MIN_BITS);
         r = AS_ERR_INVALID;
         goto out;
     }
     if (nbits > RSA_MAX_BITS) {
-        say(why, whylen, "RSA key of %d bits is too large (at most %d)", nbits, RSA_MAX_BITS);
+        as_why(why, whylen, "RSA key of %d bits is too large (at most %d)", nbits, RSA_MAX_BITS);
         r = AS_ERR_INVALID;
         goto out;
     }
     if (!rsa_exponent_ok(e)) {
-        say(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
+        as_why(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -641,7 +630,7 @@ static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP
     int pklen = ASN1_STRING_length(c->key);
 
     if (pk == NULL || pklen <= 0) {
-        say(why, whylen, "CSR has no public key");
+        as_why(why, whylen, "CSR has no public key");
         return AS_ERR_INVALID;
     }
     X509_ALGOR_get0(&alg, &ptype, &pval, c->key_alg);
@@ -649,7 +638,7 @@ static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP
     if (nid == NID_rsaEncryption) {
         /* RFC 3279 §2.3.1: parameters NULL (absent is tolerated, as OpenSSL does). */
         if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) {
-            say(why, whylen, "RSA key has unexpected algorithm parameters");
+            as_why(why, whylen, "RSA key has unexpected algorithm parameters");
             return AS_ERR_INVALID;
         }
         if ((r = rsa_key_policy(c, pkey, why, whylen)) != AS_OK) {
@@ -658,7 +647,7 @@ static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP
         k->rsa = true;
     } else if (nid == NID_X9_62_id_ecPublicKey) {
         if (ptype != V_ASN1_OBJECT || pval == NULL) {
-            say(why, whylen, "EC key must name its curve (P-256 or P-384)");
+            as_why(why, whylen, "EC key must name its curve (P-256 or P-384)");
             return AS_ERR_INVALID;
         }
         int curve = OBJ_obj2nid(pval);
@@ -667,23 +656,23 @@ static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP
                                                     : 0;
         if (want == 0) {
             const char *sn = curve != NID_undef ? OBJ_nid2sn(curve) : "unknown";
-            say(why, whylen, "EC curve %s is not allowed (P-256 or P-384 only)", sn);
+            as_why(why, whylen, "EC curve %s is not allowed (P-256 or P-384 only)", sn);
             return AS_ERR_INVALID;
         }
         if ((size_t)pklen != want || pk[0] != EC_POINT_UNCOMPRESSED) {
-            say(why, whylen, "EC public key must be an uncompressed point");
+            as_why(why, whylen, "EC public key must be an uncompressed point");
             return AS_ERR_INVALID;
         }
         if (!spki_rereadable(c) ||
             !ec_key(curve == NID_X9_62_prime256v1 ? g_csr.p256 : g_csr.p384, pk, want, pkey)) {
-            say(why, whylen, "CSR public key cannot be decoded");
+            as_why(why, whylen, "CSR public key cannot be decoded");
             return AS_ERR_INVALID;
         }
         k->curve_nid = curve;
         k->rsa = false;
     } else {
         const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
-        say(why, whylen,
+        as_why(why, whylen,
             "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)", sn);
         return AS_ERR_INVALID;
     }
@@ -727,23 +716,23 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
     EVP_PKEY *pkey = NULL;
     const EVP_MD *md = NULL;
 
-    say(why, whylen, "%s", "");
+    as_why(why, whylen, "%s", "");
     if (out == NULL) {
         return AS_ERR_INVALID;
     }
     *out = NULL;
     if (pem == NULL || len == 0) {
-        say(why, whylen, "CSR is empty");
+        as_why(why, whylen, "CSR is empty");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (len > AS_MAX_CSR_BYTES) {
-        say(why, whylen, "CSR is larger than %d bytes", AS_MAX_CSR_BYTES);
+        as_why(why, whylen, "CSR is larger than %d bytes", AS_MAX_CSR_BYTES);
         r = AS_ERR_TOO_LARGE;
         goto out;
     }
     if (pthread_once(&g_csr_once, csr_algs_init) != 0 || !g_csr.ok) {
-        say(why, whylen, "CSR verification is unavailable");
+        as_why(why, whylen, "CSR verification is unavailable");
         r = AS_ERR_CRYPTO;
         goto out;
     }
@@ -757,13 +746,13 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
     if (PEM_bytes_read_bio(&der, &der_len, NULL, PEM_STRING_X509_REQ, bio, as_pki_no_passphrase,
                            NULL) != 1 ||
         !csr_der_walk(der, der_len, &c)) {
-        say(why, whylen, "CSR is not a PEM certificate request");
+        as_why(why, whylen, "CSR is not a PEM certificate request");
         r = AS_ERR_INVALID;
         goto out;
     }
     /* RFC 2986 §4.1: version 0 is the only one there is. */
     if (c.version != X509_REQ_VERSION_1) {
-        say(why, whylen, "CSR version is not 1");
+        as_why(why, whylen, "CSR version is not 1");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -777,14 +766,14 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
         goto out;
     }
     if (!csr_sig_alg_ok(c.sig_alg, csr->rsa, &md)) {
-        say(why, whylen,
+        as_why(why, whylen,
             "CSR signature algorithm is not allowed (SHA-256 or stronger with the "
             "CSR's own key type)");
         r = AS_ERR_INVALID;
         goto out;
     }
     if (!csr_signature_ok(&c, pkey, md)) {
-        say(why, whylen, "CSR signature does not verify");
+        as_why(why, whylen, "CSR signature does not verify");
         r = AS_ERR_INVALID;
         goto out;
     }

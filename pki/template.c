@@ -84,18 +84,7 @@ static const struct {
     {"cert", ARG_URI, TOK_CERT_URI},
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...) AS_PRINTF(3, 4);
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 static bool seg_char_ok(unsigned char c)
 {
@@ -160,20 +149,20 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
                                      char *why, size_t whylen)
 {
     if (len == 0) {
-        say(why, whylen, "empty placeholder {{}} at offset %zu", off);
+        as_why(why, whylen, "empty placeholder {{}} at offset %zu", off);
         return AS_ERR_INVALID;
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)c[i];
         if (ch == ' ' || (ch >= '\t' && ch <= '\r')) {
-            say(why, whylen,
+            as_why(why, whylen,
                 "spaces are not allowed inside the placeholder at offset %zu (write {{name}} or "
                 "{{name:arg}})",
                 off);
             return AS_ERR_INVALID;
         }
         if (ch < 0x21 || ch > 0x7e) {
-            say(why, whylen,
+            as_why(why, whylen,
                 "the placeholder at offset %zu holds a control or non-ASCII byte (0x%02x)", off,
                 ch);
             return AS_ERR_INVALID;
@@ -210,7 +199,7 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
         if (placeholders[i].arg == ARG_CLAIM && arg[0] == '/') {
             const char *problem = pointer_problem(arg, alen);
             if (problem != NULL) {
-                say(why, whylen, "the JSON pointer of claim \"%.*s\" %s", (int)alen, arg, problem);
+                as_why(why, whylen, "the JSON pointer of claim \"%.*s\" %s", (int)alen, arg, problem);
                 return AS_ERR_INVALID;
             }
         }
@@ -221,20 +210,20 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
         return AS_OK;
     }
     if (!known) {
-        say(why, whylen,
+        as_why(why, whylen,
             "unknown placeholder \"{{%.*s}}\" at offset %zu (known: {{trust_domain}}, {{role}}, "
             "{{claim:NAME}}, {{claim:/json/pointer}}, {{cert:cn}}, {{cert:uri}})",
             (int)len, c, off);
     } else if (same(c, nlen, "claim")) {
-        say(why, whylen,
+        as_why(why, whylen,
             "\"{{%.*s}}\" at offset %zu needs a claim name: {{claim:NAME}} or "
             "{{claim:/json/pointer}}",
             (int)len, c, off);
     } else if (same(c, nlen, "cert")) {
-        say(why, whylen, "\"{{%.*s}}\" at offset %zu: the certificate fields are cn and uri",
+        as_why(why, whylen, "\"{{%.*s}}\" at offset %zu: the certificate fields are cn and uri",
             (int)len, c, off);
     } else {
-        say(why, whylen, "\"{{%.*s}}\" at offset %zu takes no argument (write {{%.*s}})", (int)len,
+        as_why(why, whylen, "\"{{%.*s}}\" at offset %zu takes no argument (write {{%.*s}})", (int)len,
             c, off, (int)nlen, c);
     }
     return AS_ERR_INVALID;
@@ -244,7 +233,7 @@ static enum as_err push(struct tpl *t, const struct tok *k, char *why, size_t wh
 {
     /* Unreachable with the placeholder cap below; kept so that the array can never overflow. */
     if (t->n == TEMPLATE_MAX_TOKENS) {
-        say(why, whylen, "template has too many parts");
+        as_why(why, whylen, "template has too many parts");
         return AS_ERR_INTERNAL;
     }
     t->tok[t->n++] = *k;
@@ -265,7 +254,7 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
     out->nph = 0;
     while (i < len) {
         if (t[i] == '}') {
-            say(why, whylen, "unbalanced braces: '}' at offset %zu is outside a placeholder", i);
+            as_why(why, whylen, "unbalanced braces: '}' at offset %zu is outside a placeholder", i);
             return AS_ERR_INVALID;
         }
         if (t[i] != '{') {
@@ -273,7 +262,7 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
             continue;
         }
         if (i + 1 == len || t[i + 1] != '{') {
-            say(why, whylen,
+            as_why(why, whylen,
                 "unbalanced braces: a single '{' at offset %zu (placeholders are written "
                 "{{name}} or {{name:arg}})",
                 i);
@@ -285,16 +274,16 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
             j++;
         }
         if (j == len) {
-            say(why, whylen, "unbalanced braces: the '{{' at offset %zu is never closed by '}}'",
+            as_why(why, whylen, "unbalanced braces: the '{{' at offset %zu is never closed by '}}'",
                 i);
             return AS_ERR_INVALID;
         }
         if (t[j] == '{') {
-            say(why, whylen, "unbalanced braces: '{' inside the placeholder at offset %zu", i);
+            as_why(why, whylen, "unbalanced braces: '{' inside the placeholder at offset %zu", i);
             return AS_ERR_INVALID;
         }
         if (j + 1 == len || t[j + 1] != '}') {
-            say(why, whylen,
+            as_why(why, whylen,
                 "unbalanced braces: the placeholder at offset %zu ends with a single '}'", i);
             return AS_ERR_INVALID;
         }
@@ -305,7 +294,7 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
             }
         }
         if (out->nph == TEMPLATE_MAX_PLACEHOLDERS) {
-            say(why, whylen, "template has more than %d placeholders", TEMPLATE_MAX_PLACEHOLDERS);
+            as_why(why, whylen, "template has more than %d placeholders", TEMPLATE_MAX_PLACEHOLDERS);
             return AS_ERR_INVALID;
         }
         struct tok k;
@@ -330,16 +319,16 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
 static void say_bad_literal(char *why, size_t whylen, unsigned char c, size_t off)
 {
     if (c == '%') {
-        say(why, whylen, "percent-encoding is not allowed (offset %zu)", off);
+        as_why(why, whylen, "percent-encoding is not allowed (offset %zu)", off);
     } else if (c == '?') {
-        say(why, whylen, "query is not allowed (offset %zu)", off);
+        as_why(why, whylen, "query is not allowed (offset %zu)", off);
     } else if (c == '#') {
-        say(why, whylen, "fragment is not allowed (offset %zu)", off);
+        as_why(why, whylen, "fragment is not allowed (offset %zu)", off);
     } else if (c >= 0x20 && c < 0x7f) {
-        say(why, whylen, "'%c' at offset %zu is not allowed in a SPIFFE path segment (%s)", c, off,
+        as_why(why, whylen, "'%c' at offset %zu is not allowed in a SPIFFE path segment (%s)", c, off,
             seg_rule);
     } else {
-        say(why, whylen, "byte 0x%02x at offset %zu is not allowed in a SPIFFE path segment (%s)",
+        as_why(why, whylen, "byte 0x%02x at offset %zu is not allowed in a SPIFFE path segment (%s)",
             c, off, seg_rule);
     }
 }
@@ -358,7 +347,7 @@ static enum as_err check_path(const struct tpl *t, size_t first, char *why, size
     for (size_t n = first; n < t->n; n++) {
         const struct tok *k = &t->tok[n];
         if (k->kind == TOK_TRUST_DOMAIN) {
-            say(why, whylen,
+            as_why(why, whylen,
                 "{{trust_domain}} at offset %zu is only allowed as the authority, not in the path",
                 k->off);
             return AS_ERR_INVALID;
@@ -372,11 +361,11 @@ static enum as_err check_path(const struct tpl *t, size_t first, char *why, size
             size_t off = k->off + i;
             if (c == '/') {
                 if (started && seg_len == 0 && !seg_ph) {
-                    say(why, whylen, "path cannot contain empty segments (offset %zu)", off);
+                    as_why(why, whylen, "path cannot contain empty segments (offset %zu)", off);
                     return AS_ERR_INVALID;
                 }
                 if (started && !seg_ph && (same(seg, seg_len, ".") || same(seg, seg_len, ".."))) {
-                    say(why, whylen, "path cannot contain dot segments (offset %zu)", off);
+                    as_why(why, whylen, "path cannot contain dot segments (offset %zu)", off);
                     return AS_ERR_INVALID;
                 }
                 started = true;
@@ -393,11 +382,11 @@ static enum as_err check_path(const struct tpl *t, size_t first, char *why, size
         }
     }
     if (seg_len == 0 && !seg_ph) {
-        say(why, whylen, "path cannot have a trailing slash");
+        as_why(why, whylen, "path cannot have a trailing slash");
         return AS_ERR_INVALID;
     }
     if (!seg_ph && (same(seg, seg_len, ".") || same(seg, seg_len, ".."))) {
-        say(why, whylen, "path cannot contain dot segments");
+        as_why(why, whylen, "path cannot contain dot segments");
         return AS_ERR_INVALID;
     }
     return AS_OK;
@@ -408,12 +397,12 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
 {
     /* tokenize makes at least one token of a non-empty template; said here, not assumed. */
     if (t->n == 0) {
-        say(why, whylen, "template is empty");
+        as_why(why, whylen, "template is empty");
         return AS_ERR_INVALID;
     }
     for (size_t n = 0; n < t->n; n++) {
         if (t->tok[n].kind == TOK_CERT_URI && t->n != 1) {
-            say(why, whylen,
+            as_why(why, whylen,
                 "{{cert:uri}} must stand alone as the whole template (it is a whole SPIFFE ID)");
             return AS_ERR_INVALID;
         }
@@ -433,7 +422,7 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
         }
     }
     if (claim != NULL && cert != NULL) {
-        say(why, whylen,
+        as_why(why, whylen,
             "claim placeholders (jwt roles) and cert placeholders (cert roles) cannot be mixed: "
             "offsets %zu and %zu",
             claim->off, cert->off);
@@ -441,13 +430,13 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
     }
     const struct tok *k = &t->tok[0];
     if (k->kind != TOK_LITERAL || k->len < SCHEME_LEN || memcmp(k->p, scheme, SCHEME_LEN) != 0) {
-        say(why, whylen,
+        as_why(why, whylen,
             "template must start with \"spiffe://{{trust_domain}}/\" (lowercase scheme, no "
             "placeholder in it) or be {{cert:uri}}");
         return AS_ERR_INVALID;
     }
     if (k->len > SCHEME_LEN || t->n < 2) {
-        say(why, whylen,
+        as_why(why, whylen,
             "the authority must be exactly {{trust_domain}}, not a literal trust domain");
         return AS_ERR_INVALID;
     }
@@ -455,14 +444,14 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
     if (k->kind != TOK_TRUST_DOMAIN) {
         char what[64];
         describe(k, what, sizeof what);
-        say(why, whylen,
+        as_why(why, whylen,
             "%s at offset %zu is not allowed in the authority: the authority must be exactly "
             "{{trust_domain}}",
             what, k->off);
         return AS_ERR_INVALID;
     }
     if (t->n < 3) {
-        say(why, whylen,
+        as_why(why, whylen,
             "template needs a path after {{trust_domain}} (the bare trust domain "
             "is not a workload ID)");
         return AS_ERR_INVALID;
@@ -471,14 +460,14 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
     if (k->kind != TOK_LITERAL) {
         char what[64];
         describe(k, what, sizeof what);
-        say(why, whylen,
+        as_why(why, whylen,
             "%s at offset %zu is not allowed in the authority: the authority must be exactly "
             "{{trust_domain}}",
             what, k->off);
         return AS_ERR_INVALID;
     }
     if (k->p[0] != '/') {
-        say(why, whylen,
+        as_why(why, whylen,
             "the authority must be exactly {{trust_domain}} followed by '/' (offset %zu: no "
             "port, userinfo, query or more labels)",
             k->off);
@@ -491,13 +480,13 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
 static enum as_err parse(const char *tmpl, struct tpl *t, char *why, size_t whylen)
 {
     if (tmpl == NULL || tmpl[0] == '\0') {
-        say(why, whylen, "template is empty");
+        as_why(why, whylen, "template is empty");
         return AS_ERR_INVALID;
     }
     /* Bounded before anything else looks at it: a role body may hold a huge string. */
     size_t len = strnlen(tmpl, TEMPLATE_MAX_BYTES + 1);
     if (len > TEMPLATE_MAX_BYTES) {
-        say(why, whylen, "template is longer than %d bytes", TEMPLATE_MAX_BYTES);
+        as_why(why, whylen, "template is longer than %d bytes", TEMPLATE_MAX_BYTES);
         return AS_ERR_INVALID;
     }
     enum as_err r = tokenize(tmpl, len, t, why, whylen);
@@ -522,7 +511,7 @@ enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why, size
         if ((is_claim && !jwt) || (is_cert && jwt)) {
             char what[TEMPLATE_MAX_BYTES + 16];
             describe(k, what, sizeof what);
-            say(why, whylen, "%s at offset %zu is only allowed in a role of the %s auth method",
+            as_why(why, whylen, "%s at offset %zu is only allowed in a role of the %s auth method",
                 what, k->off, is_claim ? "jwt" : "cert");
             return AS_ERR_INVALID;
         }
@@ -638,12 +627,12 @@ static enum as_err value_of(const struct tok *k, const struct as_template_ctx *c
     case TOK_TRUST_DOMAIN:
     case TOK_CERT_URI:
         /* check_shape keeps these out of the path. */
-        say(why, whylen, "%s cannot fill a path segment", what);
+        as_why(why, whylen, "%s cannot fill a path segment", what);
         return AS_ERR_INTERNAL;
     }
     if (k->kind != TOK_CLAIM) {
         if (s == NULL) {
-            say(why, whylen, "%s has no value in this login", what);
+            as_why(why, whylen, "%s has no value in this login", what);
             return AS_ERR_INVALID;
         }
         *val = s;
@@ -652,12 +641,12 @@ static enum as_err value_of(const struct tok *k, const struct as_template_ctx *c
         return AS_OK;
     }
     if (!json_is_object(ctx->claims)) {
-        say(why, whylen, "%s: this login has no token claims", what);
+        as_why(why, whylen, "%s: this login has no token claims", what);
         return AS_ERR_INVALID;
     }
     json_t *v = claim_lookup(ctx->claims, k);
     if (v == NULL) {
-        say(why, whylen, "%s is missing from the token", what);
+        as_why(why, whylen, "%s is missing from the token", what);
         return AS_ERR_INVALID;
     }
     const char *type = NULL;
@@ -689,7 +678,7 @@ static enum as_err value_of(const struct tok *k, const struct as_template_ctx *c
         type = "an array";
         break;
     }
-    say(why, whylen, "%s is %s; only strings and integers can fill a path segment", what,
+    as_why(why, whylen, "%s is %s; only strings and integers can fill a path segment", what,
         type != NULL ? type : "of an unknown type");
     return AS_ERR_INVALID;
 }
@@ -700,11 +689,11 @@ static enum as_err expand_cert_uri(const struct as_template_ctx *ctx, char **out
 {
     char reason[128];
     if (ctx->cert_uri == NULL) {
-        say(why, whylen, "{{cert:uri}}: the certificate has no URI SAN");
+        as_why(why, whylen, "{{cert:uri}}: the certificate has no URI SAN");
         return AS_ERR_INVALID;
     }
     if (as_spiffe_id_check(ctx->cert_uri, ctx->trust_domain, reason, sizeof reason) != AS_OK) {
-        say(why, whylen, "{{cert:uri}} is not a SPIFFE ID of trust domain %.64s: %s",
+        as_why(why, whylen, "{{cert:uri}} is not a SPIFFE ID of trust domain %.64s: %s",
             ctx->trust_domain, reason);
         return AS_ERR_INVALID;
     }
@@ -723,13 +712,13 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
         *out = NULL;
     }
     if (out == NULL || ctx == NULL) {
-        say(why, whylen, "no template context");
+        as_why(why, whylen, "no template context");
         r = AS_ERR_INTERNAL;
         goto out;
     }
     /* Every ID we make is checked against the trust domain; without one nothing is. */
     if (ctx->trust_domain == NULL) {
-        say(why, whylen, "no trust domain to expand {{trust_domain}} with");
+        as_why(why, whylen, "no trust domain to expand {{trust_domain}} with");
         r = AS_ERR_INTERNAL;
         goto out;
     }
@@ -755,7 +744,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
             for (size_t i = 0; i < k->len; i++) {
                 if (k->p[i] == '/' && seg_start != SIZE_MAX &&
                     !as_spiffe_segment_ok(b.data + seg_start, b.len - seg_start)) {
-                    say(why, whylen,
+                    as_why(why, whylen,
                         "path segment at offset %zu expands to an invalid SPIFFE "
                         "path segment (%s)",
                         k->off + i, seg_rule);
@@ -781,7 +770,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
         if (problem != NULL) {
             char what[TEMPLATE_MAX_BYTES + 16];
             describe(k, what, sizeof what);
-            say(why, whylen,
+            as_why(why, whylen,
                 "%s expands to a value that is not a valid SPIFFE path segment (%s): %s", what,
                 seg_rule, problem);
             r = AS_ERR_INVALID;
@@ -792,7 +781,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
         }
     }
     if (!as_spiffe_segment_ok(b.data + seg_start, b.len - seg_start)) {
-        say(why, whylen, "the last path segment expands to an invalid SPIFFE path segment (%s)",
+        as_why(why, whylen, "the last path segment expands to an invalid SPIFFE path segment (%s)",
             seg_rule);
         r = AS_ERR_INVALID;
         goto out;
@@ -800,7 +789,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
     /* The final word belongs to the one SPIFFE ID parser every other path uses. */
     char reason[128];
     if (as_spiffe_id_check(b.data, ctx->trust_domain, reason, sizeof reason) != AS_OK) {
-        say(why, whylen, "the expanded SPIFFE ID is invalid: %s", reason);
+        as_why(why, whylen, "the expanded SPIFFE ID is invalid: %s", reason);
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -808,7 +797,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
     b.data = NULL;
 out:
     if (r == AS_ERR_TOO_LARGE) {
-        say(why, whylen, "the expanded SPIFFE ID is longer than %d bytes", AS_SPIFFE_MAX_ID);
+        as_why(why, whylen, "the expanded SPIFFE ID is longer than %d bytes", AS_SPIFFE_MAX_ID);
         r = AS_ERR_INVALID;
     }
     as_buf_free(&b, false);

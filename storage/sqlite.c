@@ -10,8 +10,9 @@
  * so the descriptor we sync stays the file SQLite writes.
  *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
- * pthread_key_t of the store. Writers serialize on SQLite's write lock; waiting is bounded by
- * busy_timeout. Multi-statement writes always start with BEGIN IMMEDIATE (or run inside the
+ * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
+ * write lock, and concurrent single-row inserts share one transaction (batch_insert); waiting is
+ * bounded by AS_STORE_BUSY_MS. Multi-statement writes always start with BEGIN IMMEDIATE (or run inside the
  * caller's BEGIN IMMEDIATE), because a deferred transaction that upgrades from read to write can
  * fail with SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
  *
