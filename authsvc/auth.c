@@ -602,8 +602,9 @@ enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
     }
     resp->auth = as_auth_block(t, secret, t->creation_ttl);
     resp->status = 200;
-    as_info("login on auth/%s as %s (role %s): token %s", m->path, in->user,
-            in->role ? in->role : "-", t->accessor);
+    /* Every login is in the audit log; the server log has it at debug, as Vault's has none. */
+    as_debug("login on auth/%s as %s (role %s): token %s", m->path, in->user,
+             in->role ? in->role : "-", t->accessor);
     as_free_secret_str(secret);
     as_token_rec_free(t);
     return resp->auth ? AS_OK : AS_ERR_NOMEM;

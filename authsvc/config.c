@@ -237,7 +237,24 @@ static enum as_err set_arg(char **dst, const char *v)
 static void usage(void)
 {
     fprintf(stderr, "usage: authsvc server [--dev] [--config FILE] [--data-dir DIR] "
-                    "[--listen ADDR:PORT] [--tls-listen ADDR:PORT]\n");
+                    "[--listen ADDR:PORT] [--tls-listen ADDR:PORT] [--log-level LEVEL]\n");
+}
+
+/* Vault's spellings (-log-level, VAULT_LOG_LEVEL); "trace" is Vault's level below debug. */
+static bool log_level_of(const char *s, enum as_log_level *out)
+{
+    static const struct {
+        const char *name;
+        enum as_log_level level;
+    } levels[] = {{"trace", AS_LOG_DEBUG}, {"debug", AS_LOG_DEBUG}, {"info", AS_LOG_INFO},
+                  {"warn", AS_LOG_WARN},   {"error", AS_LOG_ERROR}};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        if (strcmp(s, levels[i].name) == 0) {
+            *out = levels[i].level;
+            return true;
+        }
+    }
+    return false;
 }
 
 enum as_err as_config_load(int argc, char **argv, struct as_config *cfg)
@@ -247,7 +264,10 @@ enum as_err as_config_load(int argc, char **argv, struct as_config *cfg)
     const char *data_dir = NULL;
     const char *listen = NULL;
     const char *tls_listen = NULL;
+    const char *log_level = getenv("AUTHSVC_LOG_LEVEL");
+    const char *log_level_from = "AUTHSVC_LOG_LEVEL";
     memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = AS_LOG_INFO;
     cfg->ca_ttl = 720 * 3600;
     cfg->max_body_bytes = AS_MAX_BODY_BYTES;
     cfg->login_per_second = 100;
@@ -292,6 +312,9 @@ enum as_err as_config_load(int argc, char **argv, struct as_config *cfg)
             slot = &listen;
         } else if (strcmp(name, "tls-listen") == 0) {
             slot = &tls_listen;
+        } else if (strcmp(name, "log-level") == 0) {
+            slot = &log_level;
+            log_level_from = "--log-level";
         } else {
             fprintf(stderr, "authsvc: unknown flag \"%s\"\n", argv[i]);
             usage();
@@ -305,6 +328,11 @@ enum as_err as_config_load(int argc, char **argv, struct as_config *cfg)
             fprintf(stderr, "authsvc: flag \"%s\" needs a value\n", argv[i]);
             return AS_ERR_CONFIG;
         }
+    }
+    if (log_level != NULL && *log_level != '\0' && !log_level_of(log_level, &cfg->log_level)) {
+        fprintf(stderr, "authsvc: %s: \"%s\" is not one of trace, debug, info, warn, error\n",
+                log_level_from, log_level);
+        return AS_ERR_CONFIG;
     }
     if (config_file != NULL && (r = load_file(config_file, cfg)) != AS_OK) {
         return r;

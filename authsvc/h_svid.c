@@ -221,7 +221,8 @@ enum as_err h_svid_x509(struct as_server *srv, struct as_req *req, struct as_res
     }
     resp->status = 200;
     as_metrics_svid(AS_METRIC_SVID_X509);
-    as_info("x509-svid %s issued for %s (token %s)", leaf->serial, id, req->auth->accessor);
+    /* Every issuance is in the audit log; the server log has it at debug, as SPIRE does. */
+    as_debug("x509-svid %s issued for %s (token %s)", leaf->serial, id, req->auth->accessor);
 out:
     json_decref(ids);
     json_decref(allowed);

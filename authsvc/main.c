@@ -21,7 +21,7 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: authsvc server [--dev] [--config FILE] [--data-dir DIR] "
-                    "[--listen ADDR:PORT] [--tls-listen ADDR:PORT]\n"
+                    "[--listen ADDR:PORT] [--tls-listen ADDR:PORT] [--log-level LEVEL]\n"
                     "       authsvc version\n");
 }
 
@@ -369,6 +369,7 @@ int main(int argc, char **argv)
         as_config_free(&srv.cfg);
         return 2;
     }
+    as_log_set_level(srv.cfg.log_level);
     pthread_mutex_init(&srv.lock, NULL);
     srv.main_thread = pthread_self();
     int rc = run(&srv);

@@ -19,6 +19,7 @@
 /* ---- configuration (SPEC §1, §10) ---- */
 struct as_config {
     bool dev;
+    enum as_log_level log_level; /* --log-level or AUTHSVC_LOG_LEVEL; default info */
     char *trust_domain;
     char *data_dir;
     char *listen;     /* "ADDR:PORT" */

@@ -18,6 +18,9 @@ set -euo pipefail
 : "${AUTHSVC_BUILD:?AUTHSVC_BUILD must point to the meson build dir}"
 : "${AUTHSVC_SRC:?AUTHSVC_SRC must point to the source dir}"
 AUTHSVC="$AUTHSVC_BUILD/authsvc/authsvc"
+# Servers log at debug in tests: the per-request, per-login and per-SVID lines are then written,
+# so every "never in the server log" check sees them too (test_server.sh checks the default).
+export AUTHSVC_LOG_LEVEL=${AUTHSVC_LOG_LEVEL-debug}
 AUTHCTL="$AUTHSVC_BUILD/tools/authctl"
 TMP=$(mktemp -d /tmp/authsvc-it.XXXXXX)
 PASSED=0

@@ -279,5 +279,44 @@ rc=0
 timeout 15 "$AUTHSVC" server --dev --bogus-flag --data-dir "$TMP/flag-data" \
     --listen "127.0.0.1:$BAD_PORT" --tls-listen "127.0.0.1:$(free_port)" >/dev/null 2>"$TMP/flag.err" || rc=$?
 check "--bogus-flag exits 2" "$rc" 2
+rc=0
+timeout 15 "$AUTHSVC" server --dev --log-level=loud --data-dir "$TMP/flag-data" \
+    --listen "127.0.0.1:$BAD_PORT" --tls-listen "127.0.0.1:$(free_port)" >/dev/null 2>"$TMP/flag.err" || rc=$?
+check "--log-level=loud exits 2" "$rc" 2
+check "stderr names --log-level" "$(grep -c -- '--log-level: "loud"' "$TMP/flag.err" || true)" 1
+rc=0
+AUTHSVC_LOG_LEVEL=loud timeout 15 "$AUTHSVC" server --dev --data-dir "$TMP/flag-data" \
+    --listen "127.0.0.1:$BAD_PORT" --tls-listen "127.0.0.1:$(free_port)" >/dev/null 2>"$TMP/flag.err" || rc=$?
+check "AUTHSVC_LOG_LEVEL=loud exits 2" "$rc" 2
+check "stderr names AUTHSVC_LOG_LEVEL" "$(grep -c 'AUTHSVC_LOG_LEVEL: "loud"' "$TMP/flag.err" || true)" 1
+
+# ---------- log levels: per-request lines only at debug ----------
+# At the default level (info) a request leaves no line of its own (the audit log has it); at
+# debug it does; the flag wins over the environment.
+for lv in default debug flag-info; do
+    DATA=$TMP/lv-$lv
+    case $lv in
+        default) AUTHSVC_LOG_LEVEL='' start_server ;;
+        debug) AUTHSVC_LOG_LEVEL=debug start_server ;;
+        flag-info) AUTHSVC_LOG_LEVEL=debug start_server --log-level info ;;
+    esac
+    from=$(wc -l <"$SRV_LOG")
+    api POST svid/x509 '{"spiffe_id":"spiffe://example.org/lv/'"$lv"'"}'
+    check_status 200 "log level $lv: an issuance"
+    api GET sys/policy/no-such-policy
+    check_status 404 "log level $lv: a 404"
+    stop_server
+    lines=$(tail -n +"$((from + 1))" "$SRV_LOG")
+    want=0
+    [ "$lv" = debug ] && want=1
+    check "log level $lv: the issuance's request line" \
+        "$(grep -c 'POST /v1/svid/x509 200' <<<"$lines" || true)" "$want"
+    check "log level $lv: the issuance's x509-svid line" \
+        "$(grep -c "x509-svid .* issued for spiffe://example.org/lv/$lv" <<<"$lines" || true)" "$want"
+    check "log level $lv: the 404's request line" \
+        "$(grep -c 'GET /v1/sys/policy/no-such-policy 404' <<<"$lines" || true)" "$want"
+    check "log level $lv: every line has a level" \
+        "$(grep -cvE '\[(debug|info|warn|error)\] ' <<<"$lines" || true)" 0
+done
 
 finish
