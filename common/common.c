@@ -295,24 +295,44 @@ uint64_t as_hash_str(const char *s)
 
 static EVP_MD *g_sha256;
 static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+/* Each thread keeps one digest context: allocating and freeing one per call cost twice the
+ * hashing of a short input (cache keys on every proxy check). Freed when the thread exits. */
+static pthread_key_t g_sha256_tls;
+static bool g_sha256_tls_ok;
+
+static void md_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
 static void fetch_sha256(void)
 {
     g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    g_sha256_tls_ok = pthread_key_create(&g_sha256_tls, md_ctx_free) == 0;
 }
 
 enum as_err as_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,
                         size_t clen, unsigned char out[32])
 {
     pthread_once(&g_sha256_once, fetch_sha256);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = g_sha256_tls_ok ? pthread_getspecific(g_sha256_tls) : NULL;
+    bool own = false;
+    if (ctx == NULL) {
+        if ((ctx = EVP_MD_CTX_new()) == NULL) {
+            return AS_ERR_NOMEM;
+        }
+        own = !g_sha256_tls_ok || pthread_setspecific(g_sha256_tls, ctx) != 0;
+    }
     unsigned int n = 0;
     enum as_err r = AS_ERR_CRYPTO;
-    if (ctx != NULL && g_sha256 != NULL && EVP_DigestInit_ex(ctx, g_sha256, NULL) == 1 &&
+    if (g_sha256 != NULL && EVP_DigestInit_ex(ctx, g_sha256, NULL) == 1 &&
         EVP_DigestUpdate(ctx, a, alen) == 1 && EVP_DigestUpdate(ctx, b, blen) == 1 &&
         EVP_DigestUpdate(ctx, c, clen) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == 32) {
         r = AS_OK;
     }
-    EVP_MD_CTX_free(ctx);
+    if (own) {
+        EVP_MD_CTX_free(ctx);
+    }
     return r;
 }
 
