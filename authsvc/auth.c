@@ -399,10 +399,149 @@ void as_json_parsed_free_all(void)
     pthread_rwlock_unlock(&parsed_lock);
 }
 
+/*
+ * Mounts and roles as last read from the store, for logins: each login read both with SQL, and
+ * in WAL mode a connection re-reads its pages from disk after any other connection's commit.
+ * An entry is tagged with the store epoch read *before* the store was (as_store_epoch moves
+ * after every commit that changes a mount or a role), so it is used only while nothing that
+ * could have changed it has been committed since; a miss or a stale entry reads the store.
+ */
+#define ROW_SLOTS 64
+enum row_kind { ROW_MOUNT, ROW_ROLE };
+static struct row_slot {
+    bool used;
+    enum row_kind kind;
+    uint64_t epoch;
+    char *key; /* mount path, or "mount\nrole" */
+    struct as_mount_rec *mount;
+    char *role_text;
+} rows[ROW_SLOTS];
+static pthread_rwlock_t rows_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static void row_slot_clear(struct row_slot *e)
+{
+    free(e->key);
+    as_mount_rec_free(e->mount);
+    free(e->role_text);
+    memset(e, 0, sizeof *e);
+}
+
+static char *strdup_or_null(const char *s, bool *ok)
+{
+    char *c = s != NULL ? strdup(s) : NULL;
+    if (s != NULL && c == NULL) {
+        *ok = false;
+    }
+    return c;
+}
+
+static struct as_mount_rec *mount_dup(const struct as_mount_rec *m)
+{
+    struct as_mount_rec *c = calloc(1, sizeof *c);
+    bool ok = c != NULL;
+    if (ok) {
+        c->path = strdup_or_null(m->path, &ok);
+        c->type = strdup_or_null(m->type, &ok);
+        c->accessor = strdup_or_null(m->accessor, &ok);
+        c->description = strdup_or_null(m->description, &ok);
+        c->config_json = strdup_or_null(m->config_json, &ok);
+        c->created = m->created;
+    }
+    if (!ok) {
+        as_mount_rec_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* A copy of the cached row for key (a mount in *m or a role's text in *text); false on a miss. */
+static bool row_get(enum row_kind kind, const char *key, uint64_t epoch,
+                    struct as_mount_rec **m, char **text)
+{
+    struct row_slot *e = &rows[(as_hash_str(key) + kind) % ROW_SLOTS];
+    bool hit = false;
+    pthread_rwlock_rdlock(&rows_lock);
+    if (e->used && e->kind == kind && e->epoch == epoch && strcmp(e->key, key) == 0) {
+        if (kind == ROW_MOUNT) {
+            hit = (*m = mount_dup(e->mount)) != NULL;
+        } else {
+            hit = (*text = strdup(e->role_text)) != NULL;
+        }
+    }
+    pthread_rwlock_unlock(&rows_lock);
+    return hit;
+}
+
+/* Keeps a copy of a row read at epoch (best effort: out of memory only skips the cache). */
+static void row_put(enum row_kind kind, const char *key, uint64_t epoch,
+                    const struct as_mount_rec *m, const char *text)
+{
+    struct row_slot n = {.used = true, .kind = kind, .epoch = epoch, .key = strdup(key)};
+    n.mount = m != NULL ? mount_dup(m) : NULL;
+    n.role_text = text != NULL ? strdup(text) : NULL;
+    if (n.key == NULL || (m != NULL && n.mount == NULL) || (text != NULL && n.role_text == NULL)) {
+        row_slot_clear(&n);
+        return;
+    }
+    struct row_slot *e = &rows[(as_hash_str(key) + kind) % ROW_SLOTS];
+    pthread_rwlock_wrlock(&rows_lock);
+    struct row_slot old = *e;
+    *e = n;
+    pthread_rwlock_unlock(&rows_lock);
+    row_slot_clear(&old);
+}
+
+enum as_err as_mount_get_cached(struct as_server *srv, const char *path,
+                                struct as_mount_rec **out)
+{
+    uint64_t epoch = as_store_epoch(srv->store);
+    *out = NULL;
+    if (row_get(ROW_MOUNT, path, epoch, out, NULL)) {
+        as_metrics_cache(AS_CACHE_AUTH_ROWS, true);
+        return AS_OK;
+    }
+    as_metrics_cache(AS_CACHE_AUTH_ROWS, false);
+    enum as_err r = as_store_mount_get(srv->store, path, out);
+    if (r == AS_OK) {
+        row_put(ROW_MOUNT, path, epoch, *out, NULL);
+    }
+    return r;
+}
+
+enum as_err as_role_get_cached(struct as_server *srv, const char *mount, const char *name,
+                               char **text)
+{
+    char key[300];
+    uint64_t epoch = as_store_epoch(srv->store);
+    *text = NULL;
+    if ((size_t)snprintf(key, sizeof key, "%s\n%s", mount, name) >= sizeof key) {
+        return as_store_role_get(srv->store, mount, name, text);
+    }
+    if (row_get(ROW_ROLE, key, epoch, NULL, text)) {
+        as_metrics_cache(AS_CACHE_AUTH_ROWS, true);
+        return AS_OK;
+    }
+    as_metrics_cache(AS_CACHE_AUTH_ROWS, false);
+    enum as_err r = as_store_role_get(srv->store, mount, name, text);
+    if (r == AS_OK) {
+        row_put(ROW_ROLE, key, epoch, NULL, *text);
+    }
+    return r;
+}
+
+void as_rows_cache_free_all(void)
+{
+    pthread_rwlock_wrlock(&rows_lock);
+    for (size_t i = 0; i < ROW_SLOTS; i++) {
+        row_slot_clear(&rows[i]);
+    }
+    pthread_rwlock_unlock(&rows_lock);
+}
+
 static enum as_err mount_of(struct as_server *srv, struct as_req *req, struct as_resp *resp,
                             struct as_mount_rec **out)
 {
-    enum as_err r = as_store_mount_get(srv->store, req->params[0], out);
+    enum as_err r = as_mount_get_cached(srv, req->params[0], out);
     if (r == AS_ERR_NOT_FOUND) {
         return as_fail(resp, r, "no auth method mounted at auth/%s", req->params[0]);
     }

@@ -337,7 +337,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         role_text = NULL;
         json_decref(role);
         role = NULL;
-        r = as_store_role_get(srv->store, m->path, names[i], &role_text);
+        r = as_role_get_cached(srv, m->path, names[i], &role_text);
         if (r == AS_ERR_NOT_FOUND && nnames == 1 && name != NULL && *name != '\0') {
             r = as_fail(resp, AS_ERR_INVALID, "role \"%.128s\" could not be found", name);
             goto out;

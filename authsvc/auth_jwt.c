@@ -813,7 +813,7 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
         role_name[k] = (char)tolower((unsigned char)name[k]);
     }
     role_name[k] = '\0';
-    r = as_store_role_get(srv->store, m->path, role_name, &role_text);
+    r = as_role_get_cached(srv, m->path, role_name, &role_text);
     if (r == AS_ERR_NOT_FOUND || name[k] != '\0') {
         r = as_fail(resp, AS_ERR_INVALID, "role \"%.128s\" could not be found", name);
         goto out;

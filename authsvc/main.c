@@ -376,6 +376,7 @@ int main(int argc, char **argv)
     as_http_stop(&srv);
     as_connect_shutdown();
     as_json_parsed_free_all();
+    as_rows_cache_free_all();
     as_caset_free(srv.caset);
     as_audit_free(srv.audit);
     as_tokens_free(srv.tokens);

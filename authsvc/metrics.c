@@ -53,7 +53,8 @@ static _Atomic uint64_t svids[2];
 static _Atomic uint64_t revocations[2];
 static _Atomic uint64_t cache_hits[AS_CACHE_COUNT], cache_misses[AS_CACHE_COUNT];
 static _Atomic uint64_t audit_failures;
-static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks", "certs"};
+static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks", "certs",
+                                                                     "auth_rows"};
 
 static void bump(_Atomic uint64_t *c)
 {

@@ -304,6 +304,14 @@ bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
  * from a cache keyed by the text. The value is shared: never modify it. */
 json_t *as_json_parsed(const char *text);
 void as_json_parsed_free_all(void);
+/* An auth mount or a role's text as the store has it, served from memory while the store
+ * epoch has not moved since it was read (auth.c). Same results and ownership as
+ * as_store_mount_get / as_store_role_get. */
+enum as_err as_mount_get_cached(struct as_server *srv, const char *path,
+                                struct as_mount_rec **out) AS_WUR;
+enum as_err as_role_get_cached(struct as_server *srv, const char *mount, const char *name,
+                               char **text) AS_WUR;
+void as_rows_cache_free_all(void);
 /* Drops cached per-mount state (JWKS keys) after an unmount. */
 void as_auth_mount_forget(const char *path);
 
@@ -373,7 +381,13 @@ enum as_metric_svid { AS_METRIC_SVID_X509, AS_METRIC_SVID_JWT };
 void as_metrics_svid(enum as_metric_svid kind);
 enum as_metric_revoke { AS_METRIC_REVOKE_TOKEN, AS_METRIC_REVOKE_CERT };
 void as_metrics_revocation(enum as_metric_revoke kind);
-enum as_metric_cache { AS_CACHE_INTENTIONS, AS_CACHE_JWKS, AS_CACHE_CERTS, AS_CACHE_COUNT };
+enum as_metric_cache {
+    AS_CACHE_INTENTIONS,
+    AS_CACHE_JWKS,
+    AS_CACHE_CERTS,
+    AS_CACHE_AUTH_ROWS,
+    AS_CACHE_COUNT
+};
 void as_metrics_cache(enum as_metric_cache c, bool hit);
 void as_metrics_audit_failure(void);
 /* The Prometheus text of every metric (malloc'd), NULL when out of memory. */

@@ -538,6 +538,48 @@ check_status 404 "a re-mount starts without the old roles"
 api GET auth/gone/config
 check_status 404 "a re-mount starts without the old config"
 
+# ---------- role and mount changes reach the very next login (they are cached in memory) ----------
+login jwt app "${TOK[good_rs]}"
+check_status 200 "a login fills the mount and role cache"
+login jwt app "${TOK[good_rs]}"
+check_status 200 "the same login again (from the cache)"
+api GET auth/jwt/role/app
+ROLE_BEFORE=$(jq -c .data <<<"$BODY")
+api POST auth/jwt/role/app "$(jq -c '.bound_audiences = ["someone-else"]' <<<"$ROLE_BEFORE")"
+check_status 204 "the role now wants another audience"
+login jwt app "${TOK[good_rs]}"
+check_status 400 "the next login sees the changed role"
+check "with the audience error" "$(yn contains "$(err0)" "aud claim does not match any bound audience")" yes
+api POST auth/jwt/role/app "$ROLE_BEFORE"
+check_status 204 "the role restored"
+login jwt app "${TOK[good_rs]}"
+check_status 200 "the next login sees the restored role"
+api POST auth/jwt/role/gone-soon "$ROLE_BEFORE"
+login jwt gone-soon "${TOK[good_rs]}"
+check_status 200 "a login with a second role"
+api DELETE auth/jwt/role/gone-soon
+check_status 204 "that role deleted"
+login jwt gone-soon "${TOK[good_rs]}"
+check_status 400 "the next login does not find the deleted role"
+check "with Vault's text" "$(err0)" 'role "gone-soon" could not be found'
+api POST auth/jwt/config "$(jq -nc --arg b "$EC1_PUB" --arg iss "$ISS" '{jwt_validation_pubkeys:[$b], bound_issuer:$iss}')"
+check_status 204 "the mount's config now has only the EC key"
+login jwt app "${TOK[good_rs]}"
+check_status 400 "the next RS256 login sees the changed config"
+api POST auth/jwt/config "$(cfg_static)"
+check_status 204 "the config restored"
+login jwt app "${TOK[good_rs]}"
+check_status 200 "the next login sees the restored config"
+api POST sys/auth/cached '{"type":"jwt"}'
+api POST auth/cached/config "$(cfg_static)"
+api POST auth/cached/role/app "$ROLE_BEFORE"
+login cached app "${TOK[good_rs]}"
+check_status 200 "a login on a third mount"
+api DELETE sys/auth/cached
+check_status 204 "that mount unmounted"
+login cached app "${TOK[good_rs]}"
+check_status 404 "the next login finds no mount"
+
 # ---------- node-vault ----------
 printf '%s\n' "${TOK[good_rs]}" >"$TMP/web.jwt"
 rc=0
