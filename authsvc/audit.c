@@ -768,12 +768,12 @@ static enum as_err append(struct as_audit *a, json_t *rec, bool wait)
     }
     if (a->fd < 0 && (r = open_locked(a)) != AS_OK) {
         pthread_mutex_unlock(&a->mu);
-        as_json_free_buf(body);
+        free(body);
         return AS_ERR_IO;
     }
     struct as_chain before = a->chain;
     r = as_chain_seal_prepared(&a->chain, body, blen, &line, &len);
-    as_json_free_buf(body);
+    free(body);
     if (r != AS_OK) {
         pthread_mutex_unlock(&a->mu);
         return r;

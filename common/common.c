@@ -864,17 +864,6 @@ static void wiping_free(void *p)
     free(h);
 }
 
-void as_json_free_buf(void *p)
-{
-    json_free_t f = NULL;
-    json_get_alloc_funcs(NULL, &f);
-    if (f != NULL) {
-        f(p);
-    } else {
-        free(p);
-    }
-}
-
 void as_json_wipe_on_free(void)
 {
     json_set_alloc_funcs(wiping_malloc, wiping_free);

@@ -207,10 +207,9 @@ void as_time_rfc3339(int64_t secs, char *out, size_t outlen);
 enum as_err as_json_parse_object(const char *body, size_t len, json_t **out, char *err,
                                  size_t errlen) AS_WUR;
 /* Makes jansson wipe every block it frees (tokens, keys and secrets pass through JSON bodies).
- * Call once at start, before any JSON is made. Afterwards every buffer jansson returns
- * (json_dumps) must be released with as_json_free_buf, never free(). Used by authctl; the server
- * does not use it yet because it frees json_dumps results with free(). */
-void as_json_free_buf(void *p);
+ * Call once at start, before any JSON is made. Afterwards a buffer jansson returns (json_dumps)
+ * must not be released with free(): serialize with as_json_write instead. Used by authctl; the
+ * server does not use it yet because it frees json_dumps results with free(). */
 void as_json_wipe_on_free(void);
 
 /*
