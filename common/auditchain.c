@@ -55,28 +55,6 @@ enum as_err as_chain_line_hash(const char *line, size_t len, char out[AS_CHAIN_H
     return AS_OK;
 }
 
-enum as_err as_chain_prepare(json_t *obj, char **body, size_t *blen)
-{
-    struct as_buf b;
-    *body = NULL;
-    *blen = 0;
-    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL) {
-        return AS_ERR_INVALID;
-    }
-    /* The members get at most AS_AUDIT_MAX_LINE bytes between the braces. as_json_write refuses
-     * nesting deeper than AS_MAX_JSON_DEPTH, as the verifier's parser does, so that whatever is
-     * sealed reads back. */
-    as_buf_init(&b, AS_AUDIT_MAX_LINE + 2);
-    enum as_err r = as_json_write(&b, obj);
-    if (r != AS_OK) {
-        as_buf_free(&b, false);
-        return r;
-    }
-    *body = b.data;
-    *blen = b.len;
-    return AS_OK;
-}
-
 enum as_err as_chain_seal_prepared(struct as_chain *c, const char *body, size_t blen, char **line,
                                    size_t *len)
 {
@@ -132,6 +110,29 @@ enum as_err as_chain_seal_prepared(struct as_chain *c, const char *body, size_t 
     return AS_OK;
 }
 
+/* as_chain_seal's first half: checks obj and serializes it into *body (malloc'd), *blen. */
+static enum as_err prepare(json_t *obj, char **body, size_t *blen)
+{
+    struct as_buf b;
+    *body = NULL;
+    *blen = 0;
+    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL) {
+        return AS_ERR_INVALID;
+    }
+    /* The members get at most AS_AUDIT_MAX_LINE bytes between the braces. as_json_write refuses
+     * nesting deeper than AS_MAX_JSON_DEPTH, as the verifier's parser does, so that whatever is
+     * sealed reads back. */
+    as_buf_init(&b, AS_AUDIT_MAX_LINE + 2);
+    enum as_err r = as_json_write(&b, obj);
+    if (r != AS_OK) {
+        as_buf_free(&b, false);
+        return r;
+    }
+    *body = b.data;
+    *blen = b.len;
+    return AS_OK;
+}
+
 enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len)
 {
     char *body = NULL;
@@ -140,7 +141,7 @@ enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *
     if (len != NULL) {
         *len = 0;
     }
-    enum as_err r = as_chain_prepare(obj, &body, &blen);
+    enum as_err r = prepare(obj, &body, &blen);
     if (r == AS_OK) {
         r = as_chain_seal_prepared(c, body, blen, line, len);
     }
