@@ -129,15 +129,6 @@ enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
     return AS_OK;
 }
 
-static json_t *hmac_json(const struct as_audit *a, const char *s, size_t len)
-{
-    char h[AS_AUDIT_HASH_LEN];
-    if (as_audit_hash(a, s, len, h) != AS_OK) {
-        return NULL;
-    }
-    return json_string(h);
-}
-
 /* Keys whose string values (or arrays of strings) stay clear so admins can search them. */
 static const char *const clear_keys[] = {
     "spiffe_id", "spiffe_ids", "target", "source", "destination", "client_cert_uri",
@@ -157,48 +148,20 @@ static bool is_clear_key(const char *k)
     return false;
 }
 
-/* A copy of v with every string HMAC'd unless it sits under a clear key. NULL on OOM. */
-static json_t *redact(const struct as_audit *a, json_t *v, bool clear)
+/* Redaction while writing a line (as_json_write_redacted): the rule of clear keys above, and the
+ * HMAC under the salt for every other string. ctx is the struct as_audit. */
+static bool redact_clear(void *ctx, const char *key, size_t keylen)
 {
-    switch (json_typeof(v)) {
-    case JSON_STRING:
-        return clear ? json_incref(v) : hmac_json(a, json_string_value(v), json_string_length(v));
-    case JSON_ARRAY: {
-        json_t *out = json_array();
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e)
-        {
-            json_t *c = redact(a, e, clear);
-            if (out == NULL || c == NULL || json_array_append_new(out, c) != 0) {
-                json_decref(out);
-                return NULL;
-            }
-        }
-        return out;
-    }
-    case JSON_OBJECT: {
-        json_t *out = json_object();
-        const char *k;
-        json_t *e;
-        json_object_foreach(v, k, e)
-        {
-            json_t *c = redact(a, e, is_clear_key(k));
-            if (out == NULL || c == NULL || json_object_set_new(out, k, c) != 0) {
-                json_decref(out);
-                return NULL;
-            }
-        }
-        return out;
-    }
-    case JSON_INTEGER:
-    case JSON_REAL:
-    case JSON_TRUE:
-    case JSON_FALSE:
-    case JSON_NULL:
-        return json_incref(v);
-    }
-    return NULL;
+    (void)ctx;
+    (void)keylen;
+    return is_clear_key(key);
+}
+
+static enum as_err redact_replace(void *ctx, struct as_buf *b, const char *s, size_t n)
+{
+    char h[AS_AUDIT_HASH_LEN];
+    enum as_err r = as_audit_hash(ctx, s, n, h);
+    return r == AS_OK ? as_json_write_string(b, h, AS_AUDIT_HASH_LEN - 1) : r;
 }
 
 /* ---- the file ---- */
@@ -749,31 +712,24 @@ static void lead_sync(struct as_audit *a)
     }
 }
 
-/* Appends one record; with wait, returns once it is durable (see the group commit note at the
- * top). */
-static enum as_err append(struct as_audit *a, json_t *rec, bool wait)
+/* Appends one line, body (len bytes) being the record without prev_hash (written outside the
+ * lock: only splicing in prev_hash and hashing need the chain); with wait, returns once it is
+ * durable (see the group commit note at the top). */
+static enum as_err append(struct as_audit *a, const char *body, size_t blen, bool wait)
 {
     enum as_err r;
     char *line = NULL;
     size_t len = 0;
-    char *body = NULL;
-    size_t blen = 0;
-    /* Serialize outside the lock: only splicing in prev_hash and hashing need the chain. */
-    if ((r = as_chain_prepare(rec, &body, &blen)) != AS_OK) {
-        return r;
-    }
     pthread_mutex_lock(&a->mu);
     while (a->fd < 0 && a->syncing) {
         pthread_cond_wait(&a->cv, &a->mu);
     }
     if (a->fd < 0 && (r = open_locked(a)) != AS_OK) {
         pthread_mutex_unlock(&a->mu);
-        as_json_free_buf(body);
         return AS_ERR_IO;
     }
     struct as_chain before = a->chain;
     r = as_chain_seal_prepared(&a->chain, body, blen, &line, &len);
-    as_json_free_buf(body);
     if (r != AS_OK) {
         pthread_mutex_unlock(&a->mu);
         return r;
@@ -838,150 +794,236 @@ static void time_now(char *out, size_t outlen)
     snprintf(out, outlen, "%s.%09ldZ", base, ts.tv_nsec);
 }
 
-static json_t *token_hmac(const struct as_audit *a, const char *token)
+/* Writes a string literal. */
+#define PUT(b, lit) as_buf_add((b), (lit), sizeof(lit) - 1)
+
+/*
+ * A line is written member by member (the record's shape was Vault's, built as a jansson tree
+ * and dumped; these write the same bytes without the tree). first: no member written yet in the
+ * object being written, so no ',' before this one.
+ */
+static enum as_err member(struct as_buf *b, bool *first, const char *key, size_t keylen)
 {
-    return token != NULL ? hmac_json(a, token, strlen(token)) : json_string("");
+    enum as_err r = *first ? AS_OK : PUT(b, ",");
+    *first = false;
+    if (r == AS_OK) {
+        r = as_json_write_string(b, key, keylen);
+    }
+    return r == AS_OK ? PUT(b, ":") : r;
 }
 
-/* The caller: Vault's auth block of the request's token, clear but for the token itself. */
-static json_t *caller_auth(const struct as_req *req, json_t *tok)
+/* A string member, left out when s is NULL or not UTF-8, as json_object_set_new(o, key,
+ * json_string(s)) left it out (the method name is the client's bytes). */
+static enum as_err member_str(struct as_buf *b, bool *first, const char *key, const char *s)
 {
-    json_t *o = json_object();
-    if (o == NULL) {
-        return NULL;
+    size_t mark = b->len;
+    bool was_first = *first;
+    if (s == NULL) {
+        return AS_OK;
+    }
+    enum as_err r = member(b, first, key, strlen(key));
+    if (r == AS_OK) {
+        r = as_json_write_string(b, s, strlen(s));
+    }
+    if (r == AS_ERR_INVALID) {
+        as_buf_truncate(b, mark);
+        *first = was_first;
+        r = AS_OK;
+    }
+    return r;
+}
+
+/* A member holding v, which sits at depth in the line; rd NULL writes it clear, otherwise its
+ * strings are redacted (they are not under a clear key). */
+static enum as_err member_json(struct as_buf *b, bool *first, const char *key, json_t *v,
+                               int depth, const struct as_json_redactor *rd)
+{
+    enum as_err r = member(b, first, key, strlen(key));
+    return r == AS_OK ? as_json_write_redacted(b, v, depth, false, rd) : r;
+}
+
+/* The caller: Vault's auth block of the request's token, clear but for the token itself (tok,
+ * its HMAC). */
+static enum as_err put_caller_auth(struct as_buf *b, const struct as_req *req, const char *tok)
+{
+    const struct as_token_rec *t = req->auth;
+    json_t *pol = NULL;
+    json_t *meta = NULL;
+    bool first = true;
+    enum as_err r = PUT(b, "{");
+    if (r == AS_OK && req->token != NULL) {
+        r = member_str(b, &first, "client_token", tok);
+    }
+    if (r == AS_OK && t != NULL) {
+        pol = as_json_array_from(t->policies_json);
+        meta = t->meta_json ? json_loads(t->meta_json, 0, NULL) : NULL;
+        /* Depths: the line is 1, this block 2, its members 3. */
+        if ((r = member_str(b, &first, "accessor", t->accessor)) == AS_OK &&
+            (r = member_str(b, &first, "display_name", t->display_name ? t->display_name : "")) ==
+                AS_OK &&
+            (r = member_json(b, &first, "policies", pol ? pol : json_null(), 3, NULL)) == AS_OK &&
+            (r = member_json(b, &first, "token_policies", pol ? pol : json_null(), 3, NULL)) ==
+                AS_OK &&
+            (r = member_json(b, &first, "metadata", meta ? meta : json_null(), 3, NULL)) == AS_OK) {
+            r = member_str(b, &first, "token_type", "service");
+        }
+    }
+    json_decref(pol);
+    json_decref(meta);
+    return r == AS_OK ? PUT(b, "}") : r;
+}
+
+static enum as_err put_request_block(struct as_buf *b, struct as_audit *a,
+                                     const struct as_req *req, const char *tok)
+{
+    const struct as_json_redactor rd = {redact_clear, redact_replace, a};
+    bool first = true;
+    bool has_data = req->body != NULL && json_object_size(req->body) > 0;
+    enum as_err r = PUT(b, "{");
+    if (r == AS_OK &&
+        (r = member_str(b, &first, "id", req->request_id)) == AS_OK &&
+        (r = member_str(b, &first, "operation", operation_of(req->method))) == AS_OK &&
+        (r = member_str(b, &first, "method", req->method_name ? req->method_name : "")) == AS_OK &&
+        (r = member_str(b, &first, "client_token", tok)) == AS_OK &&
+        (r = member_str(b, &first, "client_token_accessor",
+                        req->auth != NULL ? req->auth->accessor : "")) == AS_OK &&
+        (r = member_str(b, &first, "path", req->path)) == AS_OK &&
+        (r = member_str(b, &first, "remote_address", req->remote)) == AS_OK) {
+        r = member_json(b, &first, "data", has_data ? req->body : json_null(), 3, &rd);
+    }
+    return r == AS_OK ? PUT(b, "}") : r;
+}
+
+/*
+ * The caller's auth block and the request block are the same in both lines of a request:
+ * written (the token HMAC'd once for both places it goes, the body redacted) for the first line
+ * and kept on the request, as the text "auth":{...},"request":{...}, for the second.
+ */
+static enum as_err request_blocks(struct as_audit *a, struct as_req *req)
+{
+    char tok[AS_AUDIT_HASH_LEN] = "";
+    struct as_buf *b = &req->audit_blocks;
+    enum as_err r = AS_OK;
+    if (b->data != NULL) {
+        return AS_OK;
     }
     if (req->token != NULL) {
-        json_object_set(o, "client_token", tok);
+        if ((r = as_audit_hash(a, req->token, strlen(req->token), tok)) != AS_OK) {
+            return r;
+        }
     }
-    const struct as_token_rec *t = req->auth;
-    if (t != NULL) {
-        json_t *pol = as_json_array_from(t->policies_json);
-        json_t *meta = t->meta_json ? json_loads(t->meta_json, 0, NULL) : NULL;
-        json_object_set_new(o, "accessor", json_string(t->accessor));
-        json_object_set_new(o, "display_name", json_string(t->display_name ? t->display_name : ""));
-        json_object_set(o, "policies", pol ? pol : json_null());
-        json_object_set_new(o, "token_policies", pol ? pol : json_null());
-        json_object_set_new(o, "metadata", meta ? meta : json_null());
-        json_object_set_new(o, "token_type", json_string("service"));
+    as_buf_init(b, AS_AUDIT_MAX_LINE);
+    if ((r = PUT(b, "\"auth\":")) == AS_OK && (r = put_caller_auth(b, req, tok)) == AS_OK &&
+        (r = PUT(b, ",\"request\":")) == AS_OK) {
+        r = put_request_block(b, a, req, tok);
     }
-    return o;
+    if (r != AS_OK) {
+        as_buf_free(b, false);
+    }
+    return r;
 }
 
-static json_t *request_block(const struct as_audit *a, const struct as_req *req, json_t *tok)
+/*
+ * data, redacted, followed by the members of extra (what only the audit line shows, e.g. a
+ * check's decision) that data lacks, as json_object_update_missing merged their redacted copies.
+ * Members sit at depth 4: the line, response, data, the member.
+ */
+static enum as_err put_data(struct as_buf *b, json_t *data, json_t *extra,
+                            const struct as_json_redactor *rd)
 {
-    json_t *o = json_object();
-    json_t *data = NULL;
-    if (o == NULL) {
-        return NULL;
+    if (!json_is_object(data) || !json_is_object(extra)) {
+        return as_json_write_redacted(b, data, 3, false, rd);
     }
-    if (req->body != NULL && json_object_size(req->body) > 0) {
-        data = redact(a, req->body, false);
+    bool first = true;
+    enum as_err r = PUT(b, "{");
+    for (int pass = 0; pass < 2 && r == AS_OK; pass++) {
+        json_t *o = pass == 0 ? data : extra;
+        for (void *it = json_object_iter(o); it != NULL && r == AS_OK;
+             it = json_object_iter_next(o, it)) {
+            const char *key = json_object_iter_key(it);
+            size_t keylen = json_object_iter_key_len(it);
+            if (pass == 1 && json_object_get(data, key) != NULL) {
+                continue;
+            }
+            if ((r = member(b, &first, key, keylen)) == AS_OK) {
+                r = as_json_write_redacted(b, json_object_iter_value(it), 4, is_clear_key(key), rd);
+            }
+        }
     }
-    json_object_set_new(o, "id", json_string(req->request_id));
-    json_object_set_new(o, "operation", json_string(operation_of(req->method)));
-    json_object_set_new(o, "method", json_string(req->method_name ? req->method_name : ""));
-    json_object_set(o, "client_token", tok);
-    json_object_set_new(o, "client_token_accessor",
-                        json_string(req->auth != NULL ? req->auth->accessor : ""));
-    json_object_set_new(o, "path", json_string(req->path));
-    json_object_set_new(o, "remote_address", json_string(req->remote));
-    json_object_set_new(o, "data", data ? data : json_null());
-    return o;
+    return r == AS_OK ? PUT(b, "}") : r;
 }
 
-static json_t *record(const struct as_audit *a, const char *type, struct as_req *req,
-                      const char *error)
+static enum as_err put_response_block(struct as_buf *b, struct as_audit *a,
+                                      const struct as_resp *resp, int status)
+{
+    const struct as_json_redactor rd = {redact_clear, redact_replace, a};
+    json_t *data = resp->data != NULL ? resp->data : resp->audit_data;
+    char num[16];
+    bool first = true;
+    enum as_err r = PUT(b, "{");
+    if (r == AS_OK && (r = member(b, &first, "status", strlen("status"))) == AS_OK) {
+        int n = snprintf(num, sizeof num, "%d", status);
+        r = as_buf_add(b, num, (size_t)n);
+    }
+    if (r == AS_OK && resp->auth != NULL) {
+        r = member_json(b, &first, "auth", resp->auth, 3, &rd);
+    }
+    if (r == AS_OK && data != NULL && (r = member(b, &first, "data", strlen("data"))) == AS_OK) {
+        r = put_data(b, data, resp->data != NULL ? resp->audit_data : NULL, &rd);
+    }
+    /* Warnings are our own text, written clear. */
+    if (r == AS_OK && resp->warnings != NULL && json_array_size(resp->warnings) > 0) {
+        r = member_json(b, &first, "warnings", resp->warnings, 3, NULL);
+    }
+    if (r == AS_OK && resp->raw != NULL && resp->content_type != NULL) {
+        r = member_str(b, &first, "content_type", resp->content_type);
+    }
+    return r == AS_OK ? PUT(b, "}") : r;
+}
+
+/*
+ * Writes one line of req and appends it: {"time", "type", "auth", "request", "response" (resp
+ * not NULL), "error"}, "error" last as Vault writes it.
+ */
+static enum as_err write_record(struct as_audit *a, const char *type, struct as_req *req,
+                                const struct as_resp *resp, int status, const char *error,
+                                bool wait)
 {
     char ts[48];
+    struct as_buf b;
+    bool first = true;
+    enum as_err r = request_blocks(a, req);
+    if (r != AS_OK) {
+        return r;
+    }
     time_now(ts, sizeof ts);
-    json_t *o = json_object();
-    if (o == NULL) {
-        return NULL;
+    /* The braces and the members between them, bounded as as_chain_seal bounds a record. */
+    as_buf_init(&b, AS_AUDIT_MAX_LINE + 2);
+    if ((r = PUT(&b, "{")) == AS_OK && (r = member_str(&b, &first, "time", ts)) == AS_OK &&
+        (r = member_str(&b, &first, "type", type)) == AS_OK && (r = PUT(&b, ",")) == AS_OK) {
+        r = as_buf_add(&b, req->audit_blocks.data, req->audit_blocks.len);
     }
-    /* The caller's auth block and the request block are the same in both lines of a request:
-     * built (the token HMAC'd once for both places it goes, the body redacted) for the first
-     * line and kept on the request for the second. */
-    if (req->audit_auth == NULL || req->audit_request == NULL) {
-        json_t *tok = token_hmac(a, req->token);
-        json_t *au = tok != NULL ? caller_auth(req, tok) : NULL;
-        json_t *rq = tok != NULL ? request_block(a, req, tok) : NULL;
-        json_decref(tok);
-        if (au == NULL || rq == NULL) {
-            json_decref(au);
-            json_decref(rq);
-            json_decref(o);
-            return NULL;
+    if (r == AS_OK && resp != NULL) {
+        if ((r = member(&b, &first, "response", strlen("response"))) == AS_OK) {
+            r = put_response_block(&b, a, resp, status);
         }
-        json_decref(req->audit_auth);
-        json_decref(req->audit_request);
-        req->audit_auth = au;
-        req->audit_request = rq;
     }
-    json_object_set_new(o, "time", json_string(ts));
-    json_object_set_new(o, "type", json_string(type));
-    json_object_set(o, "auth", req->audit_auth);
-    json_object_set(o, "request", req->audit_request);
-    json_object_set_new(o, "error", json_string(error ? error : ""));
-    return o;
+    if (r == AS_OK && (r = member_str(&b, &first, "error", error ? error : "")) == AS_OK &&
+        (r = PUT(&b, "}")) == AS_OK) {
+        r = append(a, b.data, b.len, wait);
+    }
+    as_buf_free(&b, false);
+    return r;
 }
 
 enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error)
 {
-    json_t *rec = record(a, "request", req, error);
-    if (rec == NULL) {
-        return AS_ERR_NOMEM;
-    }
-    enum as_err r = append(a, rec, false);
-    json_decref(rec);
-    return r;
+    return write_record(a, "request", req, NULL, 0, error, false);
 }
 
 enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable)
 {
-    json_t *rec = record(a, "response", req, error);
-    json_t *rs = json_object();
-    enum as_err r = AS_ERR_NOMEM;
-    if (rec == NULL || rs == NULL) {
-        goto out;
-    }
-    json_t *data = resp->data != NULL ? resp->data : resp->audit_data;
-    json_object_set_new(rs, "status", json_integer(status));
-    if (resp->auth != NULL) {
-        json_object_set_new(rs, "auth", redact(a, resp->auth, false));
-    }
-    if (data != NULL) {
-        json_t *d = redact(a, data, false);
-        if (d == NULL) {
-            goto out;
-        }
-        if (resp->data != NULL && resp->audit_data != NULL) {
-            json_t *extra = redact(a, resp->audit_data, false);
-            if (extra == NULL) {
-                json_decref(d);
-                goto out;
-            }
-            json_object_update_missing(d, extra);
-            json_decref(extra);
-        }
-        json_object_set_new(rs, "data", d);
-    }
-    if (resp->warnings != NULL && json_array_size(resp->warnings) > 0) {
-        json_object_set(rs, "warnings", resp->warnings);
-    }
-    if (resp->raw != NULL && resp->content_type != NULL) {
-        json_object_set_new(rs, "content_type", json_string(resp->content_type));
-    }
-    json_object_set_new(rec, "response", rs);
-    rs = NULL;
-    /* "error" last, as Vault writes it. */
-    json_t *e = json_incref(json_object_get(rec, "error"));
-    json_object_del(rec, "error");
-    json_object_set_new(rec, "error", e);
-    r = append(a, rec, durable);
-out:
-    json_decref(rs);
-    json_decref(rec);
-    return r;
+    return write_record(a, "response", req, resp, status, error, durable);
 }

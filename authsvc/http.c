@@ -25,6 +25,8 @@
  * (X-Client-Cert, a URL-encoded chain, up to MAX_CERT_HEADER).
  */
 #define CONN_MEMORY (16 * 1024)
+/* Far above any answer we give (a LIST of every serial included): only a runaway is refused. */
+#define MAX_RESPONSE_BYTES ((size_t)256 * 1024 * 1024)
 
 struct conn_state {
     struct as_buf body;
@@ -111,30 +113,26 @@ enum as_err as_fail(struct as_resp *resp, enum as_err err, const char *fmt, ...)
     return err;
 }
 
-static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, json_t *body,
-                                    const char *request_id, const char *hname,
-                                    const char *hvalue);
-
-static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_t *body,
-                                  const char *request_id)
+/*
+ * Queues an answer whose body is b's data (none when b is NULL), handed over to MHD: b is
+ * released either way. hname/hvalue: one extra header, or NULL.
+ */
+static enum MHD_Result queue_buf(struct MHD_Connection *conn, int status, struct as_buf *b,
+                                 const char *request_id, const char *hname, const char *hvalue)
 {
-    return queue_json_h(conn, status, body, request_id, NULL, NULL);
-}
-
-static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, json_t *body,
-                                    const char *request_id, const char *hname,
-                                    const char *hvalue)
-{
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    size_t len = text ? strlen(text) : 0;
+    bool has_body = b != NULL && b->data != NULL;
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text ? text : (void *)"", text ? MHD_RESPMEM_MUST_FREE
-                                                                             : MHD_RESPMEM_PERSISTENT);
+        has_body ? MHD_create_response_from_buffer(b->len, b->data, MHD_RESPMEM_MUST_FREE)
+                 : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (r == NULL) {
-        free(text);
+        if (b != NULL) {
+            as_buf_free(b, false);
+        }
         return MHD_NO;
     }
-    if (text != NULL) {
+    if (has_body) {
+        /* MHD owns the data now and frees it with free() (as_buf's storage is malloc'd). */
+        as_buf_init(b, b->max);
         MHD_add_response_header(r, "Content-Type", "application/json");
     }
     MHD_add_response_header(r, "Cache-Control", "no-store");
@@ -149,34 +147,60 @@ static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, jso
     return ret;
 }
 
+static enum MHD_Result queue_json_h(struct MHD_Connection *conn, int status, json_t *body,
+                                    const char *request_id, const char *hname, const char *hvalue)
+{
+    struct as_buf b;
+    if (body == NULL) {
+        return queue_buf(conn, status, NULL, request_id, hname, hvalue);
+    }
+    as_buf_init(&b, MAX_RESPONSE_BYTES);
+    enum as_err r = as_json_write(&b, body);
+    if (r == AS_ERR_INVALID) {
+        /* Deeper than AS_MAX_JSON_DEPTH, which the writer refuses to protect audit lines and its
+         * own stack: nothing we answer nests so deep unless stored data did, and then the answer
+         * is what it always was, jansson's. */
+        char *text = json_dumps(body, JSON_COMPACT);
+        r = text != NULL ? as_buf_append(&b, text, strlen(text)) : AS_ERR_NOMEM;
+        free(text);
+    }
+    if (r != AS_OK) {
+        /* As when json_dumps failed here: the status, without a body. */
+        as_error("cannot render the answer: %s", as_strerror(r));
+        as_buf_free(&b, false);
+    }
+    return queue_buf(conn, status, &b, request_id, hname, hvalue);
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *conn, int status, json_t *body,
+                                  const char *request_id)
+{
+    return queue_json_h(conn, status, body, request_id, NULL, NULL);
+}
+
 static enum MHD_Result queue_error_h(struct MHD_Connection *conn, int status, const char *msg,
                                      const char *request_id, int retry_after)
 {
-    json_t *body = json_pack("{s:[s]}", "errors", msg);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (text == NULL) {
-        return MHD_NO;
+    static const char open[] = "{\"errors\":[";
+    struct as_buf b;
+    char ra[16] = "";
+    as_buf_init(&b, MAX_RESPONSE_BYTES);
+    /* {"errors":[msg]}, as json_pack("{s:[s]}") made it. */
+    enum as_err r = as_buf_add(&b, open, sizeof open - 1);
+    if (r == AS_OK) {
+        r = as_json_write_string(&b, msg, strlen(msg));
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (r == NULL) {
-        free(text);
-        return MHD_NO;
+    if (r == AS_OK) {
+        r = as_buf_add(&b, "]}", 2);
     }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    if (request_id && *request_id) {
-        MHD_add_response_header(r, "X-Request-Id", request_id);
+    if (r != AS_OK) {
+        as_buf_free(&b, false);
+        return MHD_NO;
     }
     if (retry_after > 0) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", retry_after);
-        MHD_add_response_header(r, "Retry-After", v);
+        snprintf(ra, sizeof ra, "%d", retry_after);
     }
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue_buf(conn, status, &b, request_id, "Retry-After", ra);
 }
 
 static enum MHD_Result queue_error(struct MHD_Connection *conn, int status, const char *msg,
@@ -518,8 +542,7 @@ done:;
     json_decref(resp.warnings);
     json_decref(resp.raw_json);
     json_decref(resp.audit_data);
-    json_decref(req.audit_auth);
-    json_decref(req.audit_request);
+    as_buf_free(&req.audit_blocks, false);
     free(resp.raw);
     as_token_rec_free(req.auth);
     as_acl_free(req.acl);

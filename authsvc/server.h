@@ -139,8 +139,8 @@ struct as_req {
     bool audit_req_done;          /* the request's audit line has been written */
     int64_t start_ns;             /* monotonic, for the latency metrics */
     uint64_t store_mark;          /* the thread's latest store commit when the request began */
-    json_t *audit_auth;           /* the audit lines' auth and request blocks, built once */
-    json_t *audit_request;
+    struct as_buf audit_blocks;   /* the audit lines' "auth" and "request" members, written
+                                     once for both lines (empty until then) */
     char login_mount[72];         /* a login's mount once it is known to exist (metrics) */
     struct MHD_Connection *conn;
     bool tls;                 /* the request came over the HTTPS listener */

@@ -13,8 +13,6 @@
 /* The prefix, the hash and its closing quote: 79 bytes. */
 #define HEAD_LEN (PREFIX_LEN + AS_CHAIN_HASH_HEX + 1)
 
-
-
 bool as_chain_hash_valid(const char *s, size_t len)
 {
     if (s == NULL || len != AS_CHAIN_HASH_HEX) {
@@ -54,58 +52,6 @@ enum as_err as_chain_line_hash(const char *line, size_t len, char out[AS_CHAIN_H
         return AS_ERR_CRYPTO;
     }
     as_hex(md, sizeof md, out);
-    return AS_OK;
-}
-
-/* The same depth rule as as_json_parse_object, so that whatever is sealed reads back. */
-static bool depth_ok(json_t *v, int depth)
-{
-    if (depth > AS_MAX_JSON_DEPTH) {
-        return false;
-    }
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *m;
-        json_object_foreach (v, k, m) {
-            (void)k;
-            if (!depth_ok(m, depth + 1)) {
-                return false;
-            }
-        }
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *m;
-        json_array_foreach (v, i, m) {
-            if (!depth_ok(m, depth + 1)) {
-                return false;
-            }
-        }
-    }
-    return true;
-}
-
-enum as_err as_chain_prepare(json_t *obj, char **body, size_t *blen)
-{
-    *body = NULL;
-    *blen = 0;
-    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL || !depth_ok(obj, 1)) {
-        return AS_ERR_INVALID;
-    }
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (text == NULL) {
-        return AS_ERR_NOMEM;
-    }
-    size_t n = strlen(text);
-    if (n < 2 || text[0] != '{' || text[n - 1] != '}') {
-        as_json_free_buf(text);
-        return AS_ERR_INTERNAL;
-    }
-    if (n - 2 > AS_AUDIT_MAX_LINE) {
-        as_json_free_buf(text);
-        return AS_ERR_TOO_LARGE;
-    }
-    *body = text;
-    *blen = n;
     return AS_OK;
 }
 
@@ -164,6 +110,29 @@ enum as_err as_chain_seal_prepared(struct as_chain *c, const char *body, size_t 
     return AS_OK;
 }
 
+/* as_chain_seal's first half: checks obj and serializes it into *body (malloc'd), *blen. */
+static enum as_err prepare(json_t *obj, char **body, size_t *blen)
+{
+    struct as_buf b;
+    *body = NULL;
+    *blen = 0;
+    if (!json_is_object(obj) || json_object_get(obj, "prev_hash") != NULL) {
+        return AS_ERR_INVALID;
+    }
+    /* The members get at most AS_AUDIT_MAX_LINE bytes between the braces. as_json_write refuses
+     * nesting deeper than AS_MAX_JSON_DEPTH, as the verifier's parser does, so that whatever is
+     * sealed reads back. */
+    as_buf_init(&b, AS_AUDIT_MAX_LINE + 2);
+    enum as_err r = as_json_write(&b, obj);
+    if (r != AS_OK) {
+        as_buf_free(&b, false);
+        return r;
+    }
+    *body = b.data;
+    *blen = b.len;
+    return AS_OK;
+}
+
 enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len)
 {
     char *body = NULL;
@@ -172,11 +141,11 @@ enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *
     if (len != NULL) {
         *len = 0;
     }
-    enum as_err r = as_chain_prepare(obj, &body, &blen);
+    enum as_err r = prepare(obj, &body, &blen);
     if (r == AS_OK) {
         r = as_chain_seal_prepared(c, body, blen, line, len);
     }
-    as_json_free_buf(body);
+    free(body);
     return r;
 }
 

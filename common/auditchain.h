@@ -89,12 +89,12 @@ enum as_err as_chain_line_hash(const char *line, size_t len,
  */
 enum as_err as_chain_seal(struct as_chain *c, json_t *obj, char **line, size_t *len) AS_WUR;
 /*
- * as_chain_seal in two steps, so that a writer can serialize outside its lock: as_chain_prepare
- * checks obj as as_chain_seal does and serializes it (compact, in order) into *body (free with
- * as_json_free_buf), *blen its length; as_chain_seal_prepared splices prev_hash into such a body
- * and advances c (errors as as_chain_seal; body must come from as_chain_prepare).
+ * The second half of as_chain_seal, for a writer that serializes outside its lock (the audit
+ * device writes its records without a tree): splices prev_hash into body (blen bytes, a record as
+ * as_chain_seal would write obj: a compact JSON object written with as_json_write's pieces,
+ * without "prev_hash", nesting at most AS_MAX_JSON_DEPTH) and advances c. Errors as
+ * as_chain_seal; AS_ERR_INVALID only when body is not an object's braces.
  */
-enum as_err as_chain_prepare(json_t *obj, char **body, size_t *blen) AS_WUR;
 enum as_err as_chain_seal_prepared(struct as_chain *c, const char *body, size_t blen, char **line,
                                    size_t *len) AS_WUR;
 

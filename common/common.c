@@ -82,10 +82,9 @@ void as_log(enum as_log_level lvl, const char *fmt, ...)
 
 /* ---- UTF-8 ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 when none (RFC 3629: no
- * overlongs, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t as_utf8_seq(const char *str, size_t n)
 {
+    const unsigned char *s = (const unsigned char *)str;
     unsigned char c = s[0];
     size_t len;
     uint32_t cp;
@@ -123,7 +122,7 @@ size_t as_utf8_len(const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t l = as_utf8_seq(s + i, n - i);
         if (l == 0) {
             break;
         }
@@ -137,7 +136,7 @@ void as_utf8_sanitize(char *s)
     size_t n = strlen(s);
     size_t i = 0;
     while (i < n) {
-        size_t l = utf8_seq((unsigned char *)s + i, n - i);
+        size_t l = as_utf8_seq(s + i, n - i);
         if (l == 0) {
             s[i] = '?';
             l = 1;
@@ -480,6 +479,14 @@ enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return AS_OK;
+}
+
+void as_buf_truncate(struct as_buf *b, size_t len)
+{
+    if (b->data != NULL && len <= b->len) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
 }
 
 void as_buf_free(struct as_buf *b, bool wipe)
@@ -875,17 +882,6 @@ static void wiping_free(void *p)
     union alloc_hdr *h = (union alloc_hdr *)p - 1;
     OPENSSL_cleanse(p, h->size);
     free(h);
-}
-
-void as_json_free_buf(void *p)
-{
-    json_free_t f = NULL;
-    json_get_alloc_funcs(NULL, &f);
-    if (f != NULL) {
-        f(p);
-    } else {
-        free(p);
-    }
 }
 
 void as_json_wipe_on_free(void)

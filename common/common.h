@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -114,10 +115,30 @@ struct as_buf {
 void as_buf_init(struct as_buf *b, size_t max);
 enum as_err as_buf_append(struct as_buf *b, const void *p, size_t n) AS_WUR;
 enum as_err as_buf_printf(struct as_buf *b, const char *fmt, ...) AS_PRINTF(2, 3) AS_WUR;
+/*
+ * as_buf_append for serializers, which append a few bytes at a time: inline while the bytes fit
+ * the storage already allocated, as_buf_append (growth, the maximum) otherwise.
+ */
+static inline AS_WUR enum as_err as_buf_add(struct as_buf *b, const void *p, size_t n)
+{
+    /* len < cap whenever cap > 0 (the NUL), and len <= max always. */
+    if (n < b->cap - b->len && n <= b->max - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return AS_OK;
+    }
+    return as_buf_append(b, p, n);
+}
+/* Cuts the data back to its first len bytes (len <= b->len), e.g. to drop a partial write. */
+void as_buf_truncate(struct as_buf *b, size_t len);
 /* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
 void as_buf_free(struct as_buf *b, bool wipe);
 
 /* ---- UTF-8 (JSON strings must be valid UTF-8, or jansson refuses them) ---- */
+/* Length of the one valid UTF-8 sequence at s[0..n) (n > 0), 0 when there is none (RFC 3629:
+ * no overlongs, no surrogates, nothing above U+10FFFF; jansson's rule too). */
+size_t as_utf8_seq(const char *s, size_t n);
 /* Bytes of s[0..n) that form valid UTF-8 from the start (n when all of it is valid). */
 size_t as_utf8_len(const char *s, size_t n);
 /* Replaces every byte of s that is not part of a valid UTF-8 sequence with '?' (e.g. a
@@ -186,11 +207,44 @@ void as_time_rfc3339(int64_t secs, char *out, size_t outlen);
 enum as_err as_json_parse_object(const char *body, size_t len, json_t **out, char *err,
                                  size_t errlen) AS_WUR;
 /* Makes jansson wipe every block it frees (tokens, keys and secrets pass through JSON bodies).
- * Call once at start, before any JSON is made. Afterwards every buffer jansson returns
- * (json_dumps) must be released with as_json_free_buf, never free(). Used by authctl; the server
- * does not use it yet because it frees json_dumps results with free(). */
-void as_json_free_buf(void *p);
+ * Call once at start, before any JSON is made. Afterwards a buffer jansson returns (json_dumps)
+ * must not be released with free(): serialize with as_json_write instead. Used by authctl; the
+ * server does not use it yet because it frees json_dumps results with free(). */
 void as_json_wipe_on_free(void);
+
+/*
+ * Serializing (jsonw.c). as_json_write appends v to b exactly as json_dumps(v, JSON_COMPACT) of
+ * jansson 2.14 writes it (members in insertion order; '"' '\\' \b \f \n \r \t escaped, other
+ * bytes below 0x20 as \u00XX in uppercase hex, '/' and UTF-8 raw), at a fraction of its cost; any
+ * value may be the top level (as with JSON_ENCODE_ANY). v is borrowed.
+ * AS_ERR_INVALID: v nests deeper than AS_MAX_JSON_DEPTH (v itself is level 1), is NULL, or holds
+ * a string or key that is not UTF-8 (only the _nocheck setters of jansson can make one; json_dumps
+ * refuses such a value too). AS_ERR_TOO_LARGE: b's maximum was reached. AS_ERR_NOMEM.
+ * On failure b holds what it held before (its storage may have grown).
+ */
+enum as_err as_json_write(struct as_buf *b, json_t *v) AS_WUR;
+/* Appends the n bytes at s as a JSON string (quoted, escaped as above). Errors as as_json_write. */
+enum as_err as_json_write_string(struct as_buf *b, const char *s, size_t n) AS_WUR;
+/*
+ * Redaction while writing (the audit device): a string is written as it is when it is "clear",
+ * otherwise replace() writes what stands for it (with as_json_write_string, say). A string is
+ * clear when the nearest object member it sits under has a key for which clear_key() is true:
+ * an object's members each take the flag of their own key, array elements the flag of the array.
+ * Keys, numbers, booleans and null are always written as they are. ctx is passed to both.
+ */
+struct as_json_redactor {
+    bool (*clear_key)(void *ctx, const char *key, size_t keylen);
+    enum as_err (*replace)(void *ctx, struct as_buf *b, const char *s, size_t n);
+    void *ctx;
+};
+/*
+ * as_json_write of v as a part of a larger document that the caller writes around it: v sits at
+ * nesting level depth (>= 1; the limit counts from the document's top), and its strings are clear
+ * or not as clear says (see above: the flag of the member v is the value of). rd NULL writes
+ * every string as it is. Errors as as_json_write, and whatever replace() returns.
+ */
+enum as_err as_json_write_redacted(struct as_buf *b, json_t *v, int depth, bool clear,
+                                   const struct as_json_redactor *rd) AS_WUR;
 
 /* Field getters: a missing or JSON-null field leaves *out untouched and returns AS_OK with
  * *present=false (present may be NULL). A wrong type is AS_ERR_INVALID. */
