@@ -347,6 +347,36 @@ static json_t *envelope(const struct as_req *req, struct as_resp *resp)
     return o;
 }
 
+/* What envelope() holds, written straight into b (without copy_data_top, whose keys would be
+ * merged into the top level): the same bytes, without building the tree first. */
+static enum as_err write_envelope(struct as_buf *b, const struct as_req *req,
+                                  const struct as_resp *resp)
+{
+    static const char head[] = "{\"request_id\":";
+    static const char mid[] = ",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":";
+    static const char warn[] = ",\"wrap_info\":null,\"warnings\":";
+    static const char auth[] = ",\"auth\":";
+    json_t *warnings = resp->warnings && json_array_size(resp->warnings) ? resp->warnings : NULL;
+    const struct {
+        const char *lead;
+        size_t len;
+        json_t *v;
+    } parts[] = {{mid, sizeof mid - 1, resp->data},
+                 {warn, sizeof warn - 1, warnings},
+                 {auth, sizeof auth - 1, resp->auth}};
+    enum as_err r = as_buf_add(b, head, sizeof head - 1);
+    if (r == AS_OK) {
+        r = as_json_write_string(b, req->request_id, strlen(req->request_id));
+    }
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0] && r == AS_OK; i++) {
+        r = as_buf_add(b, parts[i].lead, parts[i].len);
+        if (r == AS_OK) {
+            r = parts[i].v != NULL ? as_json_write(b, parts[i].v) : as_buf_add(b, "null", 4);
+        }
+    }
+    return r == AS_OK ? as_buf_add(b, "}", 1) : r;
+}
+
 /* The public error text of a failed request ("" for Vault's empty 404 of a LIST). */
 static const char *error_text(const struct as_req *req, const struct as_resp *resp,
                               enum as_err err)
@@ -422,9 +452,19 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
     if (resp->status == 204) {
         return queue_json(conn, 204, NULL, req->request_id);
     }
+    int status = resp->status ? resp->status : 200;
+    if (!resp->copy_data_top) {
+        struct as_buf b;
+        as_buf_init(&b, MAX_RESPONSE_BYTES);
+        if (write_envelope(&b, req, resp) == AS_OK) {
+            return queue_buf(conn, status, &b, req->request_id, resp->hdr_name, resp->hdr_value);
+        }
+        /* Too deep for the writer (or out of memory): the tree below says what happens. */
+        as_buf_free(&b, false);
+    }
     json_t *env = envelope(req, resp);
-    enum MHD_Result ret = queue_json_h(conn, resp->status ? resp->status : 200, env,
-                                       req->request_id, resp->hdr_name, resp->hdr_value);
+    enum MHD_Result ret =
+        queue_json_h(conn, status, env, req->request_id, resp->hdr_name, resp->hdr_value);
     json_decref(env);
     return ret;
 }

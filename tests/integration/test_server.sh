@@ -63,6 +63,10 @@ check "envelope lease_id is empty string" "$(jv '.lease_id')" ""
 check "envelope renewable is false" "$(jv '.renewable')" false
 check "envelope lease_duration is 0" "$(jv '.lease_duration')" 0
 check "envelope wrap_info is null" "$(jv '.wrap_info')" null
+check "envelope keys in Vault's order" "$(jq -c 'keys_unsorted' <<<"$BODY")" \
+    '["request_id","lease_id","renewable","lease_duration","data","wrap_info","warnings","auth"]'
+check "envelope warnings null when there are none" "$(jv '.warnings')" null
+check "envelope auth null on a lookup" "$(jv '.auth')" null
 rid1=$(jv '.request_id')
 api GET auth/token/lookup-self
 rid2=$(jv '.request_id')
