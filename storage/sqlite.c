@@ -11,10 +11,11 @@
  *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
  * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
- * write lock, and concurrent single-row inserts share one transaction (batch_insert); waiting is
- * bounded by AS_STORE_BUSY_MS. Multi-statement writes always start with BEGIN IMMEDIATE (or run inside the
- * caller's BEGIN IMMEDIATE), because a deferred transaction that upgrades from read to write can
- * fail with SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
+ * write lock, and concurrent single-row inserts share one transaction (batch_insert) on one more
+ * connection, the store's writer, whose page cache thus stays warm between batches; waiting is
+ * bounded by AS_STORE_BUSY_MS. Multi-statement writes always start with BEGIN IMMEDIATE (or run
+ * inside the caller's BEGIN IMMEDIATE), because a deferred transaction that upgrades from read to
+ * write can fail with SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
  *
  * SQL: only the static strings in this file, with bound parameters; nothing is built from input.
  */
@@ -416,6 +417,9 @@ struct as_store {
     bool key_ok;
     bool linked;
     struct as_conn *conns;
+    /* The connection batched inserts run on (run_batch), opened with the store and not in conns:
+     * only the batch leader uses it, while it holds the queue (q_busy). */
+    struct as_conn *writer;
     struct as_store *prev;
     struct as_store *next;
     struct as_hist commit_hist; /* durations of commits (explicit, and of single writes) */
@@ -551,7 +555,8 @@ static enum as_err conn_open(struct as_store *st, struct as_conn **out)
     /*
      * No SQLITE_OPEN_CREATE: as_store_open has created the file with mode 0600, and a file that
      * vanished since must not silently come back empty. NOMUTEX because a connection is only ever
-     * used by its own thread (as_store_close runs when no thread uses the store).
+     * used by one thread at a time: its own, or for the writer, the batch leader of the moment
+     * (as_store_close runs when no thread uses the store).
      */
     rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -1289,7 +1294,6 @@ enum as_err as_store_open(const char *path, struct as_store **out)
 {
     enum as_err r;
     struct as_store *st = NULL;
-    struct as_conn *c = NULL;
 
     if (path == NULL || out == NULL) {
         return AS_ERR_INVALID;
@@ -1326,16 +1330,26 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     st->linked = true;
     pthread_mutex_unlock(&g_mu);
 
-    if ((r = conn_get(st, &c)) != AS_OK) {
+    /* The writer connection sets up the file: no thread's own connection is opened just for it. */
+    if ((r = conn_open(st, &st->writer)) != AS_OK) {
         goto out;
     }
-    if ((r = set_wal(c)) != AS_OK) {
+    /*
+     * Every insert walks the table and each index of certs or tokens, four of them on random
+     * keys: 8 MiB holds the interior pages of all of them up to a few million rows (and most
+     * leaves of a store of 100k), where the 1 MiB of the per-thread connections re-reads even
+     * interior pages. One connection, so the memory is bounded; it grows only as pages are used.
+     */
+    if ((r = db_exec(st->writer, "PRAGMA cache_size = -8192", "writer cache_size")) != AS_OK) {
         goto out;
     }
-    if ((r = migrate(c)) != AS_OK) {
+    if ((r = set_wal(st->writer)) != AS_OK) {
         goto out;
     }
-    note_commit(c); /* whatever the migrations wrote */
+    if ((r = migrate(st->writer)) != AS_OK) {
+        goto out;
+    }
+    note_commit(st->writer); /* whatever the migrations wrote */
     if ((r = as_store_sync(st)) != AS_OK) {
         goto out;
     }
@@ -1383,6 +1397,7 @@ void as_store_close(struct as_store *st)
         conn_close(conns);
         conns = next;
     }
+    conn_close(st->writer);
     if (st->sync_init) {
         /* A clean stop leaves every commit on disk. */
         if (atomic_load(&st->commit_seq) > st->synced && wal_sync(st) != AS_OK) {
@@ -1602,16 +1617,13 @@ out:
     return r;
 }
 
-static enum as_err token_insert_now(struct as_store *st, const struct as_token_rec *t)
+/* Inserts t on connection c, inside a transaction of c (batch_insert). */
+static enum as_err token_insert_now(struct as_conn *c, const struct as_token_rec *t)
 {
     enum as_err r;
-    struct as_conn *c = NULL;
     sqlite3_stmt *s = NULL;
     size_t acclen;
 
-    if (st == NULL || t == NULL) {
-        return AS_ERR_INVALID;
-    }
     acclen = strnlen(t->accessor, sizeof t->accessor);
     /*
      * A negative use count is the store's own "used up" marker; callers never create one. An
@@ -1628,7 +1640,7 @@ static enum as_err token_insert_now(struct as_store *st, const struct as_token_r
     const int64_t ints[] = {t->creation_time, t->expire_time, t->creation_ttl,
                             t->explicit_max_ttl, t->period, t->num_uses,
                             t->renewable ? 1 : 0, t->orphan ? 1 : 0};
-    if ((r = stmt_ready(st, ST_TOKEN_INSERT, &c, &s)) != AS_OK ||
+    if ((r = stmt_get(c, ST_TOKEN_INSERT, &s)) != AS_OK ||
         (r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
         (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK ||
         (r = bind_texts(c, s, 3, strs, N_ELEMS(strs))) != AS_OK ||
@@ -2203,15 +2215,15 @@ out:
     return r;
 }
 
-static enum as_err cert_insert_now(struct as_store *st, struct as_cert_rec *c)
+/* Inserts c on connection conn, inside a transaction of conn (batch_insert); sets c->seq. */
+static enum as_err cert_insert_now(struct as_conn *conn, struct as_cert_rec *c)
 {
     enum as_err r;
-    struct as_conn *conn = NULL;
     sqlite3_stmt *s = NULL;
     size_t slen, klen;
     int64_t seq = 0;
 
-    if (st == NULL || c == NULL || c->spiffe_id == NULL || (c->der == NULL && c->der_len > 0)) {
+    if (c->spiffe_id == NULL || (c->der == NULL && c->der_len > 0)) {
         return AS_ERR_INVALID;
     }
     slen = strnlen(c->serial, sizeof c->serial);
@@ -2227,7 +2239,7 @@ static enum as_err cert_insert_now(struct as_store *st, struct as_cert_rec *c)
     const char *strs[] = {c->serial, c->kind, c->spiffe_id, c->dns_json,
                           c->token_accessor, c->mount, c->role, c->subject};
     const int64_t ints[] = {c->ca_gen, c->not_before, c->not_after, c->revoked_at};
-    if ((r = stmt_ready(st, ST_CERT_INSERT, &conn, &s)) != AS_OK ||
+    if ((r = stmt_get(conn, ST_CERT_INSERT, &s)) != AS_OK ||
         (r = bind_texts(conn, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
         (r = bind_int64s(conn, s, 9, ints, N_ELEMS(ints))) != AS_OK ||
         (r = c->der != NULL ? bind_blob(conn, s, 13, c->der, c->der_len)
@@ -2260,6 +2272,13 @@ enum as_err as_store_cert_get(struct as_store *st, const char *serial, struct as
  * uniqueness conflict fails its row only, SQLite's default ABORT), one commit, and every caller
  * returns with the commit recorded as its own, so as_store_sync_mine covers it. Inside a
  * caller's own transaction an insert runs there, as before.
+ *
+ * Batches run on the store's writer connection, not on the leader's: in WAL mode a connection
+ * that starts a transaction after another connection committed drops its whole page cache, and
+ * the leader is a different thread almost every time, so each batch re-read with pread the
+ * b-tree pages of the table and of every index it inserts into. Only batches write through the
+ * writer connection, so its cache stays valid from one batch to the next unless some other
+ * write came in between.
  */
 struct ins_job {
     struct as_token_rec const *token;
@@ -2270,35 +2289,35 @@ struct ins_job {
     struct ins_job *next;
 };
 
+static enum as_err insert_now(struct as_conn *c, struct ins_job *j)
+{
+    return j->token != NULL ? token_insert_now(c, j->token) : cert_insert_now(c, j->cert);
+}
+
+/* Runs jobs on st->writer. Caller is the batch leader (q_busy), which makes the writer its own. */
 static void run_batch(struct as_store *st, struct ins_job *jobs)
 {
-    struct as_conn *c = NULL;
-    enum as_err r = conn_ready(st, &c);
-    if (r == AS_OK) {
-        wlock(c);
-        r = run_simple(c, ST_BEGIN, "begin");
-    }
-    if (r != AS_OK) {
-        if (c != NULL) {
-            wunlock(c);
-        }
+    struct as_conn *c = st->writer;
+    enum as_err r;
+
+    wlock(c);
+    if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
+        wunlock(c);
         for (struct ins_job *j = jobs; j != NULL; j = j->next) {
             j->result = r;
         }
         return;
     }
-    c->in_tx = true;
     bool aborted = false;
     for (struct ins_job *j = jobs; j != NULL; j = j->next) {
         if (aborted) {
             j->result = AS_ERR_STORE;
             continue;
         }
-        j->result = j->token != NULL ? token_insert_now(st, j->token) : cert_insert_now(st, j->cert);
+        j->result = insert_now(c, j);
         /* An error that ended the whole transaction (I/O, full disk) fails every row. */
         aborted = sqlite3_get_autocommit(c->db) != 0;
     }
-    c->in_tx = false;
     if (!aborted) {
         int64_t t0 = as_mono_ns();
         r = run_simple(c, ST_COMMIT, "commit");
@@ -2320,10 +2339,16 @@ static void run_batch(struct as_store *st, struct ins_job *jobs)
 
 static enum as_err batch_insert(struct as_store *st, struct ins_job *job)
 {
-    struct as_conn *c = pthread_getspecific(st->key);
-    if (c != NULL && c->in_tx) {
-        return job->token != NULL ? token_insert_now(st, job->token)
-                                  : cert_insert_now(st, job->cert);
+    enum as_err r;
+    struct as_conn *c = NULL;
+
+    /* The caller's connection even when the row goes into a batch: it records the commit for
+     * as_store_sync_mine, so it must exist before the row can be committed. */
+    if ((r = conn_ready(st, &c)) != AS_OK) {
+        return r;
+    }
+    if (c->in_tx) {
+        return insert_now(c, job);
     }
     pthread_mutex_lock(&st->q_mu);
     *st->q_tail = job;
@@ -2350,7 +2375,7 @@ static enum as_err batch_insert(struct as_store *st, struct ins_job *job)
     }
     pthread_mutex_unlock(&st->q_mu);
     /* The batch's commit is this thread's to sync. */
-    if (job->result == AS_OK && conn_get(st, &c) == AS_OK && job->commit > c->last_commit) {
+    if (job->result == AS_OK && job->commit > c->last_commit) {
         c->last_commit = job->commit;
     }
     return job->result;

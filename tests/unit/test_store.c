@@ -2752,6 +2752,325 @@ static void test_migrate_v3(void)
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM auth_roles"), 1);
 }
 
+/* ---- batched inserts (run on the store's writer connection) ---- */
+
+#define BATCH_THREADS 8
+#define BATCH_ROWS 40
+#define BATCH_TX_EVERY 10 /* every tenth row, an explicit transaction of the thread's own */
+
+struct batcher {
+    struct as_store *st;
+    pthread_barrier_t *bar;
+    int id;
+    int errors;
+    int64_t seq[BATCH_ROWS]; /* the seq each certificate insert returned */
+};
+
+static void batch_serial(int thread, int i, char *out, size_t len)
+{
+    snprintf(out, len, "b%d:%02x", thread, i);
+}
+
+static void batch_accessor(int thread, const char *what, int i, char *out, size_t len)
+{
+    snprintf(out, len, "b%d-%s%d", thread, what, i);
+}
+
+/*
+ * One worker: certificate and token inserts (batched), each read back at once on this thread's
+ * own connection while the other threads keep inserting, every tenth row inside an explicit
+ * transaction of its own (committed or rolled back), and duplicates that must fail alone. Then,
+ * once every worker is done, it reads every row of every worker on its own connection.
+ */
+static void *batcher_main(void *arg)
+{
+    struct batcher *b = arg;
+    char serial[72], acc[AS_ACCESSOR_LEN + 1];
+    uint64_t last = 0;
+
+    for (int i = 0; i < BATCH_ROWS; i++) {
+        batch_serial(b->id, i, serial, sizeof serial);
+        struct as_cert_rec c = mk_cert(serial, "x509", g_spiffe, NULL, 1, 1000, 2000);
+        b->errors += as_store_cert_insert(b->st, &c) != AS_OK;
+        b->seq[i] = c.seq;
+        /* Each insert waits for its batch's commit, so every one is a later commit, and it is
+         * this thread's to sync. */
+        uint64_t mine = as_store_my_commit(b->st);
+        b->errors += mine <= last;
+        last = mine;
+        b->errors += as_store_sync_mine(b->st) != AS_OK;
+        b->errors += cert_seq(b->st, serial) != c.seq || c.seq <= 0;
+
+        batch_accessor(b->id, "k", i, acc, sizeof acc);
+        struct as_token_rec t = mk_tok(acc, NULL, (unsigned)(b->id * 1000 + i), 0);
+        b->errors += as_store_token_insert(b->st, &t) != AS_OK;
+        b->errors += !has_token(b->st, acc);
+
+        /* A duplicate fails its own row only, in whatever batch it lands. */
+        if (i % 7 == 3) {
+            batch_serial(b->id, i - 1, serial, sizeof serial);
+            struct as_cert_rec dup = mk_cert(serial, "x509", g_spiffe, NULL, 1, 1000, 2000);
+            b->errors += as_store_cert_insert(b->st, &dup) != AS_ERR_EXISTS;
+            b->errors += as_store_token_insert(b->st, &t) != AS_ERR_EXISTS;
+        }
+        if (i % BATCH_TX_EVERY == 0) {
+            /* Inside the thread's own transaction inserts run on its own connection: they see
+             * the batched rows and conflict with them, and a rollback takes them back. */
+            b->errors += as_store_begin(b->st) != AS_OK;
+            batch_accessor(b->id, "x", i, acc, sizeof acc);
+            struct as_token_rec x = mk_tok(acc, NULL, (unsigned)(900000 + b->id * 1000 + i), 0);
+            b->errors += as_store_token_insert(b->st, &x) != AS_OK;
+            b->errors += as_store_token_insert(b->st, &t) != AS_ERR_EXISTS;
+            b->errors += !has_token(b->st, acc);
+            if (i % (2 * BATCH_TX_EVERY) == 0) {
+                b->errors += as_store_commit(b->st) != AS_OK;
+            } else {
+                as_store_rollback(b->st);
+            }
+        }
+    }
+    pthread_barrier_wait(b->bar);
+    for (int w = 0; w < BATCH_THREADS; w++) {
+        for (int i = 0; i < BATCH_ROWS; i++) {
+            batch_serial(w, i, serial, sizeof serial);
+            b->errors += cert_seq(b->st, serial) <= 0;
+            batch_accessor(w, "k", i, acc, sizeof acc);
+            b->errors += !has_token(b->st, acc);
+            if (i % BATCH_TX_EVERY == 0) {
+                batch_accessor(w, "x", i, acc, sizeof acc);
+                b->errors += has_token(b->st, acc) != (i % (2 * BATCH_TX_EVERY) == 0);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_batch_threads(void)
+{
+    struct as_store *st = open_fresh("batch.db");
+    pthread_t th[BATCH_THREADS];
+    struct batcher *b = calloc(BATCH_THREADS, sizeof *b);
+    pthread_barrier_t bar;
+
+    CHECK(b != NULL);
+    if (st == NULL || b == NULL) {
+        as_store_close(st);
+        free(b);
+        return;
+    }
+    uint64_t epoch = as_store_epoch(st);
+    pthread_barrier_init(&bar, NULL, BATCH_THREADS);
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        b[i].st = st;
+        b[i].bar = &bar;
+        b[i].id = i;
+        CHECK_INT(pthread_create(&th[i], NULL, batcher_main, &b[i]), 0);
+    }
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        CHECK_INT(pthread_join(th[i], NULL), 0);
+        CHECK_INT(b[i].errors, 0);
+    }
+    pthread_barrier_destroy(&bar);
+    /* Inserts, batched or in a transaction, change nothing a cache may hold. */
+    CHECK(as_store_epoch(st) == epoch);
+
+    /* Every seq was handed out once. */
+    int64_t seen = 0, dups = 0;
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        for (int j = 0; j < BATCH_ROWS; j++) {
+            for (int k = 0; k < BATCH_THREADS; k++) {
+                for (int l = 0; l < BATCH_ROWS; l++) {
+                    dups += (k != i || l != j) && b[k].seq[l] == b[i].seq[j];
+                }
+            }
+            seen++;
+        }
+    }
+    CHECK_INT(seen, BATCH_THREADS * BATCH_ROWS);
+    CHECK_INT(dups, 0);
+    char **v = NULL;
+    size_t n = 0;
+    CHECK_INT(as_store_token_list(st, &v, &n), AS_OK);
+    CHECK_INT(n, BATCH_THREADS * (BATCH_ROWS + (BATCH_ROWS + 2 * BATCH_TX_EVERY - 1) /
+                                                  (2 * BATCH_TX_EVERY)));
+    as_store_strv_free(v, n);
+    as_store_close(st);
+    free(b);
+}
+
+/* Records as_store_my_commit after one certificate insert made on a thread of its own. */
+struct committer {
+    struct as_store *st;
+    const char *serial;
+    enum as_err r;
+    enum as_err sync;
+    uint64_t before;
+    uint64_t after;
+};
+
+static void *committer_main(void *arg)
+{
+    struct committer *m = arg;
+    struct as_cert_rec c = mk_cert(m->serial, "x509", g_spiffe, NULL, 1, 1000, 2000);
+    m->before = as_store_my_commit(m->st);
+    m->r = as_store_cert_insert(m->st, &c);
+    m->after = as_store_my_commit(m->st);
+    m->sync = as_store_sync_mine(m->st);
+    return NULL;
+}
+
+/*
+ * The commit of a batch belongs to every caller in it, whichever thread ran it: a thread whose
+ * first store call is an insert has that commit as its latest, later than any commit before.
+ */
+static void test_batch_commits(void)
+{
+    struct as_store *st = open_fresh("batch-commits.db");
+    struct committer m[2] = {{.serial = "cm:01"}, {.serial = "cm:03"}};
+    pthread_t th;
+
+    if (st == NULL) {
+        return;
+    }
+    m[0].st = m[1].st = st;
+    CHECK_INT(pthread_create(&th, NULL, committer_main, &m[0]), 0);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    struct as_cert_rec c = mk_cert("cm:02", "x509", g_spiffe, NULL, 1, 1000, 2000);
+    CHECK_INT(as_store_cert_insert(st, &c), AS_OK);
+    uint64_t mine = as_store_my_commit(st);
+    CHECK_INT(pthread_create(&th, NULL, committer_main, &m[1]), 0);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(m[i].r, AS_OK);
+        CHECK_INT(m[i].sync, AS_OK);
+        CHECK_INT(m[i].before, 0);
+    }
+    CHECK(m[0].after > 0);
+    CHECK(mine > m[0].after);
+    CHECK(m[1].after > mine);
+
+    /* A row that failed committed nothing: no later commit is the caller's to wait for. */
+    CHECK_INT(as_store_cert_insert(st, &c), AS_ERR_EXISTS);
+    CHECK(as_store_my_commit(st) == mine);
+    struct as_token_rec t = mk_tok("cm-tok", NULL, 5, 0);
+    t.num_uses = -1;
+    CHECK_INT(as_store_token_insert(st, &t), AS_ERR_INVALID);
+    CHECK(as_store_my_commit(st) == mine);
+    CHECK_INT(as_store_sync_mine(st), AS_OK);
+    as_store_close(st);
+}
+
+/*
+ * The writer connection keeps its page cache between batches; what other connections (of this
+ * store's threads, or of another store on the same file) wrote in between must still count.
+ */
+static void test_batch_sees_other_writes(void)
+{
+    char path[256];
+    struct as_store *a = NULL, *b = NULL;
+    int64_t at = 0;
+    bool was = true;
+
+    db_path("batch-other.db", path, sizeof path);
+    CHECK_INT(as_store_open(path, &a), AS_OK);
+    CHECK_INT(as_store_open(path, &b), AS_OK);
+    if (a == NULL || b == NULL) {
+        as_store_close(a);
+        as_store_close(b);
+        return;
+    }
+    /* Deleted on this thread's connection between two batches: the accessor is free again. */
+    struct as_token_rec t = mk_tok("other-1", NULL, 80, 0);
+    CHECK_INT(as_store_token_insert(a, &t), AS_OK);
+    CHECK_INT(as_store_token_delete(a, "other-1", false, NULL, NULL), AS_OK);
+    CHECK_INT(as_store_token_insert(a, &t), AS_OK);
+    CHECK(has_token(a, "other-1"));
+
+    /* Committed in an explicit transaction: the batch sees the row and refuses a duplicate. */
+    struct as_token_rec u = mk_tok("other-2", NULL, 81, 0);
+    CHECK_INT(as_store_begin(a), AS_OK);
+    CHECK_INT(as_store_token_insert(a, &u), AS_OK);
+    CHECK_INT(as_store_commit(a), AS_OK);
+    CHECK_INT(as_store_token_insert(a, &u), AS_ERR_EXISTS);
+
+    /* Another store's writer in between: each sees the other's rows. */
+    struct as_cert_rec c1 = mk_cert("ot:01", "x509", g_spiffe, NULL, 1, 1000, 2000);
+    struct as_cert_rec c2 = mk_cert("ot:02", "x509", g_spiffe, NULL, 1, 1000, 2000);
+    CHECK_INT(as_store_cert_insert(a, &c1), AS_OK);
+    CHECK_INT(as_store_cert_insert(b, &c2), AS_OK);
+    CHECK(c2.seq > c1.seq);
+    CHECK_INT(as_store_cert_insert(a, &c2), AS_ERR_EXISTS);
+    CHECK_INT(as_store_cert_insert(b, &c1), AS_ERR_EXISTS);
+    CHECK_INT(as_store_token_insert(b, &t), AS_ERR_EXISTS);
+
+    /* A revocation on another connection, then a batch: the batch neither undoes nor hides it. */
+    CHECK_INT(as_store_cert_revoke(b, "ot:01", 1500, &at, &was), AS_OK);
+    CHECK(!was);
+    struct as_cert_rec c3 = mk_cert("ot:03", "x509", g_spiffe, NULL, 1, 1000, 2000);
+    CHECK_INT(as_store_cert_insert(a, &c3), AS_OK);
+    CHECK(c3.seq > c2.seq);
+    CHECK_INT(cert_revoked_at(a, "ot:01"), 1500);
+    CHECK_INT(cert_revoked_at(b, "ot:03"), 0);
+    as_store_close(b);
+    as_store_close(a);
+}
+
+/* Inserts, then waits until main has closed the store: the writer connection is closed by
+ * as_store_close, and this thread's exit only ever closes the thread's own. */
+static void *closer_insert_main(void *arg)
+{
+    struct closer *c = arg;
+    struct as_token_rec t = mk_tok("close-tok", NULL, 90, 0);
+    c->r = as_store_token_insert(c->st, &t);
+    pthread_mutex_lock(&c->mu);
+    c->stage = 1;
+    pthread_cond_broadcast(&c->cv);
+    while (c->stage != 2) {
+        pthread_cond_wait(&c->cv, &c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void test_batch_close(void)
+{
+    char path[256];
+    struct closer c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct as_store *st = NULL;
+    pthread_t th;
+
+    /* Open and close with nothing done: the writer connection exists and is closed. */
+    db_path("batch-close.db", path, sizeof path);
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    as_store_close(st);
+    st = NULL;
+
+    CHECK_INT(as_store_open(path, &c.st), AS_OK);
+    if (c.st == NULL) {
+        return;
+    }
+    CHECK_INT(pthread_create(&th, NULL, closer_insert_main, &c), 0);
+    pthread_mutex_lock(&c.mu);
+    while (c.stage != 1) {
+        pthread_cond_wait(&c.cv, &c.mu);
+    }
+    as_store_close(c.st);
+    c.stage = 2;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    CHECK_INT(c.r, AS_OK);
+
+    /* The close left the batch's row on disk, and a new store's writer finds it. */
+    CHECK_INT(as_store_open(path, &st), AS_OK);
+    if (st != NULL) {
+        CHECK(has_token(st, "close-tok"));
+        struct as_token_rec t = mk_tok("close-tok", NULL, 90, 0);
+        CHECK_INT(as_store_token_insert(st, &t), AS_ERR_EXISTS);
+    }
+    as_store_close(st);
+}
+
 int main(void)
 {
     if (mkdtemp(g_dir) == NULL) {
@@ -2798,6 +3117,10 @@ int main(void)
     test_intentions();
     test_intention_version_shared();
     test_migrate_v3();
+    test_batch_threads();
+    test_batch_commits();
+    test_batch_sees_other_writes();
+    test_batch_close();
 
     if (nftw(g_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
         perror("nftw");
