@@ -258,26 +258,36 @@ static void request_id(char out[40])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    char h[33];
-    as_hex(b, sizeof b, h);
-    snprintf(out, 40, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+    /* 8-4-4-4-12 hex digits: the groups of bytes 0-3, 4-5, 6-7, 8-9 and 10-15. */
+    static const unsigned char group_end[] = {4, 6, 8, 10, 16};
+    size_t at = 0;
+    size_t from = 0;
+    for (size_t g = 0; g < sizeof group_end; g++) {
+        if (g > 0) {
+            out[at++] = '-';
+        }
+        as_hex(b + from, group_end[g] - from, out + at);
+        at += 2 * (group_end[g] - from);
+        from = group_end[g];
+    }
+    out[at] = '\0';
 }
 
 static void remote_of(struct MHD_Connection *conn, char *out, size_t outlen)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(out, outlen, "unknown");
-    if (ci == NULL || ci->client_addr == NULL) {
-        return;
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const char *ok = NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        ok = inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                       (socklen_t)outlen);
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        ok = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                       (socklen_t)outlen);
     }
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-                  (socklen_t)outlen);
-    } else if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-                  (socklen_t)outlen);
+    if (ok == NULL) {
+        snprintf(out, outlen, "unknown");
     }
 }
 

@@ -71,6 +71,8 @@ rid1=$(jv '.request_id')
 api GET auth/token/lookup-self
 rid2=$(jv '.request_id')
 check "request_id is a non-empty string" "$([ -n "$rid1" ] && [ "$rid1" != null ] && echo yes || echo no)" yes
+check_match "request_id is a UUID (version 4, RFC 4122 variant)" "$rid2" \
+    '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 check "request_id differs between two requests" "$([ "$rid1" != "$rid2" ] && echo yes || echo no)" yes
 
 # ---------- data dir, root token file, stdout vs log ----------
