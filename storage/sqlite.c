@@ -1334,15 +1334,6 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     if ((r = conn_open(st, &st->writer)) != AS_OK) {
         goto out;
     }
-    /*
-     * Every insert walks the table and each index of certs or tokens, four of them on random
-     * keys: 8 MiB holds the interior pages of all of them up to a few million rows (and most
-     * leaves of a store of 100k), where the 1 MiB of the per-thread connections re-reads even
-     * interior pages. One connection, so the memory is bounded; it grows only as pages are used.
-     */
-    if ((r = db_exec(st->writer, "PRAGMA cache_size = -8192", "writer cache_size")) != AS_OK) {
-        goto out;
-    }
     if ((r = set_wal(st->writer)) != AS_OK) {
         goto out;
     }
