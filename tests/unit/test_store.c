@@ -756,28 +756,35 @@ static void *closer_main(void *arg)
     return NULL;
 }
 
+/* Runs fn on a thread that does its store work and parks (stage 1), closes the store under it,
+ * then lets it finish (stage 2) and joins it: the close must not break what the thread holds. */
+static void close_under_thread(struct closer *c, void *(*fn)(void *))
+{
+    pthread_t th;
+    CHECK_INT(pthread_create(&th, NULL, fn, c), 0);
+    pthread_mutex_lock(&c->mu);
+    while (c->stage != 1) {
+        pthread_cond_wait(&c->cv, &c->mu);
+    }
+    as_store_close(c->st);
+    c->stage = 2;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    CHECK_INT(c->r, AS_OK);
+}
+
 static void test_close_with_live_thread(void)
 {
     char path[256];
     struct closer c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    pthread_t th;
 
     db_path("close.db", path, sizeof path);
     CHECK_INT(as_store_open(path, &c.st), AS_OK);
     if (c.st == NULL) {
         return;
     }
-    CHECK_INT(pthread_create(&th, NULL, closer_main, &c), 0);
-    pthread_mutex_lock(&c.mu);
-    while (c.stage != 1) {
-        pthread_cond_wait(&c.cv, &c.mu);
-    }
-    as_store_close(c.st);
-    c.stage = 2;
-    pthread_cond_broadcast(&c.cv);
-    pthread_mutex_unlock(&c.mu);
-    CHECK_INT(pthread_join(th, NULL), 0);
-    CHECK_INT(c.r, AS_OK);
+    close_under_thread(&c, closer_main);
 
     /* A new store (which may reuse the key) must not see the old thread-local connection. */
     struct as_store *st = NULL;
@@ -3037,7 +3044,6 @@ static void test_batch_close(void)
     char path[256];
     struct closer c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     struct as_store *st = NULL;
-    pthread_t th;
 
     /* Open and close with nothing done: the writer connection exists and is closed. */
     db_path("batch-close.db", path, sizeof path);
@@ -3049,17 +3055,7 @@ static void test_batch_close(void)
     if (c.st == NULL) {
         return;
     }
-    CHECK_INT(pthread_create(&th, NULL, closer_insert_main, &c), 0);
-    pthread_mutex_lock(&c.mu);
-    while (c.stage != 1) {
-        pthread_cond_wait(&c.cv, &c.mu);
-    }
-    as_store_close(c.st);
-    c.stage = 2;
-    pthread_cond_broadcast(&c.cv);
-    pthread_mutex_unlock(&c.mu);
-    CHECK_INT(pthread_join(th, NULL), 0);
-    CHECK_INT(c.r, AS_OK);
+    close_under_thread(&c, closer_insert_main);
 
     /* The close left the batch's row on disk, and a new store's writer finds it. */
     CHECK_INT(as_store_open(path, &st), AS_OK);
