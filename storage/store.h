@@ -24,7 +24,8 @@ struct as_store;
 
 /* Opens (creating if missing, mode 0600) the database at path and migrates it. */
 enum as_err as_store_open(const char *path, struct as_store **out) AS_WUR;
-/* Closes every per-thread connection. NULL is fine. */
+/* Closes every per-thread connection and the writer connection (batched inserts); syncs what
+ * was committed. No thread may be inside a call on st. NULL is fine. */
 void as_store_close(struct as_store *st);
 
 /*
