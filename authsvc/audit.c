@@ -481,7 +481,11 @@ enum as_err as_audit_flush(struct as_audit *a)
     }
     pthread_mutex_lock(&a->mu);
     uint64_t epoch = a->epoch;
-    while (a->fd >= 0 && a->synced < a->written) {
+    /* The lines written so far, not those written while syncing them: under a steady stream of
+     * audited requests those keep coming (14 syncs, 30 ms in one call under 8 parallel curls),
+     * and the main loop's other timers (CRLs, rotation, purges) wait for this to return. */
+    uint64_t upto = a->written;
+    while (a->fd >= 0 && a->synced < upto) {
         if (a->syncing) {
             pthread_cond_wait(&a->cv, &a->mu);
         } else {
