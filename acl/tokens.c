@@ -173,16 +173,7 @@ static struct as_token_rec *rec_dup(const struct as_token_rec *t)
     char **fields[] = {&c->parent,          &c->policies_json, &c->meta_json,
                        &c->display_name,    &c->path,          &c->spiffe_ids_json,
                        &c->allowed_dns_json, &c->mount,        &c->login_cert};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (*fields[i] != NULL && ok) {
-            *fields[i] = strdup(*fields[i]);
-            ok = *fields[i] != NULL;
-        } else if (!ok) {
-            *fields[i] = NULL;
-        }
-    }
-    if (!ok) {
+    if (!as_strdup_fields(fields, sizeof fields / sizeof fields[0])) {
         as_token_rec_free(c);
         return NULL;
     }

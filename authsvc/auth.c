@@ -426,28 +426,15 @@ static void row_slot_clear(struct row_slot *e)
     memset(e, 0, sizeof *e);
 }
 
-static char *strdup_or_null(const char *s, bool *ok)
-{
-    char *c = s != NULL ? strdup(s) : NULL;
-    if (s != NULL && c == NULL) {
-        *ok = false;
-    }
-    return c;
-}
-
 static struct as_mount_rec *mount_dup(const struct as_mount_rec *m)
 {
-    struct as_mount_rec *c = calloc(1, sizeof *c);
-    bool ok = c != NULL;
-    if (ok) {
-        c->path = strdup_or_null(m->path, &ok);
-        c->type = strdup_or_null(m->type, &ok);
-        c->accessor = strdup_or_null(m->accessor, &ok);
-        c->description = strdup_or_null(m->description, &ok);
-        c->config_json = strdup_or_null(m->config_json, &ok);
-        c->created = m->created;
+    struct as_mount_rec *c = malloc(sizeof *c);
+    if (c == NULL) {
+        return NULL;
     }
-    if (!ok) {
+    *c = *m;
+    char **fields[] = {&c->path, &c->type, &c->accessor, &c->description, &c->config_json};
+    if (!as_strdup_fields(fields, sizeof fields / sizeof fields[0])) {
         as_mount_rec_free(c);
         return NULL;
     }

@@ -491,6 +491,20 @@ void as_buf_truncate(struct as_buf *b, size_t len)
     }
 }
 
+bool as_strdup_fields(char **const *fields, size_t n)
+{
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        if (ok && *fields[i] != NULL) {
+            *fields[i] = strdup(*fields[i]);
+            ok = *fields[i] != NULL;
+        } else if (!ok) {
+            *fields[i] = NULL;
+        }
+    }
+    return ok;
+}
+
 void as_buf_free(struct as_buf *b, bool wipe)
 {
     if (b->data != NULL && wipe) {

@@ -135,6 +135,13 @@ void as_buf_truncate(struct as_buf *b, size_t len);
 /* Frees the storage (wiping it first when wipe is true); the buffer can be reused after init. */
 void as_buf_free(struct as_buf *b, bool wipe);
 
+/*
+ * Deep-copies the strings of a record that was copied by value: each non-NULL *fields[i] is
+ * replaced by a malloc'd copy of itself. On out of memory returns false, with every field not
+ * yet copied set to NULL, so the copy can be released with the record's usual _free.
+ */
+bool as_strdup_fields(char **const *fields, size_t n) AS_WUR;
+
 /* ---- UTF-8 (JSON strings must be valid UTF-8, or jansson refuses them) ---- */
 /* Length of the one valid UTF-8 sequence at s[0..n) (n > 0), 0 when there is none (RFC 3629:
  * no overlongs, no surrogates, nothing above U+10FFFF; jansson's rule too). */

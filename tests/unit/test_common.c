@@ -221,8 +221,27 @@ static void test_hmac_key(void)
     as_hmac_key_free(k);
 }
 
+/* as_strdup_fields: the copies are equal and distinct; NULL fields stay NULL. */
+static void test_strdup_fields(void)
+{
+    char a[] = "alpha";
+    char *b = NULL;
+    char c[] = "";
+    char *pa = a;
+    char *pc = c;
+    char **fields[] = {&pa, &b, &pc};
+    CHECK(as_strdup_fields(fields, 3));
+    CHECK(pa != a && strcmp(pa, "alpha") == 0);
+    CHECK(b == NULL);
+    CHECK(pc != c && strcmp(pc, "") == 0);
+    free(pa);
+    free(pc);
+    CHECK(as_strdup_fields(fields, 0));
+}
+
 int main(void)
 {
+    test_strdup_fields();
     test_paths();
     test_hmac_key();
     test_utf8();

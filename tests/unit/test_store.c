@@ -736,16 +736,23 @@ static void test_threads(void)
  */
 struct closer {
     struct as_store *st;
+    enum as_err (*work)(struct as_store *st); /* what the thread does before parking */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stage; /* 1: worker used the store; 2: main closed it */
     enum as_err r;
 };
 
+static enum as_err put_setting(struct as_store *st)
+{
+    return as_store_setting_put(st, "from-thread", "1", 1);
+}
+
+/* Does c->work, then parks until main has closed the store (stage 2). */
 static void *closer_main(void *arg)
 {
     struct closer *c = arg;
-    c->r = as_store_setting_put(c->st, "from-thread", "1", 1);
+    c->r = c->work(c->st);
     pthread_mutex_lock(&c->mu);
     c->stage = 1;
     pthread_cond_broadcast(&c->cv);
@@ -756,12 +763,12 @@ static void *closer_main(void *arg)
     return NULL;
 }
 
-/* Runs fn on a thread that does its store work and parks (stage 1), closes the store under it,
- * then lets it finish (stage 2) and joins it: the close must not break what the thread holds. */
-static void close_under_thread(struct closer *c, void *(*fn)(void *))
+/* Runs c->work on a thread that then parks (stage 1), closes the store under it, then lets it
+ * finish (stage 2) and joins it: the close must not break what the thread holds. */
+static void close_under_thread(struct closer *c)
 {
     pthread_t th;
-    CHECK_INT(pthread_create(&th, NULL, fn, c), 0);
+    CHECK_INT(pthread_create(&th, NULL, closer_main, c), 0);
     pthread_mutex_lock(&c->mu);
     while (c->stage != 1) {
         pthread_cond_wait(&c->cv, &c->mu);
@@ -777,14 +784,15 @@ static void close_under_thread(struct closer *c, void *(*fn)(void *))
 static void test_close_with_live_thread(void)
 {
     char path[256];
-    struct closer c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct closer c = {
+        .work = put_setting, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
     db_path("close.db", path, sizeof path);
     CHECK_INT(as_store_open(path, &c.st), AS_OK);
     if (c.st == NULL) {
         return;
     }
-    close_under_thread(&c, closer_main);
+    close_under_thread(&c);
 
     /* A new store (which may reuse the key) must not see the old thread-local connection. */
     struct as_store *st = NULL;
@@ -3022,27 +3030,19 @@ static void test_batch_sees_other_writes(void)
     as_store_close(a);
 }
 
-/* Inserts, then waits until main has closed the store: the writer connection is closed by
- * as_store_close, and this thread's exit only ever closes the thread's own. */
-static void *closer_insert_main(void *arg)
+/* A batched insert: the writer connection is closed by as_store_close, and the inserting
+ * thread's exit only ever closes the thread's own. */
+static enum as_err insert_token(struct as_store *st)
 {
-    struct closer *c = arg;
     struct as_token_rec t = mk_tok("close-tok", NULL, 90, 0);
-    c->r = as_store_token_insert(c->st, &t);
-    pthread_mutex_lock(&c->mu);
-    c->stage = 1;
-    pthread_cond_broadcast(&c->cv);
-    while (c->stage != 2) {
-        pthread_cond_wait(&c->cv, &c->mu);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return NULL;
+    return as_store_token_insert(st, &t);
 }
 
 static void test_batch_close(void)
 {
     char path[256];
-    struct closer c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct closer c = {
+        .work = insert_token, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     struct as_store *st = NULL;
 
     /* Open and close with nothing done: the writer connection exists and is closed. */
@@ -3055,7 +3055,7 @@ static void test_batch_close(void)
     if (c.st == NULL) {
         return;
     }
-    close_under_thread(&c, closer_insert_main);
+    close_under_thread(&c);
 
     /* The close left the batch's row on disk, and a new store's writer finds it. */
     CHECK_INT(as_store_open(path, &st), AS_OK);
