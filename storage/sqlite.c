@@ -6,14 +6,16 @@
  * call returns AS_OK, so it survives kill -9 of this process; it is on the disk (surviving a
  * power loss) once as_store_sync or as_store_sync_mine has returned, and those make many
  * commits share one fdatasync of the WAL file (SQLite's FULL would sync once per commit, which
- * caps durable writes at the disk's sync rate). The WAL file is kept (SQLITE_FCNTL_PERSIST_WAL)
+ * caps durable writes at the disk's sync rate). Inserts outside a transaction are the exception:
+ * they wait in the group transaction (below) for the sync that commits them. The WAL file is kept (SQLITE_FCNTL_PERSIST_WAL)
  * so the descriptor we sync stays the file SQLite writes.
  *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
  * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
- * write lock, and concurrent single-row inserts share one transaction (batch_insert) on one more
- * connection, the store's writer, whose page cache thus stays warm between batches; waiting is
- * bounded by AS_STORE_BUSY_MS. Multi-statement writes always start with BEGIN IMMEDIATE (or run
+ * write lock, and single-row inserts outside a transaction go into one open transaction (the
+ * group transaction, group_insert) on one more connection, the store's writer, whose page cache
+ * thus stays warm; the next sync or the next other write commits it. Waiting is bounded by
+ * AS_STORE_BUSY_MS. Multi-statement writes always start with BEGIN IMMEDIATE (or run
  * inside the caller's BEGIN IMMEDIATE), because a deferred transaction that upgrades from read to
  * write can fail with SQLITE_BUSY_SNAPSHOT without the busy handler ever being consulted.
  *
@@ -417,8 +419,8 @@ struct as_store {
     bool key_ok;
     bool linked;
     struct as_conn *conns;
-    /* The connection batched inserts run on (run_batch), opened with the store and not in conns:
-     * only the batch leader uses it, while it holds the queue (q_busy). */
+    /* The connection of the group transaction (group_insert), opened with the store and not in
+     * conns: used only under write_mu, by whichever thread holds it. */
     struct as_conn *writer;
     struct as_store *prev;
     struct as_store *next;
@@ -430,12 +432,15 @@ struct as_store {
     pthread_cond_t sync_cv;
     /* Writers of this process queue here rather than on SQLite's file lock (see wlock). */
     pthread_mutex_t write_mu;
-    /* Batched inserts (batch_insert). */
-    pthread_mutex_t q_mu;
-    pthread_cond_t q_cv;
-    struct ins_job *q_head;
-    struct ins_job **q_tail;
-    bool q_busy;
+    /* The commit number of the open group transaction, 0 when none is open. Written under
+     * write_mu; read without it to tell whether a thread's latest insert is still uncommitted. */
+    _Atomic uint64_t group_seq;
+    /* Under sync_mu: numbers of group transactions that failed to commit (their rows are gone),
+     * so that no sync of theirs reports them on disk. lost_broken: one could not be recorded,
+     * and every later sync fails. */
+    uint64_t *lost;
+    size_t nlost;
+    bool lost_broken;
     bool sync_init;
     bool syncing;
     uint64_t synced;
@@ -555,7 +560,7 @@ static enum as_err conn_open(struct as_store *st, struct as_conn **out)
     /*
      * No SQLITE_OPEN_CREATE: as_store_open has created the file with mode 0600, and a file that
      * vanished since must not silently come back empty. NOMUTEX because a connection is only ever
-     * used by one thread at a time: its own, or for the writer, the batch leader of the moment
+     * used by one thread at a time: its own, or for the writer, whichever thread holds write_mu
      * (as_store_close runs when no thread uses the store).
      */
     rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -628,6 +633,9 @@ out:
     return r;
 }
 
+static void group_commit_upto(struct as_store *st, uint64_t seq);
+static void group_commit_locked(struct as_store *st);
+
 /*
  * The calling thread's connection, ready for a data call. Some failures (I/O, disk full, out of
  * memory) make SQLite roll back a whole transaction; if that happened to the caller's explicit
@@ -644,6 +652,10 @@ static enum as_err conn_ready(struct as_store *st, struct as_conn **out)
     if (c->in_tx && sqlite3_get_autocommit(c->db)) {
         as_error("store: the transaction was aborted by an earlier error; roll it back");
         return AS_ERR_STORE;
+    }
+    /* A thread reads its own inserts: commit the group transaction if one of them is in it. */
+    if (!c->in_tx && !c->wlocked && c->last_commit == atomic_load(&c->st->group_seq)) {
+        group_commit_upto(c->st, c->last_commit);
     }
     *out = c;
     return AS_OK;
@@ -668,6 +680,8 @@ static void wlock(struct as_conn *c)
     until.tv_sec += AS_STORE_BUSY_MS / 1000;
     if (pthread_mutex_timedlock(&c->st->write_mu, &until) == 0) {
         c->wlocked = true;
+        /* SQLite's write lock is the group transaction's while it is open. */
+        group_commit_locked(c->st);
     } else {
         as_warn("store: waited %d ms for the write lock; writing without it", AS_STORE_BUSY_MS);
     }
@@ -1311,9 +1325,6 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     pthread_mutex_init(&st->write_mu, NULL);
-    pthread_mutex_init(&st->q_mu, NULL);
-    pthread_cond_init(&st->q_cv, NULL);
-    st->q_tail = &st->q_head;
     st->sync_init = true;
     if (pthread_key_create(&st->key, conn_destructor) != 0) {
         as_error("store: no thread-specific key left");
@@ -1365,6 +1376,12 @@ void as_store_close(struct as_store *st)
     if (st == NULL) {
         return;
     }
+    if (st->writer != NULL) {
+        /* The open group transaction holds rows callers were told are inserted. */
+        pthread_mutex_lock(&st->write_mu);
+        group_commit_locked(st);
+        pthread_mutex_unlock(&st->write_mu);
+    }
     pthread_mutex_lock(&g_mu);
     if (st->linked) {
         if (st->prev != NULL) {
@@ -1400,9 +1417,8 @@ void as_store_close(struct as_store *st)
         pthread_cond_destroy(&st->sync_cv);
         pthread_mutex_destroy(&st->sync_mu);
         pthread_mutex_destroy(&st->write_mu);
-        pthread_mutex_destroy(&st->q_mu);
-        pthread_cond_destroy(&st->q_cv);
     }
+    free(st->lost);
     free(st->path);
     free(st);
 }
@@ -1608,7 +1624,7 @@ out:
     return r;
 }
 
-/* Inserts t on connection c, inside a transaction of c (batch_insert). */
+/* Inserts t on connection c, inside a transaction of c (group_insert). */
 static enum as_err token_insert_now(struct as_conn *c, const struct as_token_rec *t)
 {
     enum as_err r;
@@ -2206,7 +2222,7 @@ out:
     return r;
 }
 
-/* Inserts c on connection conn, inside a transaction of conn (batch_insert); sets c->seq. */
+/* Inserts c on connection conn, inside a transaction of conn (group_insert); sets c->seq. */
 static enum as_err cert_insert_now(struct as_conn *conn, struct as_cert_rec *c)
 {
     enum as_err r;
@@ -2254,122 +2270,146 @@ enum as_err as_store_cert_get(struct as_store *st, const char *serial, struct as
     return row_by_key(st, ST_CERT_GET, serial, "cert get", read_cert, out);
 }
 
-/* ---- batched inserts ---- */
+/* ---- the group transaction ---- */
 
 /*
- * Logins and issuances each insert one row, and each insert alone is a transaction holding the
- * write lock while SQLite writes a dozen WAL frames. Concurrent inserts are instead queued and
- * run by whichever caller finds no batch running, in one transaction: per-row results (a
- * uniqueness conflict fails its row only, SQLite's default ABORT), one commit, and every caller
- * returns with the commit recorded as its own, so as_store_sync_mine covers it. Inside a
- * caller's own transaction an insert runs there, as before.
+ * Logins and issuances each insert one row, and each insert alone is a transaction whose commit
+ * writes a dozen WAL frames (the table's page and one of every index). Inserts outside a caller's
+ * transaction instead go into one open transaction on the store's writer connection, the group
+ * transaction, under write_mu: the caller waits only for the INSERT itself, and learns at once
+ * whether its row conflicts (a uniqueness conflict fails that statement only, SQLite's default
+ * ABORT). The transaction gets its commit number when it opens, and every caller whose row went
+ * in records that number as its latest commit. It is committed by whichever comes first: the
+ * group commit of a sync that covers the number (sync_upto), any other write of this process
+ * (wlock: SQLite's write lock is the group transaction's until then), a read of a thread whose
+ * own insert is still in it (conn_ready: a thread reads its own writes), or as_store_close. So
+ * all the rows inserted between two syncs share one commit and one fdatasync, and nothing is
+ * acknowledged before both, since callers sync before answering.
  *
- * Batches run on the store's writer connection, not on the leader's: in WAL mode a connection
- * that starts a transaction after another connection committed drops its whole page cache, and
- * the leader is a different thread almost every time, so each batch re-read with pread the
- * b-tree pages of the table and of every index it inserts into. Only batches write through the
- * writer connection, so its cache stays valid from one batch to the next unless some other
- * write came in between.
+ * The writer connection is used only under write_mu, so its page cache stays valid from one
+ * group to the next unless another connection committed in between (in WAL mode a connection
+ * drops its whole cache when it sees another's commit).
  */
-struct ins_job {
-    struct as_token_rec const *token;
-    struct as_cert_rec *cert;
-    enum as_err result;
-    uint64_t commit;
-    bool done;
-    struct ins_job *next;
-};
 
-static enum as_err insert_now(struct as_conn *c, struct ins_job *j)
+/* Records that group transaction seq is lost. Caller holds write_mu. */
+static void group_lost(struct as_store *st, uint64_t seq)
 {
-    return j->token != NULL ? token_insert_now(c, j->token) : cert_insert_now(c, j->cert);
+    as_error("store: a group of inserts (commit %llu) was rolled back", (unsigned long long)seq);
+    pthread_mutex_lock(&st->sync_mu);
+    uint64_t *v = realloc(st->lost, (st->nlost + 1) * sizeof *v);
+    if (v == NULL) {
+        st->lost_broken = true;
+    } else {
+        st->lost = v;
+        st->lost[st->nlost++] = seq;
+    }
+    pthread_mutex_unlock(&st->sync_mu);
 }
 
-/* Runs jobs on st->writer. Caller is the batch leader (q_busy), which makes the writer its own. */
-static void run_batch(struct as_store *st, struct ins_job *jobs)
+/* Whether commit seq is one of the lost group transactions. Caller holds sync_mu. */
+static bool group_is_lost(const struct as_store *st, uint64_t seq)
 {
-    struct as_conn *c = st->writer;
-    enum as_err r;
-
-    wlock(c);
-    if ((r = run_simple(c, ST_BEGIN, "begin")) != AS_OK) {
-        wunlock(c);
-        for (struct ins_job *j = jobs; j != NULL; j = j->next) {
-            j->result = r;
+    if (st->lost_broken) {
+        return true;
+    }
+    for (size_t i = 0; i < st->nlost; i++) {
+        if (st->lost[i] == seq) {
+            return true;
         }
+    }
+    return false;
+}
+
+/* Commits the open group transaction, if any. Caller holds write_mu. */
+static void group_commit_locked(struct as_store *st)
+{
+    uint64_t seq = atomic_load(&st->group_seq);
+    if (seq == 0) {
         return;
     }
-    bool aborted = false;
-    for (struct ins_job *j = jobs; j != NULL; j = j->next) {
-        if (aborted) {
-            j->result = AS_ERR_STORE;
-            continue;
+    struct as_conn *w = st->writer;
+    int64_t t0 = as_mono_ns();
+    if (run_simple(w, ST_COMMIT, "commit") == AS_OK) {
+        as_hist_observe(&st->commit_hist, as_mono_ns() - t0);
+    } else {
+        if (!sqlite3_get_autocommit(w->db)) {
+            (void)run_simple(w, ST_ROLLBACK, "rollback");
         }
-        j->result = insert_now(c, j);
-        /* An error that ended the whole transaction (I/O, full disk) fails every row. */
-        aborted = sqlite3_get_autocommit(c->db) != 0;
+        group_lost(st, seq);
     }
-    if (!aborted) {
-        int64_t t0 = as_mono_ns();
-        r = run_simple(c, ST_COMMIT, "commit");
-        if (r == AS_OK) {
-            as_hist_observe(&st->commit_hist, as_mono_ns() - t0);
-            note_commit(c);
-        } else if (!sqlite3_get_autocommit(c->db)) {
-            (void)run_simple(c, ST_ROLLBACK, "rollback");
-        }
-    }
-    wunlock(c);
-    for (struct ins_job *j = jobs; j != NULL; j = j->next) {
-        if (aborted || r != AS_OK) {
-            j->result = AS_ERR_STORE;
-        }
-        j->commit = c->last_commit;
-    }
+    atomic_store(&st->group_seq, 0);
 }
 
-static enum as_err batch_insert(struct as_store *st, struct ins_job *job)
+/* Commits the group transaction if it is open and numbered up to seq. */
+static void group_commit_upto(struct as_store *st, uint64_t seq)
+{
+    uint64_t g = atomic_load(&st->group_seq);
+    if (g == 0 || g > seq) {
+        return;
+    }
+    pthread_mutex_lock(&st->write_mu);
+    group_commit_locked(st);
+    pthread_mutex_unlock(&st->write_mu);
+}
+
+/* Inserts a token or a certificate into the group transaction, opening it when none is. */
+static enum as_err group_insert(struct as_store *st, const struct as_token_rec *t,
+                                struct as_cert_rec *crt)
 {
     enum as_err r;
     struct as_conn *c = NULL;
 
-    /* The caller's connection even when the row goes into a batch: it records the commit for
-     * as_store_sync_mine, so it must exist before the row can be committed. */
+    /* The caller's connection records the commit for as_store_sync_mine. */
     if ((r = conn_ready(st, &c)) != AS_OK) {
         return r;
     }
     if (c->in_tx) {
-        return insert_now(c, job);
+        return t != NULL ? token_insert_now(c, t) : cert_insert_now(c, crt);
     }
-    pthread_mutex_lock(&st->q_mu);
-    *st->q_tail = job;
-    st->q_tail = &job->next;
-    while (!job->done) {
-        if (st->q_busy) {
-            pthread_cond_wait(&st->q_cv, &st->q_mu);
-            continue;
+    struct as_conn *w = st->writer;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += AS_STORE_BUSY_MS / 1000;
+    /* Unlike wlock, never without the lock: the writer connection is shared. */
+    if (pthread_mutex_timedlock(&st->write_mu, &until) != 0) {
+        as_warn("store: waited %d ms for the write lock; the insert fails", AS_STORE_BUSY_MS);
+        return AS_ERR_STORE;
+    }
+    w->wlocked = true; /* so that its statements do not try to take write_mu again */
+    uint64_t seq = atomic_load(&st->group_seq);
+    bool opened = seq == 0;
+    if (opened) {
+        if ((r = run_simple(w, ST_BEGIN, "begin")) != AS_OK) {
+            goto out;
         }
-        st->q_busy = true;
-        struct ins_job *list = st->q_head;
-        st->q_head = NULL;
-        st->q_tail = &st->q_head;
-        pthread_mutex_unlock(&st->q_mu);
-        run_batch(st, list);
-        pthread_mutex_lock(&st->q_mu);
-        for (struct ins_job *j = list; j != NULL;) {
-            struct ins_job *next = j->next; /* j belongs to its waiter once done is set */
-            j->done = true;
-            j = next;
+        seq = atomic_fetch_add(&st->commit_seq, 1) + 1;
+        atomic_store(&st->group_seq, seq);
+    }
+    r = t != NULL ? token_insert_now(w, t) : cert_insert_now(w, crt);
+    if (sqlite3_get_autocommit(w->db)) {
+        /* An error that ended the whole transaction (I/O, full disk) took the group's rows
+         * with it. */
+        if (!opened) {
+            group_lost(st, seq);
         }
-        st->q_busy = false;
-        pthread_cond_broadcast(&st->q_cv);
+        atomic_store(&st->group_seq, 0);
+        if (r == AS_OK) {
+            r = AS_ERR_STORE;
+        }
+    } else if (r != AS_OK && opened) {
+        /* Nothing in it: no open transaction keeps SQLite's write lock for no row (the number
+         * is left unused, which no sync minds). */
+        (void)run_simple(w, ST_ROLLBACK, "rollback");
+        atomic_store(&st->group_seq, 0);
     }
-    pthread_mutex_unlock(&st->q_mu);
-    /* The batch's commit is this thread's to sync. */
-    if (job->result == AS_OK && job->commit > c->last_commit) {
-        c->last_commit = job->commit;
+    if (r == AS_OK && seq > c->last_commit) {
+        c->last_commit = seq;
     }
-    return job->result;
+out:
+    w->wlocked = false;
+    w->invalidates = false;
+    pthread_mutex_unlock(&st->write_mu);
+    return r;
 }
 
 enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec *t)
@@ -2377,8 +2417,7 @@ enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec
     if (st == NULL || t == NULL) {
         return AS_ERR_INVALID;
     }
-    struct ins_job job = {.token = t};
-    return batch_insert(st, &job);
+    return group_insert(st, t, NULL);
 }
 
 enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
@@ -2386,8 +2425,7 @@ enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c)
     if (st == NULL || c == NULL) {
         return AS_ERR_INVALID;
     }
-    struct ins_job job = {.cert = c};
-    return batch_insert(st, &job);
+    return group_insert(st, NULL, c);
 }
 
 enum as_err as_store_cert_revoke(struct as_store *st, const char *serial, int64_t at,
@@ -3371,7 +3409,8 @@ static enum as_err wal_sync(struct as_store *st)
 }
 
 /* Waits until commit number target is on disk, leading a sync when none is running: one
- * fdatasync covers every commit made before it starts. */
+ * fdatasync covers every commit made before it starts, the group transaction's too (committed
+ * first when its number is among them). AS_ERR_STORE when target's group transaction was lost. */
 static enum as_err sync_upto(struct as_store *st, uint64_t target)
 {
     enum as_err r = AS_OK;
@@ -3387,6 +3426,7 @@ static enum as_err sync_upto(struct as_store *st, uint64_t target)
         st->syncing = true;
         uint64_t upto = atomic_load(&st->commit_seq);
         pthread_mutex_unlock(&st->sync_mu);
+        group_commit_upto(st, upto);
         r = wal_sync(st);
         pthread_mutex_lock(&st->sync_mu);
         st->syncing = false;
@@ -3397,6 +3437,9 @@ static enum as_err sync_upto(struct as_store *st, uint64_t target)
         if (r != AS_OK) {
             break;
         }
+    }
+    if (r == AS_OK && group_is_lost(st, target)) {
+        r = AS_ERR_STORE;
     }
     pthread_mutex_unlock(&st->sync_mu);
     return r;

@@ -4,7 +4,11 @@
  * The embedded backend is SQLite in WAL mode: when a write function (or as_store_commit) returns
  * AS_OK, the change survives kill -9 of the process; it is on disk (surviving a power loss) once
  * as_store_sync_mine (or as_store_sync) has returned, which callers do before acknowledging it.
- * Concurrent callers share one disk sync (group commit). Each thread gets its
+ * Concurrent callers share one disk sync (group commit). The exception: a token or certificate
+ * insert outside an explicit transaction goes into a transaction shared with other threads'
+ * inserts (the group transaction), which the next sync covering it commits (or this store's
+ * next other write, or a read on the inserting thread, which sees its own rows); until then it
+ * does not survive kill -9 and other connections do not see it. Each thread gets its
  * own connection, opened lazily on first use; a struct as_store may be shared by all threads.
  * Migrations are versioned (PRAGMA user_version) and applied by as_store_open.
  *
@@ -24,8 +28,8 @@ struct as_store;
 
 /* Opens (creating if missing, mode 0600) the database at path and migrates it. */
 enum as_err as_store_open(const char *path, struct as_store **out) AS_WUR;
-/* Closes every per-thread connection and the writer connection (batched inserts); syncs what
- * was committed. No thread may be inside a call on st. NULL is fine. */
+/* Commits the group transaction, closes every per-thread connection and the writer connection,
+ * and syncs what was committed. No thread may be inside a call on st. NULL is fine. */
 void as_store_close(struct as_store *st);
 
 /*
@@ -36,8 +40,9 @@ enum as_err as_store_begin(struct as_store *st) AS_WUR;
 enum as_err as_store_commit(struct as_store *st) AS_WUR;
 void as_store_rollback(struct as_store *st);
 /* Makes every commit so far (as_store_sync) or the calling thread's latest commit
- * (as_store_sync_mine; AS_OK at once when it has none pending) durable. AS_ERR_STORE when the
- * disk sync fails. */
+ * (as_store_sync_mine; AS_OK at once when it has none pending) durable, committing the group
+ * transaction first when it holds them. AS_ERR_STORE when the disk sync fails, or when that
+ * commit failed (the group's rows are gone). */
 enum as_err as_store_sync(struct as_store *st) AS_WUR;
 enum as_err as_store_sync_mine(struct as_store *st) AS_WUR;
 /*
@@ -97,7 +102,8 @@ struct as_token_rec {
 };
 void as_token_rec_free(struct as_token_rec *t); /* frees owned strings and t itself; NULL ok */
 
-/* Inserts a new token. AS_ERR_EXISTS if the accessor or hash is taken. */
+/* Inserts a new token (into the group transaction outside an explicit one, see the top).
+ * AS_ERR_EXISTS if the accessor or hash is taken. */
 enum as_err as_store_token_insert(struct as_store *st, const struct as_token_rec *t) AS_WUR;
 /* Lookups; *out is a new record (as_token_rec_free). AS_ERR_NOT_FOUND if absent. */
 enum as_err as_store_token_by_hash(struct as_store *st, const unsigned char hash[32],
@@ -167,7 +173,8 @@ struct as_cert_rec {
 void as_cert_rec_free(struct as_cert_rec *c); /* NULL ok */
 void as_cert_recs_free(struct as_cert_rec **v, size_t n);
 
-/* Inserts a record (seq is assigned). AS_ERR_EXISTS if the serial is taken. */
+/* Inserts a record (seq is assigned; into the group transaction outside an explicit one, see
+ * the top). AS_ERR_EXISTS if the serial is taken. */
 enum as_err as_store_cert_insert(struct as_store *st, struct as_cert_rec *c) AS_WUR;
 enum as_err as_store_cert_get(struct as_store *st, const char *serial,
                               struct as_cert_rec **out) AS_WUR;

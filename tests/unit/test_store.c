@@ -805,7 +805,8 @@ static void test_close_with_live_thread(void)
     as_store_close(st);
 }
 
-/* A write that returned AS_OK survives the process being killed right after. */
+/* A write that returned AS_OK survives the process being killed right after; an insert outside
+ * a transaction once a sync covered it (what the server does before it answers). */
 static void test_kill9(void)
 {
     char path[256];
@@ -820,7 +821,7 @@ static void test_kill9(void)
             _exit(3);
         }
         struct as_token_rec t = mk_tok("kill-tok", NULL, 70, 0);
-        if (as_store_token_insert(st, &t) != AS_OK) {
+        if (as_store_token_insert(st, &t) != AS_OK || as_store_sync_mine(st) != AS_OK) {
             _exit(4);
         }
         raise(SIGKILL);
@@ -2767,7 +2768,7 @@ static void test_migrate_v3(void)
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM auth_roles"), 1);
 }
 
-/* ---- batched inserts (run on the store's writer connection) ---- */
+/* ---- inserts in the group transaction (on the store's writer connection) ---- */
 
 #define BATCH_THREADS 8
 #define BATCH_ROWS 40
@@ -2792,7 +2793,7 @@ static void batch_accessor(int thread, const char *what, int i, char *out, size_
 }
 
 /*
- * One worker: certificate and token inserts (batched), each read back at once on this thread's
+ * One worker: certificate and token inserts (group transaction), each read back at once on this thread's
  * own connection while the other threads keep inserting, every tenth row inside an explicit
  * transaction of its own (committed or rolled back), and duplicates that must fail alone. Then,
  * once every worker is done, it reads every row of every worker on its own connection.
@@ -2808,8 +2809,8 @@ static void *batcher_main(void *arg)
         struct as_cert_rec c = mk_cert(serial, "x509", g_spiffe, NULL, 1, 1000, 2000);
         b->errors += as_store_cert_insert(b->st, &c) != AS_OK;
         b->seq[i] = c.seq;
-        /* Each insert waits for its batch's commit, so every one is a later commit, and it is
-         * this thread's to sync. */
+        /* Each insert is synced before the next, so the next goes into a later group
+         * transaction: every one is a later commit, and it is this thread's to sync. */
         uint64_t mine = as_store_my_commit(b->st);
         b->errors += mine <= last;
         last = mine;
@@ -2935,8 +2936,9 @@ static void *committer_main(void *arg)
 }
 
 /*
- * The commit of a batch belongs to every caller in it, whichever thread ran it: a thread whose
- * first store call is an insert has that commit as its latest, later than any commit before.
+ * The commit of a group transaction belongs to every caller whose row went in, whichever thread
+ * commits it: a thread whose first store call is an insert has that commit as its latest, later
+ * than any commit before; inserts with no sync between them share it.
  */
 static void test_batch_commits(void)
 {
@@ -2962,7 +2964,7 @@ static void test_batch_commits(void)
     }
     CHECK(m[0].after > 0);
     CHECK(mine > m[0].after);
-    CHECK(m[1].after > mine);
+    CHECK(m[1].after == mine); /* the same group: this thread has not synced since its insert */
 
     /* A row that failed committed nothing: no later commit is the caller's to wait for. */
     CHECK_INT(as_store_cert_insert(st, &c), AS_ERR_EXISTS);
@@ -2972,6 +2974,63 @@ static void test_batch_commits(void)
     CHECK_INT(as_store_token_insert(st, &t), AS_ERR_INVALID);
     CHECK(as_store_my_commit(st) == mine);
     CHECK_INT(as_store_sync_mine(st), AS_OK);
+    as_store_close(st);
+}
+
+/* One token insert on a thread of its own, synced only when asked. */
+struct grouper {
+    struct as_store *st;
+    const char *accessor;
+    bool sync;
+    enum as_err r;
+};
+
+static void *grouper_main(void *arg)
+{
+    struct grouper *g = arg;
+    struct as_token_rec t = mk_tok(g->accessor, NULL, 7000 + (unsigned char)g->accessor[strlen(g->accessor) - 1], 0);
+    g->r = as_store_token_insert(g->st, &t);
+    if (g->r == AS_OK && g->sync) {
+        g->r = as_store_sync_mine(g->st);
+    }
+    return NULL;
+}
+
+/*
+ * The group transaction: another thread's insert is invisible here until something commits it,
+ * which is a sync covering it, or any other write of this store (it needs SQLite's write lock).
+ */
+static void test_group_visibility(void)
+{
+    struct as_store *st = open_fresh("group.db");
+    pthread_t th;
+    if (st == NULL) {
+        return;
+    }
+    struct grouper g1 = {st, "grp-1", false, AS_ERR_INTERNAL};
+    CHECK_INT(pthread_create(&th, NULL, grouper_main, &g1), 0);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    CHECK_INT(g1.r, AS_OK);
+    CHECK(!has_token(st, "grp-1"));
+    /* A write of this thread commits the group first. */
+    CHECK_INT(as_store_setting_put(st, "g", "1", 1), AS_OK);
+    CHECK(has_token(st, "grp-1"));
+
+    struct grouper g2 = {st, "grp-2", false, AS_ERR_INTERNAL};
+    CHECK_INT(pthread_create(&th, NULL, grouper_main, &g2), 0);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    CHECK_INT(g2.r, AS_OK);
+    CHECK(!has_token(st, "grp-2"));
+    /* So does a sync of everything. */
+    CHECK_INT(as_store_sync(st), AS_OK);
+    CHECK(has_token(st, "grp-2"));
+
+    /* And the inserting thread's own sync, before it returns. */
+    struct grouper g3 = {st, "grp-3", true, AS_ERR_INTERNAL};
+    CHECK_INT(pthread_create(&th, NULL, grouper_main, &g3), 0);
+    CHECK_INT(pthread_join(th, NULL), 0);
+    CHECK_INT(g3.r, AS_OK);
+    CHECK(has_token(st, "grp-3"));
     as_store_close(st);
 }
 
@@ -3008,15 +3067,21 @@ static void test_batch_sees_other_writes(void)
     CHECK_INT(as_store_commit(a), AS_OK);
     CHECK_INT(as_store_token_insert(a, &u), AS_ERR_EXISTS);
 
-    /* Another store's writer in between: each sees the other's rows. */
+    /* Another store's writer in between: each sees the other's rows once they are synced (an
+     * open group transaction holds SQLite's write lock, as a request holds it until it syncs
+     * before answering). */
     struct as_cert_rec c1 = mk_cert("ot:01", "x509", g_spiffe, NULL, 1, 1000, 2000);
     struct as_cert_rec c2 = mk_cert("ot:02", "x509", g_spiffe, NULL, 1, 1000, 2000);
     CHECK_INT(as_store_cert_insert(a, &c1), AS_OK);
+    CHECK_INT(as_store_sync_mine(a), AS_OK);
     CHECK_INT(as_store_cert_insert(b, &c2), AS_OK);
+    CHECK_INT(as_store_sync_mine(b), AS_OK);
     CHECK(c2.seq > c1.seq);
     CHECK_INT(as_store_cert_insert(a, &c2), AS_ERR_EXISTS);
+    CHECK_INT(as_store_sync_mine(a), AS_OK);
     CHECK_INT(as_store_cert_insert(b, &c1), AS_ERR_EXISTS);
     CHECK_INT(as_store_token_insert(b, &t), AS_ERR_EXISTS);
+    CHECK_INT(as_store_sync_mine(b), AS_OK);
 
     /* A revocation on another connection, then a batch: the batch neither undoes nor hides it. */
     CHECK_INT(as_store_cert_revoke(b, "ot:01", 1500, &at, &was), AS_OK);
@@ -3030,7 +3095,7 @@ static void test_batch_sees_other_writes(void)
     as_store_close(a);
 }
 
-/* A batched insert: the writer connection is closed by as_store_close, and the inserting
+/* An insert in the group transaction: the writer connection is closed by as_store_close, and the inserting
  * thread's exit only ever closes the thread's own. */
 static enum as_err insert_token(struct as_store *st)
 {
@@ -3115,6 +3180,7 @@ int main(void)
     test_migrate_v3();
     test_batch_threads();
     test_batch_commits();
+    test_group_visibility();
     test_batch_sees_other_writes();
     test_batch_close();
 
