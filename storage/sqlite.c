@@ -7,8 +7,8 @@
  * power loss) once as_store_sync or as_store_sync_mine has returned, and those make many
  * commits share one fdatasync of the WAL file (SQLite's FULL would sync once per commit, which
  * caps durable writes at the disk's sync rate). Inserts outside a transaction are the exception:
- * they wait in the group transaction (below) for the sync that commits them. The WAL file is kept (SQLITE_FCNTL_PERSIST_WAL)
- * so the descriptor we sync stays the file SQLite writes.
+ * they wait in the group transaction (below) for the sync that commits them. The WAL file is
+ * kept (SQLITE_FCNTL_PERSIST_WAL) so the descriptor we sync stays the file SQLite writes.
  *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
  * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
