@@ -633,7 +633,7 @@ out:
     return r;
 }
 
-static void group_commit_upto(struct as_store *st, uint64_t seq);
+static enum as_err group_commit_upto(struct as_store *st, uint64_t seq);
 static void group_commit_locked(struct as_store *st);
 
 /*
@@ -653,9 +653,12 @@ static enum as_err conn_ready(struct as_store *st, struct as_conn **out)
         as_error("store: the transaction was aborted by an earlier error; roll it back");
         return AS_ERR_STORE;
     }
-    /* A thread reads its own inserts: commit the group transaction if one of them is in it. */
-    if (!c->in_tx && !c->wlocked && c->last_commit == atomic_load(&c->st->group_seq)) {
-        group_commit_upto(c->st, c->last_commit);
+    /* A thread reads its own inserts: commit the group transaction if one of them is in it
+     * (its own insert has finished, so group_seq shows that group). */
+    if (!c->in_tx && !c->wlocked && c->last_commit != 0 &&
+        c->last_commit == atomic_load(&c->st->group_seq) &&
+        (r = group_commit_upto(c->st, c->last_commit)) != AS_OK) {
+        return r;
     }
     *out = c;
     return AS_OK;
@@ -2340,16 +2343,28 @@ static void group_commit_locked(struct as_store *st)
     atomic_store(&st->group_seq, 0);
 }
 
-/* Commits the group transaction if it is open and numbered up to seq. */
-static void group_commit_upto(struct as_store *st, uint64_t seq)
+/*
+ * Commits the group transaction if it is open and numbered up to seq. Always under write_mu,
+ * never from a glance at group_seq: a group takes its number from commit_seq a moment before
+ * group_seq shows it (both under write_mu), so a sync that read commit_seq in that moment would
+ * see no open group and call a commit on disk that was never made. AS_ERR_STORE when write_mu
+ * stays taken past AS_STORE_BUSY_MS (a sync that waits for it must not hang).
+ */
+static enum as_err group_commit_upto(struct as_store *st, uint64_t seq)
 {
-    uint64_t g = atomic_load(&st->group_seq);
-    if (g == 0 || g > seq) {
-        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += AS_STORE_BUSY_MS / 1000;
+    if (pthread_mutex_timedlock(&st->write_mu, &until) != 0) {
+        as_error("store: waited %d ms for the write lock to commit a group", AS_STORE_BUSY_MS);
+        return AS_ERR_STORE;
     }
-    pthread_mutex_lock(&st->write_mu);
-    group_commit_locked(st);
+    uint64_t g = atomic_load(&st->group_seq);
+    if (g != 0 && g <= seq) {
+        group_commit_locked(st);
+    }
     pthread_mutex_unlock(&st->write_mu);
+    return AS_OK;
 }
 
 /* Inserts a token or a certificate into the group transaction, opening it when none is. */
@@ -3426,8 +3441,10 @@ static enum as_err sync_upto(struct as_store *st, uint64_t target)
         st->syncing = true;
         uint64_t upto = atomic_load(&st->commit_seq);
         pthread_mutex_unlock(&st->sync_mu);
-        group_commit_upto(st, upto);
-        r = wal_sync(st);
+        r = group_commit_upto(st, upto);
+        if (r == AS_OK) {
+            r = wal_sync(st);
+        }
         pthread_mutex_lock(&st->sync_mu);
         st->syncing = false;
         if (r == AS_OK && upto > st->synced) {
