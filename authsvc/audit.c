@@ -467,10 +467,12 @@ static void promote(struct as_audit *a, uint64_t upto)
     }
 }
 
-/* Gives the file up after a failed write or sync: waiters on it fail, the next line reopens. */
+/* Gives the file up after a failed write or sync: waiters on it fail, the next line reopens.
+ * While a sync of the file runs, its leader closes the descriptor once its fdatasync returns,
+ * so that the number is not reused under it (lead_sync). */
 static void drop_locked(struct as_audit *a)
 {
-    if (a->fd >= 0) {
+    if (a->fd >= 0 && !a->syncing) {
         close(a->fd);
     }
     a->fd = -1;
@@ -767,6 +769,13 @@ static void lead_sync(struct as_audit *a)
     }
     pthread_mutex_lock(&a->mu);
     a->syncing = false;
+    if (a->fd != fd) {
+        /* Given up meanwhile (a failed write or store sync): its waiters have failed; the
+         * next line may reopen it now (append waits on cv for that). */
+        close(fd);
+        pthread_cond_broadcast(&a->cv);
+        return;
+    }
     if (sr != AS_OK) {
         drop_locked(a);
         return;
