@@ -673,15 +673,21 @@ static enum as_err conn_ready(struct as_store *st, struct as_conn **out)
  * without it (SQLite's own lock still serializes), so a lock-order mistake elsewhere shows up as
  * slowness and a log line, never as a hang.
  */
+/* Takes st->write_mu, waiting at most AS_STORE_BUSY_MS; false when that ran out. */
+static bool write_mu_lock(struct as_store *st)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += AS_STORE_BUSY_MS / 1000;
+    return pthread_mutex_timedlock(&st->write_mu, &until) == 0;
+}
+
 static void wlock(struct as_conn *c)
 {
     if (c->wlocked) {
         return;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += AS_STORE_BUSY_MS / 1000;
-    if (pthread_mutex_timedlock(&c->st->write_mu, &until) == 0) {
+    if (write_mu_lock(c->st)) {
         c->wlocked = true;
         /* SQLite's write lock is the group transaction's while it is open. */
         group_commit_locked(c->st);
@@ -2352,10 +2358,7 @@ static void group_commit_locked(struct as_store *st)
  */
 static enum as_err group_commit_upto(struct as_store *st, uint64_t seq)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += AS_STORE_BUSY_MS / 1000;
-    if (pthread_mutex_timedlock(&st->write_mu, &until) != 0) {
+    if (!write_mu_lock(st)) {
         as_error("store: waited %d ms for the write lock to commit a group", AS_STORE_BUSY_MS);
         return AS_ERR_STORE;
     }
@@ -2382,11 +2385,8 @@ static enum as_err group_insert(struct as_store *st, const struct as_token_rec *
         return t != NULL ? token_insert_now(c, t) : cert_insert_now(c, crt);
     }
     struct as_conn *w = st->writer;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += AS_STORE_BUSY_MS / 1000;
     /* Unlike wlock, never without the lock: the writer connection is shared. */
-    if (pthread_mutex_timedlock(&st->write_mu, &until) != 0) {
+    if (!write_mu_lock(st)) {
         as_warn("store: waited %d ms for the write lock; the insert fails", AS_STORE_BUSY_MS);
         return AS_ERR_STORE;
     }
