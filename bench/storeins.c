@@ -12,10 +12,10 @@
  *
  * Wall-clock figures from this are meaningless (it is meant to run under strace -f -c or
  * valgrind --tool=callgrind); it prints what those need to be divided by: the rows inserted and
- * the number of distinct commits (batches) they went into. Every thread opens its connection and
- * waits at a barrier before the measured part, so a run with ROWS = 0 measures the fixed cost
- * to subtract. Keys come from a fixed-seed generator, so two runs on copies of one preloaded file
- * touch the same pages.
+ * the number of distinct commits (group transactions) they went into. Every thread opens its
+ * connection and waits at a barrier before the measured part, so a run with ROWS = 0 measures
+ * the fixed cost to subtract. Keys come from a fixed-seed generator, so two runs on copies of
+ * one preloaded file touch the same pages.
  */
 #include <pthread.h>
 #include <stdio.h>
