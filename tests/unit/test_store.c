@@ -2793,10 +2793,11 @@ static void batch_accessor(int thread, const char *what, int i, char *out, size_
 }
 
 /*
- * One worker: certificate and token inserts (group transaction), each read back at once on this thread's
- * own connection while the other threads keep inserting, every tenth row inside an explicit
- * transaction of its own (committed or rolled back), and duplicates that must fail alone. Then,
- * once every worker is done, it reads every row of every worker on its own connection.
+ * One worker: certificate and token inserts (group transaction), each read back at once on this
+ * thread's own connection while the other threads keep inserting, every tenth row inside an
+ * explicit transaction of its own (committed or rolled back), and duplicates that must fail
+ * alone. Then, once every worker is done, it reads every row of every worker on its own
+ * connection.
  */
 static void *batcher_main(void *arg)
 {
@@ -2988,7 +2989,8 @@ struct grouper {
 static void *grouper_main(void *arg)
 {
     struct grouper *g = arg;
-    struct as_token_rec t = mk_tok(g->accessor, NULL, 7000 + (unsigned char)g->accessor[strlen(g->accessor) - 1], 0);
+    unsigned last = (unsigned char)g->accessor[strlen(g->accessor) - 1]; /* distinct hashes */
+    struct as_token_rec t = mk_tok(g->accessor, NULL, 7000 + last, 0);
     g->r = as_store_token_insert(g->st, &t);
     if (g->r == AS_OK && g->sync) {
         g->r = as_store_sync_mine(g->st);
@@ -3095,8 +3097,8 @@ static void test_batch_sees_other_writes(void)
     as_store_close(a);
 }
 
-/* An insert in the group transaction: the writer connection is closed by as_store_close, and the inserting
- * thread's exit only ever closes the thread's own. */
+/* An insert in the group transaction: the writer connection is closed by as_store_close, and
+ * the inserting thread's exit only ever closes the thread's own. */
 static enum as_err insert_token(struct as_store *st)
 {
     struct as_token_rec t = mk_tok("close-tok", NULL, 90, 0);
