@@ -532,6 +532,15 @@ static enum as_err new_secret(char **secret, char accessor[AS_ACCESSOR_LEN + 1])
         (r = as_rand_bytes(acc, sizeof acc)) != AS_OK) {
         return r;
     }
+    /* Accessors go on command lines (authctl token lookup -accessor ACC), where one beginning
+     * with '-' reads as a flag: the first character is drawn again until it is a letter or a
+     * digit (base64url values 62 and 63 are '-' and '_'), uniform over the 62 others. */
+    while ((acc[0] >> 2) >= 62) {
+        if ((r = as_rand_bytes(acc, 1)) != AS_OK) {
+            as_wipe(raw, sizeof raw);
+            return r;
+        }
+    }
     char *s = malloc(AS_TOKEN_SECRET_LEN + 1);
     if (s == NULL) {
         as_wipe(raw, sizeof raw);
