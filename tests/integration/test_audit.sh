@@ -375,6 +375,51 @@ check "no SVID was recorded while the disk was full" \
 HEAD=$(head_point)
 verify -head="$HEAD" "$AL.1" "$AL" "$TMP/fifo.out" "$TMP/alog/a1.log" "$TMP/alog/a2.log"
 check "the whole chain verifies across five files" "$RC $ERR" "0 "
+
+# ---------- rotations while clients write ----------
+# Six clients create tokens (each answer waits for its lines and its row to be synced, in
+# groups shared with the others) while the file is rotated three times. Every request must
+# succeed, every token answered must have its lines in some file, and the chain must verify.
+writer() {
+    local n=0
+    while [ ! -e "$TMP/stop-writers" ] && [ $n -lt 300 ]; do
+        n=$((n + 1))
+        out=$(curl -s -m 10 -H "X-Vault-Token: $ROOT_TOKEN" -w '\n%{http_code}' \
+            -d '{"policies":["default"]}' "$ADDR/v1/auth/token/create" || true)
+        code=${out##*$'\n'}
+        if [ "$code" = 200 ]; then
+            jq -r .auth.accessor <<<"${out%$'\n'*}" >>"$TMP/rot-acc.$1"
+        else
+            echo "$code" >>"$TMP/rot-bad.$1"
+        fi
+    done
+    return 0
+}
+WRITERS=()
+for c in 1 2 3 4 5 6; do
+    writer "$c" &
+    WRITERS+=($!)
+done
+for f in a3 a4 a5; do
+    sleep 0.3
+    ln -sfn "$TMP/alog/$f.log" "$TMP/alog/cur"
+    hup
+done
+sleep 0.3
+touch "$TMP/stop-writers"
+wait "${WRITERS[@]}"
+NACC=$(cat "$TMP"/rot-acc.* 2>/dev/null | wc -l)
+check "rotations under load: no request failed" "$(cat "$TMP"/rot-bad.* 2>/dev/null | sort | uniq -c | tr -s ' ')" ""
+check "rotations under load: tokens were made in every file" \
+    "$(for f in a2 a3 a4 a5; do grep -c '"path":"auth/token/create"' "$TMP/alog/$f.log" || true; done | grep -c '^0$')" 0
+missing=0
+while read -r acc; do
+    grep -q -- "\"accessor\":\"$acc\"" "$TMP"/alog/a[2-5].log || missing=$((missing + 1))
+done < <(cat "$TMP"/rot-acc.*)
+check "rotations under load: every token answered has its audit lines ($NACC tokens)" "$missing" 0
+HEAD=$(head_point)
+verify -head="$HEAD" "$AL.1" "$AL" "$TMP/fifo.out" "$TMP"/alog/a[1-5].log
+check "rotations under load: the chain verifies across all the files" "$RC $ERR" "0 "
 stop_server
 
 finish
