@@ -88,6 +88,7 @@ struct as_audit {
     uint64_t synced;     /* lines covered by a finished fdatasync + head write */
     uint64_t epoch;      /* bumped when the file is given up: waiters of the old one fail */
     bool syncing;
+    bool reopening;      /* as_audit_reopen is draining the old file: appends wait (cv) */
     struct waiter *wq;   /* waiters in line order (append queues them in that order) */
     struct waiter **wq_tail;
     uint64_t store_need;  /* the latest store commit a written line's request made */
@@ -664,7 +665,10 @@ enum as_err as_audit_reopen(struct as_audit *a)
     }
     pthread_mutex_lock(&a->mu);
     /* Lines already written to the old file are made durable there first, so the requests
-     * waiting on them are answered rather than failed by the reopen. */
+     * waiting on them are answered rather than failed by the reopen. New lines wait for the new
+     * file meanwhile: under a steady stream of audited requests the lines to sync kept coming,
+     * and the loop below chased them for as long as the stream lasted. */
+    a->reopening = true;
     while (a->syncing || (a->fd >= 0 && a->synced < a->written)) {
         if (a->syncing) {
             pthread_cond_wait(&a->cv, &a->mu);
@@ -680,6 +684,8 @@ enum as_err as_audit_reopen(struct as_audit *a)
     wake_synced(a, true); /* none: every line written was synced above */
     enum as_err r = open_locked(a);
     uint64_t line = a->chain.line_no;
+    a->reopening = false;
+    pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
     if (as_audit_persist_head(a) != AS_OK) {
         r = AS_ERR_STORE;
@@ -804,7 +810,7 @@ static enum as_err append(struct as_audit *a, const char *body, size_t blen, boo
     char *line = NULL;
     size_t len = 0;
     pthread_mutex_lock(&a->mu);
-    while (a->fd < 0 && a->syncing) {
+    while ((a->fd < 0 && a->syncing) || a->reopening) {
         pthread_cond_wait(&a->cv, &a->mu);
     }
     if (a->fd < 0 && (r = open_locked(a)) != AS_OK) {
