@@ -68,8 +68,14 @@ struct waiter {
     uint64_t mine; /* its line */
     enum waiter_state state;
     sem_t sem;
+    /* An asynchronous waiter (as_audit_response_async, malloc'd): done(arg, ok) instead of the
+     * semaphore, called once with mu held; the device's sync threads lead its syncs. */
+    void (*done)(void *arg, bool ok);
+    void *arg;
     struct waiter *next;
 };
+
+#define SYNC_THREADS 2 /* two, so one group's file sync overlaps the previous group's store sync */
 
 struct as_audit {
     struct as_store *store;
@@ -89,6 +95,14 @@ struct as_audit {
     uint64_t epoch;      /* bumped when the file is given up: waiters of the old one fail */
     bool syncing;
     bool reopening;      /* as_audit_reopen is draining the old file: appends wait (cv) */
+    /* The sync threads (sync_main) lead syncs for asynchronous waiters: when need > started and
+     * no sync of the file runs. */
+    pthread_t syncers[SYNC_THREADS];
+    int nsyncers;
+    bool stopping;
+    pthread_cond_t scv;
+    uint64_t need;       /* the latest line an asynchronous waiter waits for */
+    uint64_t started;    /* the lines the latest sync of the file started covered */
     struct waiter *wq;   /* waiters in line order (append queues them in that order) */
     struct waiter **wq_tail;
     uint64_t store_need;  /* the latest store commit a written line's request made */
@@ -438,6 +452,13 @@ static void wake_one(struct as_audit *a, struct waiter **pw, enum waiter_state s
     if (*pw == NULL) {
         a->wq_tail = pw;
     }
+    if (w->done != NULL) {
+        void (*done)(void *, bool) = w->done;
+        void *arg = w->arg;
+        free(w);
+        done(arg, state == W_DONE);
+        return;
+    }
     w->state = state;
     sem_post(&w->sem); /* w is its owner's again from here */
 }
@@ -462,10 +483,31 @@ static void promote(struct as_audit *a, uint64_t upto)
     }
     for (struct waiter **pw = &a->wq; *pw != NULL; pw = &(*pw)->next) {
         if ((*pw)->mine > upto) {
-            wake_one(a, pw, W_LEAD);
+            if ((*pw)->done != NULL) {
+                pthread_cond_signal(&a->scv); /* a sync thread leads for it */
+            } else {
+                wake_one(a, pw, W_LEAD);
+            }
             return;
         }
     }
+}
+
+/* A sync thread: leads the syncs that asynchronous waiters need, so that no request thread
+ * blocks in fdatasync for them. */
+static void *sync_main(void *arg)
+{
+    struct as_audit *a = arg;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stopping) {
+        if (!a->syncing && !a->reopening && a->fd >= 0 && a->need > a->started) {
+            lead_sync(a);
+            continue;
+        }
+        pthread_cond_wait(&a->scv, &a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
 }
 
 /* Gives the file up after a failed write or sync: waiters on it fail, the next line reopens.
@@ -597,6 +639,7 @@ enum as_err as_audit_open(struct as_store *store, const char *path, bool log_all
     a->log_allowed_checks = log_allowed_checks;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_cond_init(&a->scv, NULL);
     a->wq_tail = &a->wq;
     if ((r = load_salt(a)) != AS_OK) {
         goto fail;
@@ -631,6 +674,14 @@ enum as_err as_audit_open(struct as_store *store, const char *path, bool log_all
     } else {
         as_info("audit: writing %s (chain at line %" PRIu64 ")", path, a->chain.line_no);
     }
+    for (int i = 0; i < SYNC_THREADS; i++) {
+        if (pthread_create(&a->syncers[i], NULL, sync_main, a) != 0) {
+            as_error("audit: cannot start a sync thread");
+            r = AS_ERR_INTERNAL;
+            goto fail;
+        }
+        a->nsyncers++;
+    }
     *out = a;
     return AS_OK;
 fail:
@@ -647,11 +698,19 @@ void as_audit_free(struct as_audit *a)
     if (as_audit_flush(a) != AS_OK) {
         as_error("audit: the head in the store is behind the file; the next start adopts it");
     }
+    pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_cond_broadcast(&a->scv);
+    pthread_mutex_unlock(&a->mu);
+    for (int i = 0; i < a->nsyncers; i++) {
+        pthread_join(a->syncers[i], NULL);
+    }
     if (a->fd >= 0) {
         close(a->fd);
     }
     as_wipe(a->salt, sizeof a->salt);
     as_hmac_key_free(a->mac);
+    pthread_cond_destroy(&a->scv);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
     free(a->path);
@@ -762,6 +821,9 @@ static void lead_sync(struct as_audit *a)
 {
     a->syncing = true;
     uint64_t upto = a->written;
+    if (upto > a->started) {
+        a->started = upto;
+    }
     /* Store commits the requests of these lines made (before writing their lines). */
     uint64_t store_upto = a->store_need;
     struct as_chain head = a->chain;
@@ -804,7 +866,8 @@ static void lead_sync(struct as_audit *a)
 /* Appends one line, body (len bytes) being the record without prev_hash (written outside the
  * lock: only splicing in prev_hash and hashing need the chain); with wait, returns once it is
  * durable (see the group commit note at the top). */
-static enum as_err append(struct as_audit *a, const char *body, size_t blen, bool wait)
+static enum as_err append(struct as_audit *a, const char *body, size_t blen, bool wait,
+                          void (*done)(void *, bool), void *arg, bool *pending)
 {
     enum as_err r;
     char *line = NULL;
@@ -838,6 +901,25 @@ static enum as_err append(struct as_audit *a, const char *body, size_t blen, boo
     }
     uint64_t epoch = a->epoch;
     r = AS_OK;
+    if (done != NULL && a->synced < mine) {
+        /* Queued in line order, under the lock that wrote the line. */
+        struct waiter *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            pthread_mutex_unlock(&a->mu);
+            return AS_ERR_NOMEM;
+        }
+        w->mine = mine;
+        w->done = done;
+        w->arg = arg;
+        *a->wq_tail = w;
+        a->wq_tail = &w->next;
+        if (mine > a->need) {
+            a->need = mine;
+        }
+        pthread_cond_signal(&a->scv);
+        *pending = true;
+        wait = false;
+    }
     while (wait && a->synced < mine) {
         if (a->epoch != epoch) {
             r = AS_ERR_IO;
@@ -1094,7 +1176,7 @@ static enum as_err put_response_block(struct as_buf *b, struct as_audit *a,
  */
 static enum as_err write_record(struct as_audit *a, const char *type, struct as_req *req,
                                 const struct as_resp *resp, int status, const char *error,
-                                bool wait)
+                                bool wait, void (*done)(void *, bool), void *arg, bool *pending)
 {
     char ts[48];
     struct as_buf b;
@@ -1117,7 +1199,7 @@ static enum as_err write_record(struct as_audit *a, const char *type, struct as_
     }
     if (r == AS_OK && (r = member_str(&b, &first, "error", error ? error : "")) == AS_OK &&
         (r = PUT(&b, "}")) == AS_OK) {
-        r = append(a, b.data, b.len, wait);
+        r = append(a, b.data, b.len, wait, done, arg, pending);
     }
     as_buf_free(&b, false);
     return r;
@@ -1125,12 +1207,20 @@ static enum as_err write_record(struct as_audit *a, const char *type, struct as_
 
 enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error)
 {
-    return write_record(a, "request", req, NULL, 0, error, false);
+    return write_record(a, "request", req, NULL, 0, error, false, NULL, NULL, NULL);
 }
 
 enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable)
 {
-    return write_record(a, "response", req, resp, status, error, durable);
+    return write_record(a, "response", req, resp, status, error, durable, NULL, NULL, NULL);
+}
+
+enum as_err as_audit_response_async(struct as_audit *a, struct as_req *req,
+                                    const struct as_resp *resp, int status, const char *error,
+                                    void (*done)(void *arg, bool ok), void *arg, bool *pending)
+{
+    *pending = false;
+    return write_record(a, "response", req, resp, status, error, false, done, arg, pending);
 }

@@ -368,6 +368,17 @@ enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char 
 enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable) AS_WUR;
+/*
+ * as_audit_response with durable, without blocking: when the line is written but not yet on
+ * disk, *pending is set and done(arg, ok) is called exactly once from one of the device's sync
+ * threads (with its lock held: done must not call into the device) once the line and the store
+ * commits before it are on disk (ok) or the file was given up (!ok). Otherwise *pending is false
+ * and the result is that of as_audit_response.
+ */
+enum as_err as_audit_response_async(struct as_audit *a, struct as_req *req,
+                                    const struct as_resp *resp, int status, const char *error,
+                                    void (*done)(void *arg, bool ok), void *arg,
+                                    bool *pending) AS_WUR;
 /* Syncs every line written so far and records the head in the store (the main loop, once a
  * second). */
 enum as_err as_audit_flush(struct as_audit *a) AS_WUR;
