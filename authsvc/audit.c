@@ -102,6 +102,7 @@ struct as_audit {
     bool stopping;
     pthread_cond_t scv;
     uint64_t need;       /* the latest line an asynchronous waiter waits for */
+    bool sync_wanted;    /* scv was signalled and no sync thread has taken it up yet */
     uint64_t started;    /* the lines the latest sync of the file started covered */
     struct waiter *wq;   /* waiters in line order (append queues them in that order) */
     struct waiter **wq_tail;
@@ -444,6 +445,19 @@ static enum as_err open_locked(struct as_audit *a)
     return AS_OK;
 }
 
+/*
+ * Wakes one sync thread to lead a sync for asynchronous waiters, unless a sync of the file runs
+ * (its end calls promote) or a wake-up is already on its way: one signal per request woke the
+ * idle sync thread only to find the file busy. Called with mu held.
+ */
+static void want_sync(struct as_audit *a)
+{
+    if (!a->syncing && !a->sync_wanted) {
+        a->sync_wanted = true;
+        pthread_cond_signal(&a->scv);
+    }
+}
+
 /* Unlinks *pw (a queued waiter) and wakes it with state. Called with mu held. */
 static void wake_one(struct as_audit *a, struct waiter **pw, enum waiter_state state)
 {
@@ -484,7 +498,7 @@ static void promote(struct as_audit *a, uint64_t upto)
     for (struct waiter **pw = &a->wq; *pw != NULL; pw = &(*pw)->next) {
         if ((*pw)->mine > upto) {
             if ((*pw)->done != NULL) {
-                pthread_cond_signal(&a->scv); /* a sync thread leads for it */
+                want_sync(a); /* a sync thread leads for it */
             } else {
                 wake_one(a, pw, W_LEAD);
             }
@@ -501,9 +515,11 @@ static void *sync_main(void *arg)
     pthread_mutex_lock(&a->mu);
     while (!a->stopping) {
         if (!a->syncing && !a->reopening && a->fd >= 0 && a->need > a->started) {
+            a->sync_wanted = false;
             lead_sync(a);
             continue;
         }
+        a->sync_wanted = false;
         pthread_cond_wait(&a->scv, &a->mu);
     }
     pthread_mutex_unlock(&a->mu);
@@ -916,7 +932,7 @@ static enum as_err append(struct as_audit *a, const char *body, size_t blen, boo
         if (mine > a->need) {
             a->need = mine;
         }
-        pthread_cond_signal(&a->scv);
+        want_sync(a);
         *pending = true;
         wait = false;
     }
