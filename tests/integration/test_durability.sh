@@ -118,10 +118,11 @@ api LIST sys/policy
 check "after all cycles every cycle policy is listed" \
     "$(jv '[.data.keys[]|select(startswith("cycle-"))]|sort|join(",")')" "cycle-1,cycle-2,cycle-3,cycle-4,cycle-5"
 
-# ---------- SIGKILL in the middle of concurrent inserts ----------
-# Eight clients issue SVIDs and create tokens as fast as they can; the server is killed while
-# they do. Every SVID and token that was answered 200 must be there after the restart: inserts
-# share one transaction that the group sync commits, and nothing may be answered before it.
+# ---------- SIGKILL / SIGTERM in the middle of concurrent inserts ----------
+# Eight clients issue SVIDs and create tokens as fast as they can while the server is killed
+# (or stopped). Every SVID and token that was answered 200 must be there after the restart:
+# inserts share one transaction that the group sync commits, and nothing may be answered
+# before it.
 burst() {
     local n=0
     while [ ! -e "$TMP/stop" ] && [ $n -lt 400 ]; do
@@ -138,71 +139,45 @@ burst() {
     done
     return 0
 }
-BURSTS=()
-for c in 1 2 3 4 5 6 7 8; do
-    burst "$c" &
-    BURSTS+=($!)
-done
-# Kill once some answers are in, while the clients keep sending.
-for _ in $(seq 100); do
-    [ "$(cat "$TMP"/acked-serials.* "$TMP"/acked-accessors.* 2>/dev/null | wc -l)" -ge 40 ] && break
-    sleep 0.05
-done
-kill_server
-touch "$TMP/stop"
-wait "${BURSTS[@]}"
-restart_server
-cat "$TMP"/acked-serials.* >"$TMP/acked-serials" 2>/dev/null || true
-cat "$TMP"/acked-accessors.* >"$TMP/acked-accessors" 2>/dev/null || true
-NS=$(wc -l <"$TMP/acked-serials")
-NA=$(wc -l <"$TMP/acked-accessors")
-check "concurrent burst: some SVIDs and tokens were answered before the kill" \
-    "$([ "$NS" -gt 0 ] && [ "$NA" -gt 0 ] && echo yes)" yes
-missing=0
-while read -r s; do
-    [ "$(st GET "pki/cert/$s" "" -)" = 200 ] || missing=$((missing + 1))
-done <"$TMP/acked-serials"
-check "concurrent burst: every SVID answered 200 is recorded after SIGKILL ($NS)" "$missing" 0
-missing=0
-while read -r a; do
-    [ "$(st POST auth/token/lookup-accessor "{\"accessor\":\"$a\"}" "$ROOT_TOKEN")" = 200 ] ||
-        missing=$((missing + 1))
-done <"$TMP/acked-accessors"
-check "concurrent burst: every token answered 200 exists after SIGKILL ($NA)" "$missing" 0
-
-# ---------- SIGTERM in the middle of concurrent inserts ----------
-# The same burst, stopped cleanly: answers waiting for their sync are suspended connections,
-# which the server must resume before it stops (libmicrohttpd aborts otherwise): exit code 0,
-# and every answer given is kept.
-rm -f "$TMP"/acked-* "$TMP/stop"
-BURSTS=()
-for c in 1 2 3 4 5 6 7 8; do
-    burst "$c" &
-    BURSTS+=($!)
-done
-for _ in $(seq 100); do
-    [ "$(cat "$TMP"/acked-serials.* "$TMP"/acked-accessors.* 2>/dev/null | wc -l)" -ge 40 ] && break
-    sleep 0.05
-done
-stop_server
-touch "$TMP/stop"
-wait "${BURSTS[@]}"
-check "SIGTERM under load: no abort in the server log" \
-    "$(grep -ci 'panic\|suspended connections\|abort' "$SRV_LOG" || true)" 0
-restart_server
-cat "$TMP"/acked-serials.* >"$TMP/acked-serials" 2>/dev/null || true
-cat "$TMP"/acked-accessors.* >"$TMP/acked-accessors" 2>/dev/null || true
-NS=$(wc -l <"$TMP/acked-serials")
-NA=$(wc -l <"$TMP/acked-accessors")
-missing=0
-while read -r s; do
-    [ "$(st GET "pki/cert/$s" "" -)" = 200 ] || missing=$((missing + 1))
-done <"$TMP/acked-serials"
-while read -r a; do
-    [ "$(st POST auth/token/lookup-accessor "{\"accessor\":\"$a\"}" "$ROOT_TOKEN")" = 200 ] ||
-        missing=$((missing + 1))
-done <"$TMP/acked-accessors"
-check "SIGTERM under load: every SVID and token answered 200 is kept ($NS + $NA)" "$missing" 0
+# burst_then STOPCMD WHAT: runs the eight clients, STOPCMD (kill_server or stop_server) once
+# some answers are in while they keep sending, restarts, and checks every answer is kept.
+burst_then() {
+    rm -f "$TMP"/acked-* "$TMP/stop"
+    local bursts=() c s a missing=0
+    for c in 1 2 3 4 5 6 7 8; do
+        burst "$c" &
+        bursts+=($!)
+    done
+    for _ in $(seq 100); do
+        [ "$(cat "$TMP"/acked-serials.* "$TMP"/acked-accessors.* 2>/dev/null | wc -l)" -ge 40 ] && break
+        sleep 0.05
+    done
+    "$1"
+    touch "$TMP/stop"
+    wait "${bursts[@]}"
+    check "$2: no abort in the server log" \
+        "$(grep -ci 'panic\|suspended connections\|abort' "$SRV_LOG" || true)" 0
+    restart_server
+    cat "$TMP"/acked-serials.* >"$TMP/acked-serials" 2>/dev/null || true
+    cat "$TMP"/acked-accessors.* >"$TMP/acked-accessors" 2>/dev/null || true
+    local ns na
+    ns=$(wc -l <"$TMP/acked-serials")
+    na=$(wc -l <"$TMP/acked-accessors")
+    check "$2: some SVIDs and tokens were answered first" \
+        "$([ "$ns" -gt 0 ] && [ "$na" -gt 0 ] && echo yes)" yes
+    while read -r s; do
+        [ "$(st GET "pki/cert/$s" "" -)" = 200 ] || missing=$((missing + 1))
+    done <"$TMP/acked-serials"
+    while read -r a; do
+        [ "$(st POST auth/token/lookup-accessor "{\"accessor\":\"$a\"}" "$ROOT_TOKEN")" = 200 ] ||
+            missing=$((missing + 1))
+    done <"$TMP/acked-accessors"
+    check "$2: every SVID and token answered 200 is kept ($ns + $na)" "$missing" 0
+}
+burst_then kill_server "SIGKILL under load"
+# Stopped cleanly, answers waiting for their sync are suspended connections, which the server
+# must resume before it stops (libmicrohttpd aborts otherwise): stop_server checks exit code 0.
+burst_then stop_server "SIGTERM under load"
 
 stop_server
 finish
