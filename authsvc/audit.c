@@ -58,18 +58,19 @@
 #define SCAN_CHUNK ((size_t)64 * 1024)
 
 /*
- * A request waiting in append for its line to be on disk. Whoever finishes a sync hands each
- * waiter its outcome and wakes it alone, by its own semaphore: a broadcast on one condition woke
- * every waiter (most of them to go back to sleep, all of them to queue again on mu), which under
- * load was half of the server's context switches. A woken waiter that is done never takes mu.
+ * A request waiting in append for its line to be on disk; the device's sync threads lead the
+ * syncs every waiter needs. Whoever finishes a sync hands each waiter its outcome and wakes it
+ * alone, by its own semaphore or callback: a broadcast on one condition woke every waiter (most
+ * of them to go back to sleep, all of them to queue again on mu), which under load was half of
+ * the server's context switches. A woken waiter never takes mu.
  */
-enum waiter_state { W_WAITING, W_DONE, W_FAILED, W_LEAD };
+enum waiter_state { W_WAITING, W_DONE, W_FAILED };
 struct waiter {
     uint64_t mine; /* its line */
     enum waiter_state state;
     sem_t sem;
     /* An asynchronous waiter (as_audit_response_async, malloc'd): done(arg, ok) instead of the
-     * semaphore, called once with mu held; the device's sync threads lead its syncs. */
+     * semaphore, called once with mu held. */
     void (*done)(void *arg, bool ok);
     void *arg;
     struct waiter *next;
@@ -95,13 +96,13 @@ struct as_audit {
     uint64_t epoch;      /* bumped when the file is given up: waiters of the old one fail */
     bool syncing;
     bool reopening;      /* as_audit_reopen is draining the old file: appends wait (cv) */
-    /* The sync threads (sync_main) lead syncs for asynchronous waiters: when need > started and
-     * no sync of the file runs. */
+    /* The sync threads (sync_main) lead the syncs waiters need: when need > started and no sync
+     * of the file runs. */
     pthread_t syncers[SYNC_THREADS];
     int nsyncers;
     bool stopping;
     pthread_cond_t scv;
-    uint64_t need;       /* the latest line an asynchronous waiter waits for */
+    uint64_t need;       /* the latest line a waiter waits for */
     bool sync_wanted;    /* scv was signalled and no sync thread has taken it up yet */
     uint64_t started;    /* the lines the latest sync of the file started covered */
     struct waiter *wq;   /* waiters in line order (append queues them in that order) */
@@ -446,8 +447,8 @@ static enum as_err open_locked(struct as_audit *a)
 }
 
 /*
- * Wakes one sync thread to lead a sync for asynchronous waiters, unless a sync of the file runs
- * (its end calls promote) or a wake-up is already on its way: one signal per request woke the
+ * Wakes one sync thread to lead a sync for waiters, unless a sync of the file runs (lead_sync
+ * wants the next one when its file sync ends) or a wake-up is already on its way: one signal per request woke the
  * idle sync thread only to find the file busy. Called with mu held.
  */
 static void want_sync(struct as_audit *a)
@@ -488,27 +489,8 @@ static void wake_synced(struct as_audit *a, bool failed)
     pthread_cond_broadcast(&a->cv);
 }
 
-/* When no sync of the file runs, hands the next one to the first waiter whose line came after
- * line upto (the lines up to it are being synced). Called with mu held. */
-static void promote(struct as_audit *a, uint64_t upto)
-{
-    if (a->syncing) {
-        return;
-    }
-    for (struct waiter **pw = &a->wq; *pw != NULL; pw = &(*pw)->next) {
-        if ((*pw)->mine > upto) {
-            if ((*pw)->done != NULL) {
-                want_sync(a); /* a sync thread leads for it */
-            } else {
-                wake_one(a, pw, W_LEAD);
-            }
-            return;
-        }
-    }
-}
-
-/* A sync thread: leads the syncs that asynchronous waiters need, so that no request thread
- * blocks in fdatasync for them. */
+/* A sync thread: leads the syncs that waiters need, so that no request thread blocks in
+ * fdatasync for them. */
 static void *sync_main(void *arg)
 {
     struct as_audit *a = arg;
@@ -827,7 +809,7 @@ static enum as_err write_line(struct as_audit *a, const char *line, size_t len)
  * return. On failure the file is given up (drop_locked).
  *
  * The two syncs of consecutive groups overlap: once the file's fdatasync has returned, the next
- * group's may start (promote) while this one waits for the store's. Each takes a few hundred
+ * group's may start (want_sync) while this one waits for the store's. Each takes a few hundred
  * microseconds here; run one after the other they bounded the groups per second, with part of
  * the CPU idle. Lines count as synced only when both are done; a later group finishing first
  * covers the earlier one's lines too (its fdatasync started after theirs ended, and the store
@@ -864,7 +846,9 @@ static void lead_sync(struct as_audit *a)
         drop_locked(a);
         return;
     }
-    promote(a, upto);
+    if (a->need > upto) {
+        want_sync(a); /* the next group's file sync may start now */
+    }
     pthread_mutex_unlock(&a->mu);
     sr = as_store_sync_to(a->store, store_upto);
     pthread_mutex_lock(&a->mu);
@@ -915,58 +899,42 @@ static enum as_err append(struct as_audit *a, const char *body, size_t blen, boo
     if (my_store > a->store_need) {
         a->store_need = my_store;
     }
-    uint64_t epoch = a->epoch;
-    r = AS_OK;
-    if (done != NULL && a->synced < mine) {
-        /* Queued in line order, under the lock that wrote the line. */
-        struct waiter *w = calloc(1, sizeof *w);
-        if (w == NULL) {
+    if ((done == NULL && !wait) || a->synced >= mine) {
+        pthread_mutex_unlock(&a->mu);
+        return AS_OK;
+    }
+    /* Queued in line order, under the lock that wrote the line: a later drop of the file fails
+     * it (wake_synced), and one of the sync threads leads the sync it needs. */
+    struct waiter sw = {.mine = mine};
+    struct waiter *w = &sw;
+    if (done != NULL) {
+        if ((w = calloc(1, sizeof *w)) == NULL) {
             pthread_mutex_unlock(&a->mu);
             return AS_ERR_NOMEM;
         }
         w->mine = mine;
         w->done = done;
         w->arg = arg;
-        *a->wq_tail = w;
-        a->wq_tail = &w->next;
-        if (mine > a->need) {
-            a->need = mine;
-        }
-        want_sync(a);
         *pending = true;
-        wait = false;
-    }
-    while (wait && a->synced < mine) {
-        if (a->epoch != epoch) {
-            r = AS_ERR_IO;
-            break;
-        }
-        if (!a->syncing) {
-            lead_sync(a);
-            continue;
-        }
-        struct waiter w = {.mine = mine, .state = W_WAITING};
-        if (sem_init(&w.sem, 0, 0) != 0) {
-            r = AS_ERR_INTERNAL;
-            break;
-        }
-        *a->wq_tail = &w;
-        a->wq_tail = &w.next;
+    } else if (sem_init(&sw.sem, 0, 0) != 0) {
         pthread_mutex_unlock(&a->mu);
-        while (sem_wait(&w.sem) != 0) {
-            /* EINTR: the post is still to come, and w stays queued until it does. */
-        }
-        sem_destroy(&w.sem);
-        if (w.state == W_DONE) {
-            return AS_OK;
-        }
-        if (w.state == W_FAILED) {
-            return AS_ERR_IO;
-        }
-        pthread_mutex_lock(&a->mu); /* W_LEAD: the next sync is this thread's to run */
+        return AS_ERR_INTERNAL;
     }
+    *a->wq_tail = w;
+    a->wq_tail = &w->next;
+    if (mine > a->need) {
+        a->need = mine;
+    }
+    want_sync(a);
     pthread_mutex_unlock(&a->mu);
-    return r;
+    if (done != NULL) {
+        return AS_OK;
+    }
+    while (sem_wait(&sw.sem) != 0) {
+        /* EINTR: the post is still to come, and sw stays queued until it does. */
+    }
+    sem_destroy(&sw.sem);
+    return sw.state == W_DONE ? AS_OK : AS_ERR_IO;
 }
 
 /* ---- records ---- */
