@@ -448,8 +448,8 @@ static enum as_err open_locked(struct as_audit *a)
 
 /*
  * Wakes one sync thread to lead a sync for waiters, unless a sync of the file runs (lead_sync
- * wants the next one when its file sync ends) or a wake-up is already on its way: one signal per request woke the
- * idle sync thread only to find the file busy. Called with mu held.
+ * wants the next one when its file sync ends) or a wake-up is already on its way: one signal
+ * per request woke the idle sync thread only to find the file busy. Called with mu held.
  */
 static void want_sync(struct as_audit *a)
 {
