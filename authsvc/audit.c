@@ -164,18 +164,26 @@ enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
 }
 
 /* Keys whose string values (or arrays of strings) stay clear so admins can search them. */
-static const char *const clear_keys[] = {
-    "spiffe_id", "spiffe_ids", "target", "source", "destination", "client_cert_uri",
-    "serial_number", "serial", "client_cert_serial", "serials", "accessor", "accessors",
-    "client_token_accessor", "keys", "path", "policies", "token_policies", "identity_policies",
-    "policy_name", "name", "role", "mount", "kind", "state", "reason", "intention_id",
-    "dns_names", "allowed_dns_names", "audience", "token_accessor", "auth_mount", NULL,
+#define K(s) {s, sizeof(s) - 1}
+static const struct {
+    const char *key;
+    size_t len;
+} clear_keys[] = {
+    K("spiffe_id"), K("spiffe_ids"), K("target"), K("source"), K("destination"),
+    K("client_cert_uri"), K("serial_number"), K("serial"), K("client_cert_serial"), K("serials"),
+    K("accessor"), K("accessors"), K("client_token_accessor"), K("keys"), K("path"),
+    K("policies"), K("token_policies"), K("identity_policies"), K("policy_name"), K("name"),
+    K("role"), K("mount"), K("kind"), K("state"), K("reason"), K("intention_id"), K("dns_names"),
+    K("allowed_dns_names"), K("audience"), K("token_accessor"), K("auth_mount"),
 };
+#undef K
 
-static bool is_clear_key(const char *k)
+/* Whether the key (len bytes; a key with a NUL inside matches none) stays clear. Every member of
+ * every audited object is looked up: lengths first, so most keys cost no string compare. */
+static bool is_clear_key(const char *k, size_t len)
 {
-    for (size_t i = 0; clear_keys[i] != NULL; i++) {
-        if (strcmp(k, clear_keys[i]) == 0) {
+    for (size_t i = 0; i < sizeof clear_keys / sizeof clear_keys[0]; i++) {
+        if (clear_keys[i].len == len && memcmp(k, clear_keys[i].key, len) == 0) {
             return true;
         }
     }
@@ -187,8 +195,7 @@ static bool is_clear_key(const char *k)
 static bool redact_clear(void *ctx, const char *key, size_t keylen)
 {
     (void)ctx;
-    (void)keylen;
-    return is_clear_key(key);
+    return is_clear_key(key, keylen);
 }
 
 static enum as_err redact_replace(void *ctx, struct as_buf *b, const char *s, size_t n)
@@ -1119,7 +1126,8 @@ static enum as_err put_data(struct as_buf *b, json_t *data, json_t *extra,
                 continue;
             }
             if ((r = member(b, &first, key, keylen)) == AS_OK) {
-                r = as_json_write_redacted(b, json_object_iter_value(it), 4, is_clear_key(key), rd);
+                r = as_json_write_redacted(b, json_object_iter_value(it), 4,
+                                           is_clear_key(key, keylen), rd);
             }
         }
     }
