@@ -20,11 +20,15 @@
  *     far). A request that changed nothing (a lookup, a denied check) does not wait for the
  *     disk: its lines are synced by the next group commit or by the main loop within a second.
  *     This is stronger than Vault's file device, which never syncs.
+ *   - A route that changes nothing (AS_AUDIT_READS, like the checks) writes its request line
+ *     with its response line, in one write, after the handler: the request line goes first so
+ *     that no effect happens without it, and such a request has none (unless it spends a use of
+ *     a limited-use token: then the request line is written before the handler). Two appends
+ *     per lookup were two writes and two turns at mu, where threads queued.
  *   - The head: sys/audit/head serves the hash of the last line written. The last line known to
  *     be on disk is written to the store by the main loop once a second when it moved, at
  *     SIGHUP and at a clean stop (not in the request path, where it would cost a store commit
- *     per sync); after a crash the next start adopts the lines written after the stored head. Concurrent callers share all of it: whoever finds no sync running does it for every
- *     line written so far.
+ *     per sync); after a crash the next start adopts the lines written after the stored head.
  *   - A write that fails is cut off again (ftruncate to the previous size), so the file only ever
  *     holds whole lines. When the file cannot be written or synced, the device closes it and
  *     tries to open it again on the next line; until that works every audited request is a 500.
@@ -56,6 +60,7 @@
 #define SALT_LEN 32
 #define HMAC_PREFIX "hmac-sha256:"
 #define SCAN_CHUNK ((size_t)64 * 1024)
+#define APPEND_MAX 2 /* lines in one append: a request's two */
 
 /*
  * A request waiting in append for its line to be on disk; the device's sync threads lead the
@@ -772,17 +777,22 @@ bool as_audit_log_allowed_checks(const struct as_audit *a)
     return a != NULL && a->log_allowed_checks;
 }
 
-/* Writes all of line + "\n" at the end of the file. */
-static enum as_err write_line(struct as_audit *a, const char *line, size_t len)
+/* Writes the lines (each followed by "\n") at the end of the file, with one writev. */
+static enum as_err write_lines(struct as_audit *a, char *const *lines, const size_t *lens, int n)
 {
-    struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
-    size_t total = len + 1;
+    struct iovec iov[2 * APPEND_MAX];
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        iov[2 * i] = (struct iovec){lines[i], lens[i]};
+        iov[2 * i + 1] = (struct iovec){(void *)"\n", 1};
+        total += lens[i] + 1;
+    }
     size_t done = 0;
     while (done < total) {
-        struct iovec v[2];
+        struct iovec v[2 * APPEND_MAX];
         int nv = 0;
         size_t skip = done;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 2 * n; i++) {
             if (skip >= iov[i].iov_len) {
                 skip -= iov[i].iov_len;
                 continue;
@@ -792,18 +802,18 @@ static enum as_err write_line(struct as_audit *a, const char *line, size_t len)
             skip = 0;
             nv++;
         }
-        ssize_t n = writev(a->fd, v, nv);
-        if (n < 0 && errno == EINTR) {
+        ssize_t w = writev(a->fd, v, nv);
+        if (w < 0 && errno == EINTR) {
             continue;
         }
-        if (n <= 0) {
-            as_error("audit: cannot write %s: %s", a->path, n < 0 ? strerror(errno) : "no progress");
+        if (w <= 0) {
+            as_error("audit: cannot write %s: %s", a->path, w < 0 ? strerror(errno) : "no progress");
             if (a->regular && done > 0 && ftruncate(a->fd, a->size) != 0) {
                 as_error("audit: cannot cut off the partial line in %s", a->path);
             }
             return AS_ERR_IO;
         }
-        done += (size_t)n;
+        done += (size_t)w;
     }
     a->size += (off_t)total;
     return AS_OK;
@@ -870,15 +880,15 @@ static void lead_sync(struct as_audit *a)
     wake_synced(a, false);
 }
 
-/* Appends one line, body (len bytes) being the record without prev_hash (written outside the
- * lock: only splicing in prev_hash and hashing need the chain); with wait, returns once it is
- * durable (see the group commit note at the top). */
-static enum as_err append(struct as_audit *a, const char *body, size_t blen, bool wait,
+/* Appends n lines (n <= APPEND_MAX) with one write, bodies[i] being a record without
+ * prev_hash (written outside the lock: only splicing in prev_hash and hashing need the chain);
+ * with wait, returns once they are durable (see the group commit note at the top). */
+static enum as_err append(struct as_audit *a, const struct as_buf *bodies, int n, bool wait,
                           void (*done)(void *, bool), void *arg, bool *pending)
 {
-    enum as_err r;
-    char *line = NULL;
-    size_t len = 0;
+    enum as_err r = AS_OK;
+    char *lines[APPEND_MAX] = {NULL};
+    size_t lens[APPEND_MAX] = {0};
     pthread_mutex_lock(&a->mu);
     while ((a->fd < 0 && a->syncing) || a->reopening) {
         pthread_cond_wait(&a->cv, &a->mu);
@@ -888,20 +898,21 @@ static enum as_err append(struct as_audit *a, const char *body, size_t blen, boo
         return AS_ERR_IO;
     }
     struct as_chain before = a->chain;
-    r = as_chain_seal_prepared(&a->chain, body, blen, &line, &len);
-    if (r != AS_OK) {
-        pthread_mutex_unlock(&a->mu);
-        return r;
+    for (int i = 0; i < n && r == AS_OK; i++) {
+        r = as_chain_seal_prepared(&a->chain, bodies[i].data, bodies[i].len, &lines[i], &lens[i]);
     }
-    if ((r = write_line(a, line, len)) != AS_OK) {
-        a->chain = before;
+    if (r == AS_OK && (r = write_lines(a, lines, lens, n)) != AS_OK) {
         drop_locked(a);
+    }
+    for (int i = 0; i < n; i++) {
+        free(lines[i]);
+    }
+    if (r != AS_OK) {
+        a->chain = before;
         pthread_mutex_unlock(&a->mu);
-        free(line);
         return r;
     }
-    free(line);
-    uint64_t mine = ++a->written;
+    uint64_t mine = a->written += (uint64_t)n;
     uint64_t my_store = as_store_my_commit(a->store);
     if (my_store > a->store_need) {
         a->store_need = my_store;
@@ -1163,50 +1174,77 @@ static enum as_err put_response_block(struct as_buf *b, struct as_audit *a,
 }
 
 /*
- * Writes one line of req and appends it: {"time", "type", "auth", "request", "response" (resp
- * not NULL), "error"}, "error" last as Vault writes it.
+ * Writes one line of req into b: {"time", "type", "auth", "request", "response" (resp not NULL),
+ * "error"}, "error" last as Vault writes it. b is initialized here; the caller frees it.
  */
-static enum as_err write_record(struct as_audit *a, const char *type, struct as_req *req,
-                                const struct as_resp *resp, int status, const char *error,
-                                bool wait, void (*done)(void *, bool), void *arg, bool *pending)
+static enum as_err render_record(struct as_audit *a, const char *type, struct as_req *req,
+                                 const struct as_resp *resp, int status, const char *error,
+                                 struct as_buf *b)
 {
     char ts[48];
-    struct as_buf b;
     bool first = true;
+    /* The braces and the members between them, bounded as as_chain_seal bounds a record. */
+    as_buf_init(b, AS_AUDIT_MAX_LINE + 2);
     enum as_err r = request_blocks(a, req);
     if (r != AS_OK) {
         return r;
     }
     time_now(ts, sizeof ts);
-    /* The braces and the members between them, bounded as as_chain_seal bounds a record. */
-    as_buf_init(&b, AS_AUDIT_MAX_LINE + 2);
-    if ((r = PUT(&b, "{")) == AS_OK && (r = member_str(&b, &first, "time", ts)) == AS_OK &&
-        (r = member_str(&b, &first, "type", type)) == AS_OK && (r = PUT(&b, ",")) == AS_OK) {
-        r = as_buf_add(&b, req->audit_blocks.data, req->audit_blocks.len);
+    if ((r = PUT(b, "{")) == AS_OK && (r = member_str(b, &first, "time", ts)) == AS_OK &&
+        (r = member_str(b, &first, "type", type)) == AS_OK && (r = PUT(b, ",")) == AS_OK) {
+        r = as_buf_add(b, req->audit_blocks.data, req->audit_blocks.len);
     }
     if (r == AS_OK && resp != NULL) {
-        if ((r = member(&b, &first, "response", strlen("response"))) == AS_OK) {
-            r = put_response_block(&b, a, resp, status);
+        if ((r = member(b, &first, "response", strlen("response"))) == AS_OK) {
+            r = put_response_block(b, a, resp, status);
         }
     }
-    if (r == AS_OK && (r = member_str(&b, &first, "error", error ? error : "")) == AS_OK &&
-        (r = PUT(&b, "}")) == AS_OK) {
-        r = append(a, b.data, b.len, wait, done, arg, pending);
+    if (r == AS_OK && (r = member_str(b, &first, "error", error ? error : "")) == AS_OK) {
+        r = PUT(b, "}");
     }
-    as_buf_free(&b, false);
+    return r;
+}
+
+/*
+ * Appends the request line of req (resp NULL), or its response line: together with its request
+ * line, in the same write, when that was not written yet (a route that changes nothing, whose
+ * request line waits for the decision; a request refused before its handler).
+ */
+static enum as_err write_record(struct as_audit *a, struct as_req *req,
+                                const struct as_resp *resp, int status, const char *error,
+                                bool wait, void (*done)(void *, bool), void *arg, bool *pending)
+{
+    struct as_buf b[APPEND_MAX];
+    int n = 0;
+    enum as_err r = AS_OK;
+    if (!req->audit_req_done) {
+        r = render_record(a, "request", req, NULL, 0, error, &b[n++]);
+    }
+    if (r == AS_OK && resp != NULL) {
+        r = render_record(a, "response", req, resp, status, error, &b[n++]);
+    }
+    if (r == AS_OK && n > 0) {
+        r = append(a, b, n, wait, done, arg, pending);
+    }
+    if (r == AS_OK) {
+        req->audit_req_done = true;
+    }
+    for (int i = 0; i < n; i++) {
+        as_buf_free(&b[i], false);
+    }
     return r;
 }
 
 enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error)
 {
-    return write_record(a, "request", req, NULL, 0, error, false, NULL, NULL, NULL);
+    return write_record(a, req, NULL, 0, error, false, NULL, NULL, NULL);
 }
 
 enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
                               const struct as_resp *resp, int status, const char *error,
                               bool durable)
 {
-    return write_record(a, "response", req, resp, status, error, durable, NULL, NULL, NULL);
+    return write_record(a, req, resp, status, error, durable, NULL, NULL, NULL);
 }
 
 enum as_err as_audit_response_async(struct as_audit *a, struct as_req *req,
@@ -1214,5 +1252,5 @@ enum as_err as_audit_response_async(struct as_audit *a, struct as_req *req,
                                     void (*done)(void *arg, bool ok), void *arg, bool *pending)
 {
     *pending = false;
-    return write_record(a, "response", req, resp, status, error, false, done, arg, pending);
+    return write_record(a, req, resp, status, error, false, done, arg, pending);
 }

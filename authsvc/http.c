@@ -448,6 +448,7 @@ static bool audited(const struct as_server *srv, const struct as_req *req,
     }
     switch (req->route->audit) {
     case AS_AUDIT_ALL:
+    case AS_AUDIT_READS:
         return true;
     case AS_AUDIT_NEVER:
         return false;
@@ -597,22 +598,18 @@ done:;
     if (audited(srv, &req, &resp, shown)) {
         const char *etext = err != AS_OK ? error_text(&req, &resp, err) : NULL;
         enum as_err ar = AS_OK;
-        if (!req.audit_req_done) {
-            ar = as_audit_request(srv->audit, &req, etext);
-        }
-        if (ar == AS_OK) {
-            /* Wait for the disk only when the request changed something (SPEC §8: lines are
-             * synced with the store's group commit), and without holding this thread when
-             * the connection can be suspended meanwhile. */
-            bool changed = as_store_my_commit(srv->store) > req.store_mark;
-            if (changed && !atomic_load(&g_stopping)) {
-                atomic_store(&cs->dstate, D_RUNNING);
-                atomic_store(&cs->dfailed, false);
-                ar = as_audit_response_async(srv->audit, &req, &resp, shown, etext, durable_done,
-                                             cs, &pending);
-            } else {
-                ar = as_audit_response(srv->audit, &req, &resp, shown, etext, changed);
-            }
+        /* Wait for the disk only when the request changed something (SPEC §8: lines are synced
+         * with the store's group commit), and without holding this thread when the connection
+         * can be suspended meanwhile. The request line goes with the response line when it
+         * was not written before the handler. */
+        bool changed = as_store_my_commit(srv->store) > req.store_mark;
+        if (changed && !atomic_load(&g_stopping)) {
+            atomic_store(&cs->dstate, D_RUNNING);
+            atomic_store(&cs->dfailed, false);
+            ar = as_audit_response_async(srv->audit, &req, &resp, shown, etext, durable_done, cs,
+                                         &pending);
+        } else {
+            ar = as_audit_response(srv->audit, &req, &resp, shown, etext, changed);
         }
         if (ar != AS_OK) {
             as_metrics_audit_failure();

@@ -14,17 +14,17 @@
 static const struct as_route routes[] = {
     {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false, AS_AUDIT_NEVER},
     {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false, AS_AUDIT_ALL},
-    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false, AS_AUDIT_ALL},
+    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false, AS_AUDIT_READS},
     {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false, AS_AUDIT_ALL},
-    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false, AS_AUDIT_ALL},
+    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false, AS_AUDIT_READS},
     {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false, AS_AUDIT_ALL},
-    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false, AS_AUDIT_ALL},
+    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false, AS_AUDIT_READS},
     {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false, AS_AUDIT_ALL},
     {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
     {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
-    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
-    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
-    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_ALL},
+    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
+    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
+    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
     {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
     {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
     {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
@@ -35,9 +35,9 @@ static const struct as_route routes[] = {
     {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false, AS_AUDIT_ALL},
     /* Auth methods: after every auth/token/ row, so "token" is never taken for a mount. */
     {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false, AS_AUDIT_ALL},
-    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_ALL},
+    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS},
     {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
-    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_ALL},
+    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS},
     {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
     {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false, AS_AUDIT_ALL},
     {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false, AS_AUDIT_ALL},
@@ -45,25 +45,25 @@ static const struct as_route routes[] = {
     {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false, AS_AUDIT_CHECKS},
     {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
     {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
-    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false, AS_AUDIT_ALL},
+    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false, AS_AUDIT_READS},
     {"sys/audit-hash", AS_M_POST, AS_AUTH_TOKEN, true, h_sys_audit_hash, false, AS_AUDIT_ALL},
     {"sys/audit/head", AS_M_GET, AS_AUTH_TOKEN, true, h_sys_audit_head, false, AS_AUDIT_FAILURES},
     {"sys/metrics", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_metrics, false, AS_AUDIT_ALL},
-    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
-    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
-    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_ALL},
-    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false, AS_AUDIT_ALL},
+    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
+    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
+    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
+    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false, AS_AUDIT_READS},
     {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
     {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
-    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false, AS_AUDIT_ALL},
-    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_ALL},
-    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_ALL},
+    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false, AS_AUDIT_READS},
+    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS},
+    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS},
     {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false, AS_AUDIT_ALL},
     {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false, AS_AUDIT_ALL},
     {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false, AS_AUDIT_ALL},
     {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false, AS_AUDIT_ALL},
-    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false, AS_AUDIT_ALL},
-    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false, AS_AUDIT_ALL},
+    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false, AS_AUDIT_READS},
+    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false, AS_AUDIT_READS},
 };
 
 size_t as_route_count(void)
@@ -205,9 +205,11 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
         }
     }
     /* The request line goes to the audit log before anything can change (SPEC §8): when it
-     * cannot be written, the request fails with nothing done. Checks are audited after their
-     * decision (as_audit_mode). */
-    if (route->audit == AS_AUDIT_ALL && as_audit_enabled(srv->audit)) {
+     * cannot be written, the request fails with nothing done. Checks, and the routes that change
+     * nothing, are audited after their decision (as_audit_mode), unless they spend a token use. */
+    bool spends_use = req->auth != NULL && req->auth->num_uses > 0;
+    if ((route->audit == AS_AUDIT_ALL || (route->audit == AS_AUDIT_READS && spends_use)) &&
+        as_audit_enabled(srv->audit)) {
         if ((r = as_audit_request(srv->audit, req, NULL)) != AS_OK) {
             as_metrics_audit_failure();
             return AS_ERR_IO;

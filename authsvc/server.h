@@ -192,6 +192,9 @@ enum as_auth_mode { AS_AUTH_NONE, AS_AUTH_TOKEN };
 /* When a route's requests are audited (SPEC §8). */
 enum as_audit_mode {
     AS_AUDIT_ALL,      /* every request: the request line before the handler runs */
+    AS_AUDIT_READS,    /* every request, to a handler that changes nothing: both lines after it,
+                          in one write (the request line before it when the request spends a
+                          use of a limited-use token) */
     AS_AUDIT_NEVER,    /* sys/health */
     AS_AUDIT_CHECKS,   /* proxy checks: only denials, unless audit.log_allowed_checks; both
                           lines are written after the decision (a check changes nothing) */
@@ -360,7 +363,8 @@ enum as_err as_audit_head(struct as_audit *a, char hash[65], uint64_t *line) AS_
 /* Writes the head to the store when it moved since the last call (the main loop, once a second;
  * SIGHUP; a clean stop). */
 enum as_err as_audit_persist_head(struct as_audit *a) AS_WUR;
-/* Writes the request / response line of req (a written line survives kill -9). With durable,
+/* Writes the request / response line of req (a written line survives kill -9); the response
+ * line comes with the request line, in one write, when that was not written yet. With durable,
  * the response line returns once it, every line before it and every store commit the calling
  * thread made are on disk (group commit). AS_ERR_IO when the file cannot be written or synced
  * (the caller answers 500). error: the public error or NULL. */

@@ -230,6 +230,46 @@ check "an unknown path is audited" "$(af response .response.status)" 404
 call POST sys/audit-hash '{}'
 check_status 400 "sys/audit-hash without input"
 
+# ---------- a route that changes nothing: both lines in one write ----------
+# lookup-self's request line is written with its response line, in one write, so under
+# concurrent requests (lookups and sys/audit-hash calls from parallel clients) nothing comes
+# between them. Written as two appends, other requests' lines landed between them.
+call GET auth/token/lookup-self "" "$LT"
+check_status 200 "lookup-self"
+check "lookup-self: a request and a response line" "$(nlines_for)" 2
+check "lookup-self request: the caller's accessor is clear" "$(af request .auth.accessor)" "$LACC"
+check "lookup-self response: the token's secret is HMAC'd" "$(af response .response.data.id)" \
+    "$(ahash "$LT")"
+lines_before=$(wc -l <"$AL")
+urls=()
+for i in $(seq 1 200); do
+    urls+=(-o /dev/null "$ADDR/v1/auth/token/lookup-self")
+done
+curls=()
+for c in 1 2 3 4; do
+    curl -s -Z --parallel-max 8 -H "X-Vault-Token: $LT" -w '%{http_code}\n' "${urls[@]}" \
+        >"$TMP/ro-codes.$c" &
+    curls+=($!)
+done
+for c in 1 2; do
+    (for i in $(seq 1 40); do
+        curl -s -o /dev/null -w '%{http_code}\n' -H "X-Vault-Token: $ROOT_TOKEN" \
+            -d '{"input":"x"}' "$ADDR/v1/sys/audit-hash"
+    done >"$TMP/ro-hash.$c") &
+    curls+=($!)
+done
+wait "${curls[@]}"
+check "lookup-self under load: every answer 200" \
+    "$(cat "$TMP"/ro-codes.* "$TMP"/ro-hash.* | sort | uniq -c | tr -s ' ')" " 880 200"
+# Each lookup-self request line must be followed at once by the response line of its request.
+apart=$(tail -n +"$((lines_before + 1))" "$AL" | jq -r '"\(.type) \(.request.id) \(.request.path)"' |
+    awk 'want != "" && ($1 != "response" || $2 != want) { bad++ }
+         { want = ($1 == "request" && $3 == "auth/token/lookup-self") ? $2 : "" }
+         END { print bad + 0 }')
+nro=$(tail -n +"$((lines_before + 1))" "$AL" | grep -c '"path":"auth/token/lookup-self"' || true)
+check "lookup-self under load: 800 requests, 1600 lines" "$nro" 1600
+check "lookup-self under load: no line between a request's two lines" "$apart" 0
+
 # ---------- no secret in the audit file or the server log ----------
 for pair in "root token:$ROOT_TOKEN" "login token:$LT" "child token:$CT" "login JWT:$JWT" \
     "JWT-SVID:$JSVID" "bogus token:$BOGUS"; do
