@@ -60,6 +60,7 @@
 #define SALT_LEN 32
 #define HMAC_PREFIX "hmac-sha256:"
 #define SCAN_CHUNK ((size_t)64 * 1024)
+#define UNCACHE_ALIGN ((off_t)64 * 1024) /* synced bytes leave the page cache in such steps */
 #define APPEND_MAX 2 /* lines in one append: a request's two */
 
 /*
@@ -95,6 +96,8 @@ struct as_audit {
     int fd;              /* -1 when the file is not open (disabled or broken) */
     bool regular;        /* a regular file: failed writes are cut off, tails are read */
     off_t size;          /* bytes of whole lines in a regular file */
+    off_t uncached;      /* the bytes before this offset were synced and dropped from the page
+                            cache (lead_sync) */
     struct as_chain chain; /* the last line written */
     uint64_t written;    /* lines written since start */
     uint64_t synced;     /* lines covered by a finished fdatasync + head write */
@@ -442,6 +445,7 @@ static enum as_err open_locked(struct as_audit *a)
     }
     a->regular = S_ISREG(st.st_mode);
     a->size = 0;
+    a->uncached = 0;
     if (a->regular) {
         if ((st.st_mode & 077) != 0) {
             as_warn("audit: %s is readable by group or others; it should be 0600", a->path);
@@ -844,14 +848,27 @@ static void lead_sync(struct as_audit *a)
     struct as_chain head = a->chain;
     int fd = a->fd;
     bool regular = a->regular;
+    off_t from = a->uncached;
+    off_t to = a->size - a->size % UNCACHE_ALIGN;
     pthread_mutex_unlock(&a->mu);
     enum as_err sr = AS_OK;
     if (regular && fdatasync(fd) != 0) {
         as_error("audit: cannot sync %s: %s", a->path, strerror(errno));
         sr = AS_ERR_IO;
     }
+    /* The synced lines are never read again by us: their pages leave the page cache, so that
+     * the file's gigabytes do not fill memory and new lines reuse the freed pages (under
+     * lookup-self load, writes grew from 35 to 56 us of CPU per request as the cache grew by
+     * a few gigabytes). The tail page stays: dropping it would make the next append read it. */
+    if (sr == AS_OK && regular && to > from &&
+        posix_fadvise(fd, from, to - from, POSIX_FADV_DONTNEED) == 0) {
+        from = to;
+    }
     pthread_mutex_lock(&a->mu);
     a->syncing = false;
+    if (a->fd == fd && from > a->uncached) {
+        a->uncached = from;
+    }
     if (a->fd != fd) {
         /* Given up meanwhile (a failed write or store sync): its waiters have failed; the
          * next line may reopen it now (append waits on cv for that). */
