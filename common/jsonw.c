@@ -64,6 +64,25 @@ static size_t escape(unsigned char c, char e[6])
     }
 }
 
+/*
+ * Whether the eight bytes at p are all plain, tested together (SWAR): none is 0x80 or above,
+ * below 0x20, '"' or '\\'. The "below n" and "zero byte" tests are the classic exact ones (true
+ * iff some byte qualifies; "Bit Twiddling Hacks", hasless and haszero). Audit lines and answers
+ * are mostly runs of plain bytes (hex HMACs, PEM), which the byte loop took one table lookup at a
+ * time: put_string was 5.5% of the server's CPU under lookup-self load.
+ */
+static inline bool plain8(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    const uint64_t high = 0x8080808080808080ULL;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    uint64_t q = v ^ (ones * '"');
+    uint64_t bs = v ^ (ones * '\\');
+    uint64_t below = (v - ones * 0x20) & ~v;
+    return ((v | below | ((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) == 0;
+}
+
 static enum as_err put_string(struct as_buf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -71,6 +90,12 @@ static enum as_err put_string(struct as_buf *b, const char *s, size_t n)
     size_t i = 0;
     enum as_err r = as_buf_add(b, "\"", 1);
     while (r == AS_OK && i < n) {
+        while (n - i >= 8 && plain8(u + i)) {
+            i += 8;
+        }
+        if (i >= n) {
+            break;
+        }
         if (plain[u[i]]) {
             i++;
             continue;
