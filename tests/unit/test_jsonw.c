@@ -109,6 +109,21 @@ static void test_strings(void)
         same_new(str(all + c, 1));
     }
     same_new(str(all, sizeof all));
+    /* Every byte value at every position of 24 plain bytes, and a two-byte UTF-8 sequence at
+     * each: the eight-at-a-time test of plain runs (plain8) and the byte loop hand over at any
+     * offset. Lone bytes from 0x80 are not UTF-8: both refuse them. */
+    for (size_t pos = 0; pos < 24; pos++) {
+        char s24[25];
+        for (int c = 0; c < 0x100; c++) {
+            memset(s24, 'x', sizeof s24);
+            s24[pos] = (char)c;
+            same_new(json_stringn_nocheck(s24, 24));
+        }
+        memset(s24, 'y', sizeof s24);
+        s24[pos] = (char)0xc3;
+        s24[pos + 1] = (char)0xa9;
+        same_new(str(s24, 25));
+    }
     /* Multibyte UTF-8: 2, 3 and 4 bytes, the ends of the planes, next to escapes. */
     same_new(str("\xc3\xa9t\xc3\xa9", 6));
     same_new(str("\xe2\x82\xac\n\xe2\x82\xac", 7));
