@@ -866,9 +866,6 @@ static void lead_sync(struct as_audit *a)
     }
     pthread_mutex_lock(&a->mu);
     a->syncing = false;
-    if (a->fd == fd && from > a->uncached) {
-        a->uncached = from;
-    }
     if (a->fd != fd) {
         /* Given up meanwhile (a failed write or store sync): its waiters have failed; the
          * next line may reopen it now (append waits on cv for that). */
@@ -876,6 +873,7 @@ static void lead_sync(struct as_audit *a)
         pthread_cond_broadcast(&a->cv);
         return;
     }
+    a->uncached = from;
     if (sr != AS_OK) {
         drop_locked(a);
         return;
