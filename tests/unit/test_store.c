@@ -17,7 +17,7 @@
 static char g_dir[] = "/tmp/as_test_store.XXXXXX";
 
 /* The schema version this build migrates to. */
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /* A fresh database path inside the temporary dir. */
 static void db_path(const char *name, char *out, size_t outlen)
@@ -61,6 +61,26 @@ static bool raw_pragma_eq(const char *path, const char *sql, const char *want)
     sqlite3_finalize(s);
     sqlite3_close(db);
     return eq;
+}
+
+/* Whether a row of EXPLAIN QUERY PLAN sql (on the file at path) mentions needle. */
+static bool raw_plan_has(const char *path, const char *sql, const char *needle)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    char q[1024];
+    bool has = false;
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, q, -1, &s, NULL) == SQLITE_OK) {
+        while (!has && sqlite3_step(s) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(s, 3);
+            has = t != NULL && strstr((const char *)t, needle) != NULL;
+        }
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return has;
 }
 
 static void raw_exec(const char *path, const char *sql)
@@ -1729,6 +1749,22 @@ static void test_migrate_v2(void)
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
                                    "name IN ('tokens_login_cert', 'tokens_mount')"),
               2);
+    /* Migration 5: parent and login_cert are indexed only where set, and the lookups that
+     * revocation makes by them still use those indexes (a scan of every token otherwise). */
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+                                   "name IN ('tokens_parent', 'tokens_login_cert') AND "
+                                   "sql LIKE '%WHERE % IS NOT NULL'"),
+              2);
+    CHECK(raw_plan_has(path, "SELECT accessor FROM tokens WHERE login_cert = ?1",
+                       "USING INDEX tokens_login_cert (login_cert=?)"));
+    CHECK(raw_plan_has(path,
+                       "WITH RECURSIVE sub(a) AS (SELECT ?1 UNION SELECT t.accessor FROM tokens t "
+                       "JOIN sub ON t.parent = sub.a) SELECT a FROM sub",
+                       "USING INDEX tokens_parent (parent=?)"));
+    CHECK(raw_plan_has(path, "UPDATE tokens SET parent = NULL, orphan = 1 WHERE parent = ?1",
+                       "USING INDEX tokens_parent (parent=?)"));
+    CHECK(!raw_plan_has(path, "SELECT accessor FROM tokens WHERE login_cert IS NULL",
+                        "tokens_login_cert"));
     if (st != NULL) {
         /* Version-2 tokens survive with login_cert NULL; their SVIDs survive too. */
         CHECK_INT(as_store_token_by_accessor(st, "v2-tok", &got), AS_OK);
@@ -2711,7 +2747,7 @@ static void test_migrate_v3(void)
     CHECK_INT(raw_pragma_int(path, g_has_intentions), 0);
 
     CHECK_INT(as_store_open(path, &st), AS_OK);
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 4);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
     CHECK_INT(raw_pragma_int(path, g_has_intentions), 1);
     if (st != NULL) {
         /* Version-3 rows survive. */
@@ -2733,7 +2769,7 @@ static void test_migrate_v3(void)
 
     /* Reopening runs no migration again and keeps the new row and the counter. */
     CHECK_INT(as_store_open(path, &st), AS_OK);
-    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 4);
+    CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), SCHEMA_VERSION);
     if (st != NULL) {
         struct as_intention_rec *got = NULL;
         CHECK_INT(as_store_intention_get(st, "v3-int", &got), AS_OK);
