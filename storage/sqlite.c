@@ -22,6 +22,7 @@
  * SQL: only the static strings in this file, with bound parameters; nothing is built from input.
  */
 #include "storage/store.h"
+#include "storage/walvfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -574,7 +575,10 @@ static enum as_err conn_open(struct as_store *st, struct as_conn **out)
      * used by one thread at a time: its own, or for the writer, whichever thread holds write_mu
      * (as_store_close runs when no thread uses the store).
      */
-    rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* Through walvfs (a commit's WAL frames in one write), or the default VFS if it could not
+     * be registered, which works the same, only slower. */
+    rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         as_walvfs_register() == SQLITE_OK ? AS_WALVFS_NAME : NULL);
     if (rc != SQLITE_OK) {
         r = map_err(c, rc, "open");
         goto out;
