@@ -10,6 +10,16 @@
  * they wait in the group transaction (below) for the sync that commits them. The WAL file is
  * kept (SQLITE_FCNTL_PERSIST_WAL) so the descriptor we sync stays the file SQLite writes.
  *
+ * Checkpoints: no connection checkpoints as it commits. SQLite's auto-checkpoint made the
+ * committing thread, usually one holding write_mu, copy a thousand frames' pages and sync both
+ * files while every writer waited. A thread of the store's own (ckpt_main) runs a PASSIVE
+ * checkpoint, which waits for no reader or writer, whenever a sync finds AS_STORE_CKPT_FRAMES
+ * more frames in the WAL than the last checkpoint saw. SQLite starts the WAL over only when a
+ * write transaction begins with every frame checkpointed, which never happens while groups
+ * follow each other; so once the WAL holds AS_STORE_WAL_RESTART_FRAMES, the checkpoint thread
+ * copies the last few frames under write_mu, with the group transaction committed, and the next
+ * write starts the WAL over.
+ *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
  * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
  * write lock, and single-row inserts outside a transaction go into one open transaction (the
@@ -37,6 +47,11 @@
 
 #include <sqlite3.h>
 #include <stdatomic.h>
+
+/* Frames added to the WAL between checkpoints (SQLite's default auto-checkpoint), and the WAL
+ * size, in frames (32 MiB of 4 KiB pages), past which it is started over (see Checkpoints). */
+#define AS_STORE_CKPT_FRAMES 1000
+#define AS_STORE_WAL_RESTART_FRAMES 8000
 
 /* How long a connection waits for another writer before giving up with AS_ERR_STORE. */
 #define AS_STORE_BUSY_MS 5000
@@ -457,6 +472,17 @@ struct as_store {
     bool syncing;
     uint64_t synced;
     int wal_fd;
+    /* The checkpoint thread (ckpt_main), started by the first sync that needs it. wal_frames:
+     * the WAL's size in frames after the latest commit (wal_hook); ckpt_at: its size when the
+     * latest checkpoint ran. */
+    _Atomic int wal_frames;
+    _Atomic int ckpt_at;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    bool ckpt_want;
+    bool ckpt_stop;
 };
 
 /*
@@ -556,6 +582,15 @@ static enum as_err db_exec(struct as_conn *c, const char *sql, const char *what)
     return rc == SQLITE_OK ? AS_OK : map_err(c, rc, what);
 }
 
+/* Called by SQLite after each commit in WAL mode with the WAL's size in frames. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void)db;
+    (void)name;
+    atomic_store(&((struct as_store *)arg)->wal_frames, frames);
+    return SQLITE_OK;
+}
+
 static enum as_err conn_open(struct as_store *st, struct as_conn **out)
 {
     enum as_err r = AS_OK;
@@ -589,6 +624,8 @@ static enum as_err conn_open(struct as_store *st, struct as_conn **out)
         r = map_err(c, rc, "busy_handler");
         goto out;
     }
+    /* Replaces SQLite's auto-checkpoint (see Checkpoints at the top). */
+    sqlite3_wal_hook(c->db, wal_hook, st);
     /* Hardening: no writes to the schema behind SQLite's back, no functions run from schema. */
     sqlite3_db_config(c->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
     sqlite3_db_config(c->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
@@ -1349,6 +1386,8 @@ enum as_err as_store_open(const char *path, struct as_store **out)
     pthread_mutex_init(&st->sync_mu, NULL);
     pthread_cond_init(&st->sync_cv, NULL);
     pthread_mutex_init(&st->write_mu, NULL);
+    pthread_mutex_init(&st->ckpt_mu, NULL);
+    pthread_cond_init(&st->ckpt_cv, NULL);
     st->sync_init = true;
     if (pthread_key_create(&st->key, conn_destructor) != 0) {
         as_error("store: no thread-specific key left");
@@ -1393,12 +1432,104 @@ out:
  */
 static enum as_err wal_sync(struct as_store *st);
 
+/* ---- checkpoints (see Checkpoints at the top) ---- */
+
+/* A PASSIVE checkpoint on c; returns the WAL's size in frames, or -1 when it failed. */
+static int checkpoint(struct as_conn *c)
+{
+    int log = 0;
+    int done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK) {
+        /* BUSY: another checkpoint runs (only a closing connection's); the next one catches up. */
+        if (rc != SQLITE_BUSY) {
+            as_error("store: checkpoint failed: %s", sqlite3_errstr(rc));
+        }
+        return -1;
+    }
+    return log;
+}
+
+/* The checkpoint thread, on a connection of its own. */
+static void *ckpt_main(void *arg)
+{
+    struct as_store *st = arg;
+    struct as_conn *c = NULL;
+    pthread_mutex_lock(&st->ckpt_mu);
+    for (;;) {
+        while (!st->ckpt_want && !st->ckpt_stop) {
+            pthread_cond_wait(&st->ckpt_cv, &st->ckpt_mu);
+        }
+        if (st->ckpt_stop) {
+            break;
+        }
+        st->ckpt_want = false;
+        pthread_mutex_unlock(&st->ckpt_mu);
+        if (c == NULL && conn_open(st, &c) != AS_OK) {
+            c = NULL; /* logged; the next request tries again */
+        }
+        int log = c != NULL ? checkpoint(c) : -1;
+        if (log >= AS_STORE_WAL_RESTART_FRAMES && write_mu_lock(st)) {
+            /* The frames written meanwhile, with no transaction open: the next write transaction
+             * finds every frame checkpointed and starts the WAL over. */
+            group_commit_locked(st);
+            log = checkpoint(c);
+            pthread_mutex_unlock(&st->write_mu);
+        }
+        if (log >= 0) {
+            atomic_store(&st->ckpt_at, log);
+        }
+        pthread_mutex_lock(&st->ckpt_mu);
+    }
+    pthread_mutex_unlock(&st->ckpt_mu);
+    conn_close(c);
+    return NULL;
+}
+
+/* Asks the checkpoint thread for a checkpoint when the WAL has AS_STORE_CKPT_FRAMES frames more
+ * than at the last one, or as many after it started over. */
+static void ckpt_kick(struct as_store *st)
+{
+    int frames = atomic_load(&st->wal_frames);
+    int at = atomic_load(&st->ckpt_at);
+    if (frames < AS_STORE_CKPT_FRAMES || (frames >= at && frames - at < AS_STORE_CKPT_FRAMES)) {
+        return;
+    }
+    pthread_mutex_lock(&st->ckpt_mu);
+    if (!st->ckpt_started && !st->ckpt_stop) {
+        st->ckpt_started = pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) == 0;
+        if (!st->ckpt_started) {
+            as_error("store: cannot start the checkpoint thread; the WAL keeps growing");
+        }
+    }
+    st->ckpt_want = true;
+    pthread_cond_signal(&st->ckpt_cv);
+    pthread_mutex_unlock(&st->ckpt_mu);
+}
+
+/* Stops the checkpoint thread, letting a running checkpoint finish. */
+static void ckpt_stop(struct as_store *st)
+{
+    pthread_mutex_lock(&st->ckpt_mu);
+    st->ckpt_stop = true;
+    bool started = st->ckpt_started;
+    st->ckpt_started = false;
+    pthread_cond_signal(&st->ckpt_cv);
+    pthread_mutex_unlock(&st->ckpt_mu);
+    if (started) {
+        pthread_join(st->ckpt_thread, NULL);
+    }
+}
+
 void as_store_close(struct as_store *st)
 {
     struct as_conn *conns;
 
     if (st == NULL) {
         return;
+    }
+    if (st->sync_init) {
+        ckpt_stop(st);
     }
     if (st->writer != NULL) {
         /* The open group transaction holds rows callers were told are inserted. */
@@ -1441,6 +1572,8 @@ void as_store_close(struct as_store *st)
         pthread_cond_destroy(&st->sync_cv);
         pthread_mutex_destroy(&st->sync_mu);
         pthread_mutex_destroy(&st->write_mu);
+        pthread_cond_destroy(&st->ckpt_cv);
+        pthread_mutex_destroy(&st->ckpt_mu);
     }
     free(st->lost);
     free(st->path);
@@ -3459,6 +3592,9 @@ static enum as_err sync_upto(struct as_store *st, uint64_t target)
         r = group_commit_upto(st, upto);
         if (r == AS_OK) {
             r = wal_sync(st);
+        }
+        if (r == AS_OK) {
+            ckpt_kick(st);
         }
         pthread_mutex_lock(&st->sync_mu);
         st->syncing = false;
