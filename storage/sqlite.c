@@ -13,12 +13,12 @@
  * Checkpoints: no connection checkpoints as it commits. SQLite's auto-checkpoint made the
  * committing thread, usually one holding write_mu, copy a thousand frames' pages and sync both
  * files while every writer waited. A thread of the store's own (ckpt_main) runs a PASSIVE
- * checkpoint, which waits for no reader or writer, whenever a sync finds AS_STORE_CKPT_FRAMES
+ * checkpoint, which waits for no reader or writer, whenever a commit leaves AS_STORE_CKPT_FRAMES
  * more frames in the WAL than the last checkpoint saw. SQLite starts the WAL over only when a
  * write transaction begins with every frame checkpointed, which never happens while groups
- * follow each other; so once the WAL holds AS_STORE_WAL_RESTART_FRAMES, the checkpoint thread
- * copies the last few frames under write_mu, with the group transaction committed, and the next
- * write starts the WAL over.
+ * follow each other; so once the WAL holds AS_STORE_WAL_RESTART_FRAMES, the next writer to take
+ * write_mu copies the frames the thread has not yet (usually a few) before it begins, and starts
+ * the WAL over (wal_restart_locked). as_store_close checkpoints everything and empties the WAL.
  *
  * Concurrency: every thread gets its own connection, opened lazily and remembered in a
  * pthread_key_t of the store. Writers of this process queue on write_mu (wlock) before SQLite's
@@ -477,6 +477,7 @@ struct as_store {
      * latest checkpoint ran. */
     _Atomic int wal_frames;
     _Atomic int ckpt_at;
+    int restart_tried; /* under write_mu: wal_frames when wal_restart_locked last tried */
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     pthread_t ckpt_thread;
@@ -582,12 +583,16 @@ static enum as_err db_exec(struct as_conn *c, const char *sql, const char *what)
     return rc == SQLITE_OK ? AS_OK : map_err(c, rc, what);
 }
 
+static void ckpt_kick(struct as_store *st);
+
 /* Called by SQLite after each commit in WAL mode with the WAL's size in frames. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void)db;
     (void)name;
-    atomic_store(&((struct as_store *)arg)->wal_frames, frames);
+    struct as_store *st = arg;
+    atomic_store(&st->wal_frames, frames);
+    ckpt_kick(st);
     return SQLITE_OK;
 }
 
@@ -734,6 +739,30 @@ static bool write_mu_lock(struct as_store *st)
     return pthread_mutex_timedlock(&st->write_mu, &until) == 0;
 }
 
+static int checkpoint(struct as_conn *c);
+
+/*
+ * Once the WAL has grown past AS_STORE_WAL_RESTART_FRAMES, checkpoints on c what the checkpoint
+ * thread has not copied yet, so that the write transaction c begins next finds every frame in
+ * the database file and SQLite writes the WAL from its start again (see Checkpoints at the top).
+ * Caller holds write_mu, with no transaction open. A reader's old snapshot can keep frames from
+ * being copied: then this is tried again only after AS_STORE_CKPT_FRAMES / 4 more frames.
+ */
+static void wal_restart_locked(struct as_store *st, struct as_conn *c)
+{
+    int frames = atomic_load(&st->wal_frames);
+    if (frames < AS_STORE_WAL_RESTART_FRAMES) {
+        st->restart_tried = 0;
+        return;
+    }
+    if (st->restart_tried != 0 && frames >= st->restart_tried &&
+        frames - st->restart_tried < AS_STORE_CKPT_FRAMES / 4) {
+        return;
+    }
+    st->restart_tried = frames;
+    (void)checkpoint(c);
+}
+
 static void wlock(struct as_conn *c)
 {
     if (c->wlocked) {
@@ -743,6 +772,7 @@ static void wlock(struct as_conn *c)
         c->wlocked = true;
         /* SQLite's write lock is the group transaction's while it is open. */
         group_commit_locked(c->st);
+        wal_restart_locked(c->st, c);
     } else {
         as_warn("store: waited %d ms for the write lock; writing without it", AS_STORE_BUSY_MS);
     }
@@ -1469,13 +1499,6 @@ static void *ckpt_main(void *arg)
             c = NULL; /* logged; the next request tries again */
         }
         int log = c != NULL ? checkpoint(c) : -1;
-        if (log >= AS_STORE_WAL_RESTART_FRAMES && write_mu_lock(st)) {
-            /* The frames written meanwhile, with no transaction open: the next write transaction
-             * finds every frame checkpointed and starts the WAL over. */
-            group_commit_locked(st);
-            log = checkpoint(c);
-            pthread_mutex_unlock(&st->write_mu);
-        }
         if (log >= 0) {
             atomic_store(&st->ckpt_at, log);
         }
@@ -1559,6 +1582,16 @@ void as_store_close(struct as_store *st)
         struct as_conn *next = conns->next;
         conn_close(conns);
         conns = next;
+    }
+    /* With no other connection left, everything goes into the database file and the WAL is
+     * emptied: the next start has no frames to read back (a WAL left full of valid frames made
+     * the first open after a bulk load read hundreds of megabytes, and take a second). */
+    if (st->writer != NULL) {
+        int rc = sqlite3_wal_checkpoint_v2(st->writer->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
+                                           NULL, NULL);
+        if (rc != SQLITE_OK) {
+            as_warn("store: final checkpoint: %s", sqlite3_errstr(rc));
+        }
     }
     conn_close(st->writer);
     if (st->sync_init) {
@@ -2542,6 +2575,7 @@ static enum as_err group_insert(struct as_store *st, const struct as_token_rec *
     uint64_t seq = atomic_load(&st->group_seq);
     bool opened = seq == 0;
     if (opened) {
+        wal_restart_locked(st, w);
         if ((r = run_simple(w, ST_BEGIN, "begin")) != AS_OK) {
             goto out;
         }
@@ -3592,9 +3626,6 @@ static enum as_err sync_upto(struct as_store *st, uint64_t target)
         r = group_commit_upto(st, upto);
         if (r == AS_OK) {
             r = wal_sync(st);
-        }
-        if (r == AS_OK) {
-            ckpt_kick(st);
         }
         pthread_mutex_lock(&st->sync_mu);
         st->syncing = false;

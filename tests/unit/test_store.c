@@ -933,9 +933,10 @@ static long long file_size(const char *path)
 
 /*
  * Checkpoints run on the store's own thread, not in commits: the database file grows while the
- * store stays open, and the WAL does not grow without bound though a group follows another (the
- * checkpoint thread starts it over past 8000 frames, about 33 MB; without that step it would
- * hold every frame written here, about three times as many).
+ * store stays open, and the WAL does not grow without bound though a transaction follows another
+ * (the checkpoint thread starts it over past 8000 frames, about 33 MB; without that step it would
+ * hold every frame written here, about three times as many), also when nothing syncs (a bulk
+ * load). Closing the store empties the WAL, so the next open has nothing to read back.
  */
 static void test_checkpoints(void)
 {
@@ -962,10 +963,19 @@ static void test_checkpoints(void)
             CHECK_INT(as_store_token_insert(st, &r), AS_OK);
         }
         CHECK_INT(as_store_commit(st), AS_OK);
-        CHECK_INT(as_store_sync(st), AS_OK);
         long long w = file_size(wal);
         if (w > wal_max) {
             wal_max = w;
+        }
+        if (t == 15) {
+            /* Some 5000 frames in: short of the restart, only the thread checkpoints. */
+            CHECK(w < 30LL * 1024 * 1024);
+            long long d = file_size(path);
+            for (int i = 0; i < 100 && d < db0 + 1024 * 1024; i++) {
+                usleep(50 * 1000);
+                d = file_size(path);
+            }
+            CHECK(d >= db0 + 1024 * 1024);
         }
     }
     /* The checkpoint thread works on its own: give it a moment to catch up. */
@@ -978,6 +988,7 @@ static void test_checkpoints(void)
     CHECK(wal_max > 0 && wal_max < 48LL * 1024 * 1024);
     CHECK(has_token(st, "ck-089-399"));
     as_store_close(st);
+    CHECK_INT(file_size(wal), 0);
     CHECK(raw_pragma_eq(path, "PRAGMA integrity_check", "ok"));
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM tokens WHERE accessor LIKE 'ck-%'"),
               txs * per_tx);
