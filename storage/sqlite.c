@@ -1471,8 +1471,9 @@ static int checkpoint(struct as_conn *c)
     int done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK) {
-        /* BUSY: another checkpoint runs (only a closing connection's); the next one catches up. */
-        if (rc != SQLITE_BUSY) {
+        /* BUSY: another checkpoint runs; LOCKED: c has a statement open (a writer that took
+         * write_mu in the middle of a read, see wal_restart_locked). The next one catches up. */
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
             as_error("store: checkpoint failed: %s", sqlite3_errstr(rc));
         }
         return -1;
