@@ -472,7 +472,7 @@ struct as_store {
     bool syncing;
     uint64_t synced;
     int wal_fd;
-    /* The checkpoint thread (ckpt_main), started by the first sync that needs it. wal_frames:
+    /* The checkpoint thread (ckpt_main), started by the first commit that needs it. wal_frames:
      * the WAL's size in frames after the latest commit (wal_hook); ckpt_at: its size when the
      * latest checkpoint ran. */
     _Atomic int wal_frames;
