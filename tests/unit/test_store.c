@@ -825,31 +825,52 @@ static void test_close_with_live_thread(void)
     as_store_close(st);
 }
 
-/* A write that returned AS_OK survives the process being killed right after; an insert outside
- * a transaction once a sync covered it (what the server does before it answers). */
-static void test_kill9(void)
+/*
+ * Runs work(st) in a child process on a store opened at path, then kills the child with SIGKILL
+ * as soon as work returns 0 (its nonzero result is the child's exit status instead), and checks
+ * that it died by that signal: whatever work was told is durable must survive it.
+ */
+static void killed_after(const char *path, int (*work)(struct as_store *st))
 {
-    char path[256];
-    db_path("kill.db", path, sizeof path);
     fflush(NULL);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
         struct as_store *st = NULL;
-        if (as_store_open(path, &st) != AS_OK ||
-            as_store_setting_put(st, "durable", "yes", 3) != AS_OK) {
-            _exit(3);
+        if (as_store_open(path, &st) != AS_OK) {
+            _exit(2);
         }
-        struct as_token_rec t = mk_tok("kill-tok", NULL, 70, 0);
-        if (as_store_token_insert(st, &t) != AS_OK || as_store_sync_mine(st) != AS_OK) {
-            _exit(4);
+        int rc = work(st);
+        if (rc != 0) {
+            _exit(rc);
         }
         raise(SIGKILL);
-        _exit(5);
+        _exit(9);
     }
     int status = 0;
     CHECK_INT(waitpid(pid, &status, 0), pid);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* A write that returned AS_OK survives the process being killed right after; an insert outside
+ * a transaction once a sync covered it (what the server does before it answers). */
+static int kill9_work(struct as_store *st)
+{
+    if (as_store_setting_put(st, "durable", "yes", 3) != AS_OK) {
+        return 3;
+    }
+    struct as_token_rec t = mk_tok("kill-tok", NULL, 70, 0);
+    if (as_store_token_insert(st, &t) != AS_OK || as_store_sync_mine(st) != AS_OK) {
+        return 4;
+    }
+    return 0;
+}
+
+static void test_kill9(void)
+{
+    char path[256];
+    db_path("kill.db", path, sizeof path);
+    killed_after(path, kill9_work);
 
     struct as_store *st = NULL;
     unsigned char *v = NULL;
@@ -873,42 +894,37 @@ static void test_kill9(void)
  */
 #define KILL_BIG 12000
 
+static int kill9_big_work(struct as_store *st)
+{
+    char acc[32];
+    if (as_store_begin(st) != AS_OK) {
+        return 3;
+    }
+    for (int i = 0; i < KILL_BIG; i++) {
+        snprintf(acc, sizeof acc, "big-%05d", i);
+        struct as_token_rec t = mk_tok(acc, NULL, 200000u + (unsigned)i, 1000);
+        if (as_store_token_insert(st, &t) != AS_OK) {
+            return 4;
+        }
+    }
+    for (int i = 0; i < KILL_BIG; i++) {
+        snprintf(acc, sizeof acc, "big-%05d", i);
+        if (as_store_token_set_expiry(st, acc, 5000 + i, -1) != AS_OK) {
+            return 5;
+        }
+    }
+    /* Killed right after: no later write to the WAL may be what brings its bytes out. */
+    if (as_store_commit(st) != AS_OK || as_store_sync(st) != AS_OK) {
+        return 6;
+    }
+    return 0;
+}
+
 static void test_kill9_big_tx(void)
 {
     char path[256];
-    char acc[32];
     db_path("kill-big.db", path, sizeof path);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct as_store *st = NULL;
-        if (as_store_open(path, &st) != AS_OK || as_store_begin(st) != AS_OK) {
-            _exit(3);
-        }
-        for (int i = 0; i < KILL_BIG; i++) {
-            snprintf(acc, sizeof acc, "big-%05d", i);
-            struct as_token_rec t = mk_tok(acc, NULL, 200000u + (unsigned)i, 1000);
-            if (as_store_token_insert(st, &t) != AS_OK) {
-                _exit(4);
-            }
-        }
-        for (int i = 0; i < KILL_BIG; i++) {
-            snprintf(acc, sizeof acc, "big-%05d", i);
-            if (as_store_token_set_expiry(st, acc, 5000 + i, -1) != AS_OK) {
-                _exit(5);
-            }
-        }
-        /* Killed right after: no later write to the WAL may be what brings its bytes out. */
-        if (as_store_commit(st) != AS_OK || as_store_sync(st) != AS_OK) {
-            _exit(6);
-        }
-        raise(SIGKILL);
-        _exit(8);
-    }
-    int status = 0;
-    CHECK_INT(waitpid(pid, &status, 0), pid);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    killed_after(path, kill9_big_work);
 
     CHECK(raw_pragma_eq(path, "PRAGMA integrity_check", "ok"));
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM tokens WHERE accessor LIKE 'big-%'"),
