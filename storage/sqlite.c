@@ -1468,8 +1468,7 @@ static enum as_err wal_sync(struct as_store *st);
 static int checkpoint(struct as_conn *c)
 {
     int log = 0;
-    int done = 0;
-    int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    int rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_PASSIVE, &log, NULL);
     if (rc != SQLITE_OK) {
         /* BUSY: another checkpoint runs; LOCKED: c has a statement open (a writer that took
          * write_mu in the middle of a read, see wal_restart_locked). The next one catches up. */
