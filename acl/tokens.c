@@ -162,20 +162,45 @@ void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misse
     *misses = atomic_load(&tk->misses);
 }
 
-/* A deep copy of a token record (NULL when out of memory). */
+/*
+ * A deep copy of a token record in one allocation (NULL when out of memory): the struct, then
+ * its strings. Every check resolves its token to such a copy of the cached record, and one
+ * malloc and one free instead of ten each are a measurable part of a check's 16-20 us.
+ */
 static struct as_token_rec *rec_dup(const struct as_token_rec *t)
 {
-    struct as_token_rec *c = malloc(sizeof *c);
+    const char *src[] = {t->parent,          t->policies_json, t->meta_json,
+                         t->display_name,    t->path,          t->spiffe_ids_json,
+                         t->allowed_dns_json, t->mount,        t->login_cert};
+    enum { NFIELDS = sizeof src / sizeof src[0] };
+    size_t len[NFIELDS];
+    size_t total = sizeof(struct as_token_rec);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0;
+        if (len[i] > SIZE_MAX - total) {
+            return NULL;
+        }
+        total += len[i];
+    }
+    struct as_token_rec *c = malloc(total);
     if (c == NULL) {
         return NULL;
     }
     *c = *t;
-    char **fields[] = {&c->parent,          &c->policies_json, &c->meta_json,
-                       &c->display_name,    &c->path,          &c->spiffe_ids_json,
-                       &c->allowed_dns_json, &c->mount,        &c->login_cert};
-    if (!as_strdup_fields(fields, sizeof fields / sizeof fields[0])) {
-        as_token_rec_free(c);
-        return NULL;
+    c->packed = true;
+    char **dst[] = {&c->parent,          &c->policies_json, &c->meta_json,
+                    &c->display_name,    &c->path,          &c->spiffe_ids_json,
+                    &c->allowed_dns_json, &c->mount,        &c->login_cert};
+    _Static_assert(sizeof dst / sizeof dst[0] == NFIELDS, "one destination per string");
+    char *p = (char *)(c + 1);
+    for (size_t i = 0; i < NFIELDS; i++) {
+        if (src[i] == NULL) {
+            *dst[i] = NULL;
+            continue;
+        }
+        memcpy(p, src[i], len[i]);
+        *dst[i] = p;
+        p += len[i];
     }
     return c;
 }

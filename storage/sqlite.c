@@ -1756,15 +1756,17 @@ void as_token_rec_free(struct as_token_rec *t)
     if (t == NULL) {
         return;
     }
-    free(t->parent);
-    free(t->policies_json);
-    free(t->meta_json);
-    free(t->display_name);
-    free(t->path);
-    free(t->spiffe_ids_json);
-    free(t->allowed_dns_json);
-    free(t->mount);
-    free(t->login_cert);
+    if (!t->packed) {
+        free(t->parent);
+        free(t->policies_json);
+        free(t->meta_json);
+        free(t->display_name);
+        free(t->path);
+        free(t->spiffe_ids_json);
+        free(t->allowed_dns_json);
+        free(t->mount);
+        free(t->login_cert);
+    }
     free(t);
 }
 

@@ -76,7 +76,8 @@ enum as_err as_store_setting_insert(struct as_store *st, const char *key, const 
 
 /*
  * One token row. Strings are owned by the record (as_token_rec_free frees them). JSON-valued
- * fields are stored as text and opaque to the store.
+ * fields are stored as text and opaque to the store. A packed record (the token cache's copies)
+ * holds its strings in its own allocation, so they are read-only and never freed one by one.
  */
 struct as_token_rec {
     char accessor[AS_ACCESSOR_LEN + 1];
@@ -99,6 +100,7 @@ struct as_token_rec {
     int64_t num_uses;              /* remaining uses; 0 = unlimited; -1 = used up, revoke it */
     bool renewable;
     bool orphan;
+    bool packed; /* the strings live in t's own block (see above) */
 };
 void as_token_rec_free(struct as_token_rec *t); /* frees owned strings and t itself; NULL ok */
 

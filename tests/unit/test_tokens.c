@@ -294,6 +294,97 @@ static void test_expiry_and_uses(const struct as_token_rec *root)
     as_token_rec_free(u);
 }
 
+/* Both strings NULL, or both set and equal. */
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Every field of a resolved record is the created one's. */
+static void check_same_token(const struct as_token_rec *a, const struct as_token_rec *b)
+{
+    CHECK_STR(a->accessor, b->accessor);
+    CHECK(memcmp(a->secret_hash, b->secret_hash, sizeof a->secret_hash) == 0);
+    CHECK(same_str(a->parent, b->parent));
+    CHECK(same_str(a->policies_json, b->policies_json));
+    CHECK(same_str(a->meta_json, b->meta_json));
+    CHECK(same_str(a->display_name, b->display_name));
+    CHECK(same_str(a->path, b->path));
+    CHECK(same_str(a->spiffe_ids_json, b->spiffe_ids_json));
+    CHECK(same_str(a->allowed_dns_json, b->allowed_dns_json));
+    CHECK(same_str(a->mount, b->mount));
+    CHECK(same_str(a->login_cert, b->login_cert));
+    CHECK_INT(a->creation_time, b->creation_time);
+    CHECK_INT(a->expire_time, b->expire_time);
+    CHECK_INT(a->creation_ttl, b->creation_ttl);
+    CHECK_INT(a->explicit_max_ttl, b->explicit_max_ttl);
+    CHECK_INT(a->period, b->period);
+    CHECK_INT(a->num_uses, b->num_uses);
+    CHECK(a->renewable == b->renewable && a->orphan == b->orphan);
+}
+
+/*
+ * A token resolved from the cache (a packed copy: one block for the record and its strings) is
+ * the token resolved from the store, field for field, for a child (parent set, no login
+ * certificate) and a login token (no parent, a login certificate); each copy frees on its own.
+ */
+static void test_cached_copy(const struct as_token_rec *root)
+{
+    struct as_token_params p = params();
+    p.meta = json_pack("{s:s}", "team", "web");
+    p.spiffe_ids = names("spiffe://example.org/web");
+    p.allowed_dns = names("*.web.example.org");
+    p.display_name = "web";
+    char *sc = NULL, *sl = NULL;
+    struct as_token_rec *child = mk(root, &p, &sc, NULL);
+    json_decref(p.meta);
+    json_decref(p.spiffe_ids);
+    json_decref(p.allowed_dns);
+
+    p = params();
+    p.login = true;
+    p.policies = names("default");
+    p.raw_display_name = "cert-web";
+    p.path = "auth/cert/login";
+    p.mount = "cert";
+    p.login_cert = "0a:0b:0c";
+    struct as_token_rec *login = mk(NULL, &p, &sl, NULL);
+    json_decref(p.policies);
+    CHECK(child != NULL && login != NULL);
+    CHECK(child != NULL && child->parent != NULL && child->meta_json != NULL &&
+          child->login_cert == NULL);
+    CHECK(login != NULL && login->parent == NULL && login->login_cert != NULL);
+
+    const char *secrets[] = {sc, sl};
+    const struct as_token_rec *made[] = {child, login};
+    for (size_t i = 0; i < 2 && made[i] != NULL; i++) {
+        uint64_t h0 = 0, h1 = 0, m = 0;
+        struct as_token_rec *a = NULL, *b = NULL, *c = NULL;
+        CHECK_INT(as_tokens_resolve(tk, secrets[i], &a), AS_OK);
+        as_tokens_cache_stats(tk, &h0, &m);
+        CHECK_INT(as_tokens_resolve(tk, secrets[i], &b), AS_OK);
+        CHECK_INT(as_tokens_resolve(tk, secrets[i], &c), AS_OK);
+        as_tokens_cache_stats(tk, &h1, &m);
+        CHECK(h1 >= h0 + 2); /* b and c came from the cache */
+        if (a == NULL || b == NULL || c == NULL) {
+            as_token_rec_free(a);
+            as_token_rec_free(b);
+            as_token_rec_free(c);
+            continue;
+        }
+        check_same_token(a, made[i]);
+        check_same_token(b, made[i]);
+        as_token_rec_free(b); /* c must not share b's strings */
+        check_same_token(c, made[i]);
+        as_token_rec_free(a);
+        as_token_rec_free(c);
+    }
+    as_free_secret_str(sc);
+    as_free_secret_str(sl);
+    as_token_rec_free(child);
+    as_token_rec_free(login);
+}
+
 static void test_acl(const struct as_token_rec *root)
 {
     CHECK_INT(as_store_policy_put(st, "reader",
@@ -358,6 +449,7 @@ int main(void)
     test_policies_rules(root);
     test_tree_revocation(root);
     test_expiry_and_uses(root);
+    test_cached_copy(root);
     test_acl(root);
     test_accessor_first_char(root);
 
