@@ -242,6 +242,12 @@ static int run(struct as_server *srv)
         as_error("cannot initialize tokens: %s", as_strerror(r));
         return 1;
     }
+    /* Parsed check bodies: 256 of up to 2 KiB (a body with a client certificate's PEM fits),
+     * at most about 0.8 MB with their objects. */
+    if ((srv->bodies = as_json_cache_new(256, 2048)) == NULL) {
+        as_error("cannot initialize the body cache: out of memory");
+        return 1;
+    }
     /* The audit device opens before anything can be asked of the server (SPEC §8). */
     const char *audit_path = srv->cfg.audit_path;
     char default_audit[4096];
@@ -380,6 +386,7 @@ int main(int argc, char **argv)
     as_caset_free(srv.caset);
     as_audit_free(srv.audit);
     as_tokens_free(srv.tokens);
+    as_json_cache_free(srv.bodies);
     as_store_close(srv.store);
     as_config_free(&srv.cfg);
     pthread_mutex_destroy(&srv.lock);

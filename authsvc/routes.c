@@ -12,58 +12,59 @@
 #define M_ANY (AS_M_GET | AS_M_POST | AS_M_DELETE | AS_M_LIST | AS_M_HEAD | AS_M_OTHER)
 
 static const struct as_route routes[] = {
-    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false, AS_AUDIT_NEVER},
-    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false, AS_AUDIT_ALL},
-    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false, AS_AUDIT_READS},
-    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false, AS_AUDIT_ALL},
-    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false, AS_AUDIT_READS},
-    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false, AS_AUDIT_ALL},
-    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false, AS_AUDIT_READS},
-    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false, AS_AUDIT_ALL},
-    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
-    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL},
-    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
-    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
-    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS},
-    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
-    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
-    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL},
-    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
-    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
-    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL},
-    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke, false, AS_AUDIT_ALL},
-    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false, AS_AUDIT_ALL},
+    {"sys/health", AS_M_GET | AS_M_HEAD, AS_AUTH_NONE, false, h_sys_health, false, AS_AUDIT_NEVER, false},
+    {"sys/bootstrap", AS_M_POST, AS_AUTH_NONE, false, h_sys_bootstrap, false, AS_AUDIT_ALL, false},
+    {"sys/policy", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policy_list, false, AS_AUDIT_READS, false},
+    {"sys/policy/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policy, false, AS_AUDIT_ALL, false},
+    {"sys/policies/acl", AS_M_LIST, AS_AUTH_TOKEN, false, h_sys_policies_acl_list, false, AS_AUDIT_READS, false},
+    {"sys/policies/acl/:name", M_RW, AS_AUTH_TOKEN, false, h_sys_policies_acl, false, AS_AUDIT_ALL, false},
+    {"sys/auth", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_auth, false, AS_AUDIT_READS, false},
+    {"sys/auth/:mount", AS_M_POST | AS_M_DELETE, AS_AUTH_TOKEN, true, h_sys_auth_mount, false, AS_AUDIT_ALL, false},
+    {"auth/token/create", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL, false},
+    {"auth/token/create-orphan", AS_M_POST, AS_AUTH_TOKEN, false, h_token_create, false, AS_AUDIT_ALL, false},
+    {"auth/token/lookup", AS_M_POST | AS_M_GET, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS, false},
+    {"auth/token/lookup-self", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS, false},
+    {"auth/token/lookup-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_lookup, false, AS_AUDIT_READS, false},
+    {"auth/token/renew", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL, false},
+    {"auth/token/renew-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL, false},
+    {"auth/token/renew-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_renew, false, AS_AUDIT_ALL, false},
+    {"auth/token/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL, false},
+    {"auth/token/revoke-self", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL, false},
+    {"auth/token/revoke-accessor", AS_M_POST, AS_AUTH_TOKEN, false, h_token_revoke, false, AS_AUDIT_ALL, false},
+    {"auth/token/revoke-orphan", AS_M_POST, AS_AUTH_TOKEN, true, h_token_revoke, false, AS_AUDIT_ALL, false},
+    {"auth/token/accessors", AS_M_LIST, AS_AUTH_TOKEN, true, h_token_accessors, false, AS_AUDIT_ALL, false},
     /* Auth methods: after every auth/token/ row, so "token" is never taken for a mount. */
-    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false, AS_AUDIT_ALL},
-    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS},
-    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
-    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS},
-    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL},
-    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false, AS_AUDIT_ALL},
-    {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false, AS_AUDIT_ALL},
-    {"connect/intentions/:id", M_RW, AS_AUTH_TOKEN, false, h_connect_intention, false, AS_AUDIT_ALL},
-    {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false, AS_AUDIT_CHECKS},
-    {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
-    {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS},
-    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false, AS_AUDIT_READS},
-    {"sys/audit-hash", AS_M_POST, AS_AUTH_TOKEN, true, h_sys_audit_hash, false, AS_AUDIT_ALL},
-    {"sys/audit/head", AS_M_GET, AS_AUTH_TOKEN, true, h_sys_audit_head, false, AS_AUDIT_FAILURES},
-    {"sys/metrics", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_metrics, false, AS_AUDIT_ALL},
-    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
-    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
-    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS},
-    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false, AS_AUDIT_READS},
-    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
-    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL},
-    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false, AS_AUDIT_READS},
-    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS},
-    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS},
-    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false, AS_AUDIT_ALL},
-    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false, AS_AUDIT_ALL},
-    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false, AS_AUDIT_ALL},
-    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false, AS_AUDIT_ALL},
-    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false, AS_AUDIT_READS},
-    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false, AS_AUDIT_READS},
+    {"auth/:mount/config", AS_M_GET | AS_M_POST, AS_AUTH_TOKEN, false, h_auth_config, false, AS_AUDIT_ALL, false},
+    {"auth/:mount/role", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS, false},
+    {"auth/:mount/role/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL, false},
+    {"auth/:mount/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_auth_roles, false, AS_AUDIT_READS, false},
+    {"auth/:mount/certs/:name", M_RW, AS_AUTH_TOKEN, false, h_auth_role, false, AS_AUDIT_ALL, false},
+    {"auth/:mount/login", AS_M_POST, AS_AUTH_NONE, false, h_auth_login, false, AS_AUDIT_ALL, false},
+    {"connect/intentions", AS_M_POST | AS_M_LIST, AS_AUTH_TOKEN, false, h_connect_intentions, false, AS_AUDIT_ALL, false},
+    {"connect/intentions/:id", M_RW, AS_AUTH_TOKEN, false, h_connect_intention, false, AS_AUDIT_ALL, false},
+    {"connect/authorize", AS_M_POST, AS_AUTH_TOKEN, false, h_connect_authorize, false, AS_AUDIT_CHECKS,
+     true},
+    {"connect/ext-authz", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS, false},
+    {"connect/ext-authz/*", M_ANY, AS_AUTH_TOKEN, false, h_connect_ext_authz, true, AS_AUDIT_CHECKS, false},
+    {"sys/identities", AS_M_GET | AS_M_LIST, AS_AUTH_TOKEN, true, h_sys_identities, false, AS_AUDIT_READS, false},
+    {"sys/audit-hash", AS_M_POST, AS_AUTH_TOKEN, true, h_sys_audit_hash, false, AS_AUDIT_ALL, false},
+    {"sys/audit/head", AS_M_GET, AS_AUTH_TOKEN, true, h_sys_audit_head, false, AS_AUDIT_FAILURES, false},
+    {"sys/metrics", AS_M_GET, AS_AUTH_TOKEN, false, h_sys_metrics, false, AS_AUDIT_ALL, false},
+    {"pki/ca", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS, false},
+    {"pki/ca/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS, false},
+    {"pki/ca_chain", AS_M_GET, AS_AUTH_NONE, false, h_pki_ca, false, AS_AUDIT_READS, false},
+    {"pki/bundle/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_bundle_pem, false, AS_AUDIT_READS, false},
+    {"pki/crl", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL, false},
+    {"pki/crl/pem", AS_M_GET, AS_AUTH_NONE, false, h_pki_crl, false, AS_AUDIT_ALL, false},
+    {"pki/cert/:serial", AS_M_GET, AS_AUTH_NONE, false, h_pki_cert, false, AS_AUDIT_READS, false},
+    {"pki/certs", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS, false},
+    {"pki/certs/revoked", AS_M_LIST, AS_AUTH_TOKEN, false, h_pki_certs, false, AS_AUDIT_READS, false},
+    {"pki/revoke", AS_M_POST, AS_AUTH_TOKEN, false, h_pki_revoke, false, AS_AUDIT_ALL, false},
+    {"pki/rotate", AS_M_POST, AS_AUTH_TOKEN, true, h_pki_rotate, false, AS_AUDIT_ALL, false},
+    {"svid/x509", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_x509, false, AS_AUDIT_ALL, false},
+    {"svid/jwt", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt, false, AS_AUDIT_ALL, false},
+    {"svid/jwt/validate", AS_M_POST, AS_AUTH_TOKEN, false, h_svid_jwt_validate, false, AS_AUDIT_READS, false},
+    {"svid/bundle", AS_M_GET, AS_AUTH_NONE, false, h_svid_bundle, false, AS_AUDIT_READS, false},
 };
 
 size_t as_route_count(void)
@@ -181,9 +182,14 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
     req->route = route;
     /* The body is parsed once the route is known: a proxy's forwarded body is not ours. */
     char perr[160] = "";
-    r = route->opaque_body ? as_json_parse_object("", 0, &req->body, perr, sizeof perr)
-                           : as_json_parse_object(req->raw_body ? req->raw_body : "", req->raw_len,
-                                                  &req->body, perr, sizeof perr);
+    const char *raw = req->raw_body ? req->raw_body : "";
+    if (route->opaque_body) {
+        r = as_json_parse_object("", 0, &req->body, perr, sizeof perr);
+    } else if (route->repeat_body) {
+        r = as_json_cache_parse(srv->bodies, raw, req->raw_len, &req->body, perr, sizeof perr);
+    } else {
+        r = as_json_parse_object(raw, req->raw_len, &req->body, perr, sizeof perr);
+    }
     if (r != AS_OK) {
         return r == AS_ERR_INVALID ? as_fail(resp, r, "%s", perr) : r;
     }

@@ -100,6 +100,7 @@ struct as_server {
     struct as_tokens *tokens;
     struct as_caset *caset;
     struct as_audit *audit;
+    struct as_json_cache *bodies; /* parsed bodies of the repeat_body routes */
     struct MHD_Daemon *http;
     struct MHD_Daemon *https;
     bool initialized; /* bootstrap done */
@@ -210,6 +211,9 @@ struct as_route {
     as_handler handler;
     bool opaque_body;     /* the body is not ours to parse (a proxy's forwarded request) */
     enum as_audit_mode audit;
+    /* The same bodies come again and again (a proxy's checks): their parses are shared through
+     * srv->bodies, so the handler must only read req->body. */
+    bool repeat_body;
 };
 /* The route table, for the metrics: n rows; as_route_index of a row. */
 size_t as_route_count(void);

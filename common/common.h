@@ -213,6 +213,21 @@ void as_time_rfc3339(int64_t secs, char *out, size_t outlen);
  */
 enum as_err as_json_parse_object(const char *body, size_t len, json_t **out, char *err,
                                  size_t errlen) AS_WUR;
+/*
+ * A cache of parsed bodies (jsoncache.c) for requests that repeat byte for byte (a proxy's
+ * checks): nslots bodies of at most max_len bytes each. NULL on bad sizes or no memory.
+ */
+struct as_json_cache;
+struct as_json_cache *as_json_cache_new(size_t nslots, size_t max_len);
+void as_json_cache_free(struct as_json_cache *c);
+/*
+ * as_json_parse_object through c (c NULL: straight through): a body seen before, byte for byte,
+ * gets the object parsed then. The caller owns a reference (json_decref) to an object other
+ * threads may be reading: it must not be modified. Errors, blank bodies and bodies over
+ * max_len are parsed every time, exactly as by as_json_parse_object.
+ */
+enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_t len,
+                                json_t **out, char *err, size_t errlen) AS_WUR;
 /* Makes jansson wipe every block it frees (tokens, keys and secrets pass through JSON bodies).
  * Call once at start, before any JSON is made. Afterwards a buffer jansson returns (json_dumps)
  * must not be released with free(): serialize with as_json_write instead. Used by authctl; the

@@ -362,6 +362,31 @@ A=$IID
 prec "a destination prefix does not match the path itself (prod/db/* vs prod/db)" "$WEB_PEM" false ""
 clear_intentions
 
+# ---------- connect/authorize: repeated bodies ----------
+# The server keeps the parse of a body it has seen (byte for byte), never an answer: the same
+# bodies asked again follow every intention change, and two bodies asked in turn keep their own
+# answers.
+intention "$WEB" "$DB" allow
+A=$IID
+for i in 1 2 3; do
+    authz_pem "$WEB_PEM" "$DB"
+    check "repeat $i: web->db allowed" "$(decision)" "true,$A"
+    authz_pem "$DB_PEM" "$DB"
+    check "repeat $i: db->db denied by default" "$(decision)" "false,"
+    authz_uri "$WEB" "$WEB_SERIAL" "$DB"
+    check "repeat $i: web->db by URI and serial allowed" "$(decision)" "true,$A"
+done
+clear_intentions
+authz_pem "$WEB_PEM" "$DB"
+check "the same body once the allow is gone: denied" "$(decision)" "false,"
+authz_uri "$WEB" "$WEB_SERIAL" "$DB"
+check "the same URI body once the allow is gone: denied" "$(decision)" "false,"
+intention "$WEB" "$DB" deny
+D=$IID
+authz_pem "$WEB_PEM" "$DB"
+check "the same body under a new deny: denied by it" "$(decision)" "false,$D"
+clear_intentions
+
 # ---------- connect/authorize: identities and targets ----------
 intention "$WEB" "$DB" allow
 A=$IID

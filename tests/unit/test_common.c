@@ -1,4 +1,6 @@
 /* Unit tests for common/: durations, JSON conventions, buffers, secrets. */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +241,131 @@ static void test_strdup_fields(void)
     CHECK(as_strdup_fields(fields, 0));
 }
 
+/* The integer member "n" of a parsed body, or -1. */
+static json_int_t member_n(const json_t *o)
+{
+    const json_t *n = json_object_get(o, "n");
+    return json_is_integer(n) ? json_integer_value(n) : -1;
+}
+
+#define CACHE_BODIES 8
+#define CACHE_ROUNDS 20000
+
+struct cache_worker {
+    pthread_t t;
+    struct as_json_cache *c;
+    unsigned seed;
+    int wrong; /* answers that were not the body's own parse */
+};
+
+static void cache_body(char *out, size_t n, int i)
+{
+    /* Same length for every i: only the bytes tell them apart. */
+    snprintf(out, n, "{\"target\":\"spiffe://example.org/api\",\"n\":%d}", i);
+}
+
+static void *cache_work(void *arg)
+{
+    struct cache_worker *w = arg;
+    char body[128], err[160];
+    for (int k = 0; k < CACHE_ROUNDS; k++) {
+        int i = (int)(rand_r(&w->seed) % CACHE_BODIES);
+        cache_body(body, sizeof body, i);
+        json_t *o = NULL;
+        if (as_json_cache_parse(w->c, body, strlen(body), &o, err, sizeof err) != AS_OK ||
+            member_n(o) != i) {
+            w->wrong++;
+        }
+        json_decref(o);
+    }
+    return NULL;
+}
+
+/*
+ * as_json_cache_parse: a repeated body gets the object parsed the first time; a body differing
+ * in one byte, or sharing the slot, gets its own parse; failures, blank and oversized bodies are
+ * parsed every time as as_json_parse_object does; references outlive the cache; four threads on
+ * three slots always get their own body's parse.
+ */
+static void test_json_cache(void)
+{
+    char err[160];
+    json_t *a = NULL, *b = NULL, *c2 = NULL;
+    CHECK(as_json_cache_new(0, 100) == NULL);
+    CHECK(as_json_cache_new(4, 0) == NULL);
+    struct as_json_cache *c = as_json_cache_new(4, 100);
+    CHECK(c != NULL);
+    if (c == NULL) {
+        return;
+    }
+    const char *one = "{\"n\":1}", *two = "{\"n\":2}";
+    CHECK_INT(as_json_cache_parse(c, one, strlen(one), &a, err, sizeof err), AS_OK);
+    CHECK_INT(as_json_cache_parse(c, one, strlen(one), &b, err, sizeof err), AS_OK);
+    CHECK(a != NULL && a == b); /* the same object, shared */
+    CHECK_INT(member_n(b), 1);
+    CHECK_INT(as_json_cache_parse(c, two, strlen(two), &c2, err, sizeof err), AS_OK);
+    CHECK(c2 != a && member_n(c2) == 2);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c2);
+
+    /* Errors are parsed, and explained, every time. */
+    const char *dup = "{\"n\":1,\"n\":1}";
+    for (int i = 0; i < 2; i++) {
+        err[0] = '\0';
+        CHECK_INT(as_json_cache_parse(c, dup, strlen(dup), &a, err, sizeof err), AS_ERR_INVALID);
+        CHECK(a == NULL && strstr(err, "duplicate") != NULL);
+    }
+    const char *arr = "[1]";
+    CHECK_INT(as_json_cache_parse(c, arr, strlen(arr), &a, err, sizeof err), AS_ERR_INVALID);
+    /* A blank body is a fresh empty object; so is a long body's parse, every time. */
+    CHECK_INT(as_json_cache_parse(c, "", 0, &a, err, sizeof err), AS_OK);
+    CHECK_INT(as_json_cache_parse(c, "", 0, &b, err, sizeof err), AS_OK);
+    CHECK(a != b && json_object_size(a) == 0 && json_object_size(b) == 0);
+    json_decref(a);
+    json_decref(b);
+    char big[160];
+    snprintf(big, sizeof big, "{\"n\":3,\"pad\":\"%0120d\"}", 0);
+    CHECK_INT(as_json_cache_parse(c, big, strlen(big), &a, err, sizeof err), AS_OK);
+    CHECK_INT(as_json_cache_parse(c, big, strlen(big), &b, err, sizeof err), AS_OK);
+    CHECK(a != b && member_n(a) == 3 && member_n(b) == 3);
+    json_decref(a);
+    json_decref(b);
+    /* NULL cache: straight through. */
+    CHECK_INT(as_json_cache_parse(NULL, one, strlen(one), &a, err, sizeof err), AS_OK);
+    CHECK_INT(member_n(a), 1);
+    json_decref(a);
+    /* A reference taken from the cache outlives it. */
+    CHECK_INT(as_json_cache_parse(c, one, strlen(one), &a, err, sizeof err), AS_OK);
+    as_json_cache_free(c);
+    CHECK_INT(member_n(a), 1);
+    json_decref(a);
+
+    /* One slot: two bodies of one length keep replacing each other, each answered right. */
+    c = as_json_cache_new(1, 100);
+    CHECK(c != NULL);
+    for (int i = 0; c != NULL && i < 6; i++) {
+        const char *body = i % 2 ? two : one;
+        CHECK_INT(as_json_cache_parse(c, body, strlen(body), &a, err, sizeof err), AS_OK);
+        CHECK_INT(member_n(a), i % 2 ? 2 : 1);
+        json_decref(a);
+    }
+    as_json_cache_free(c);
+
+    c = as_json_cache_new(3, 100);
+    CHECK(c != NULL);
+    struct cache_worker w[4];
+    for (unsigned i = 0; c != NULL && i < 4; i++) {
+        w[i] = (struct cache_worker){.c = c, .seed = 7 + i};
+        CHECK_INT(pthread_create(&w[i].t, NULL, cache_work, &w[i]), 0);
+    }
+    for (unsigned i = 0; c != NULL && i < 4; i++) {
+        pthread_join(w[i].t, NULL);
+        CHECK_INT(w[i].wrong, 0);
+    }
+    as_json_cache_free(c);
+}
+
 int main(void)
 {
     test_strdup_fields();
@@ -247,6 +374,7 @@ int main(void)
     test_utf8();
     test_durations();
     test_json();
+    test_json_cache();
     test_buf();
     test_secrets();
     return check_done();
