@@ -651,7 +651,11 @@ enum as_err as_audit_open(struct as_store *store, const char *path, bool log_all
     a->store = store;
     a->fd = -1;
     a->log_allowed_checks = log_allowed_checks;
-    pthread_mutex_init(&a->mu, NULL);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&a->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&a->cv, NULL);
     pthread_cond_init(&a->scv, NULL);
     a->wq_tail = &a->wq;
