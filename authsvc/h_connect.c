@@ -674,12 +674,26 @@ static char *xfcc_cert(const char *h)
 }
 
 /* Judges the identity in one URL-encoded PEM header value. */
+/*
+ * A URL-encoded PEM from a proxy's header. A proxy sends the same header bytes for every request
+ * of a connection, so the judgement is cached under those bytes ('e', apart from judge_pem's
+ * 'p' keys of decoded PEM): a hit skips decoding the ~1.5 KB header (3.2% of an ext-authz
+ * check's CPU, perf). The judgement is the decoded PEM's, made by judge_pem_full, with the CA
+ * sequence, the store's epoch and the certificate's validity guarding it as in judge_pem.
+ */
 static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, struct identity *who)
 {
     size_t len = strlen(enc);
     size_t n = 0;
     if (len > MAX_CERT_HEADER) {
         deny_id(who, "client certificate header is too large");
+        return AS_OK;
+    }
+    unsigned char key[32];
+    int64_t seq = as_caset_sequence(srv->caset);
+    uint64_t epoch = as_store_epoch(srv->store);
+    judged_key('e', &seq, sizeof seq, enc, len, key);
+    if (judged_get(key, epoch, who)) {
         return AS_OK;
     }
     char *pem = malloc(len + 1);
@@ -690,7 +704,12 @@ static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, str
     if (!as_pct_decode(enc, len, pem, len + 1, &n)) {
         deny_id(who, "client certificate header is not URL-encoded PEM");
     } else {
-        r = judge_pem(srv, pem, n, who);
+        int64_t nb = 0;
+        int64_t na = 0;
+        r = judge_pem_full(srv, pem, n, who, &nb, &na);
+        if (r == AS_OK && who->ok) {
+            judged_put(key, epoch, nb, na, who->spiffe_id);
+        }
     }
     free(pem);
     return r;
