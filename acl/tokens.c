@@ -164,8 +164,8 @@ void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misse
 
 /*
  * A deep copy of a token record in one allocation (NULL when out of memory): the struct, then
- * its strings. Every check resolves its token to such a copy of the cached record, and one
- * malloc and one free instead of ten each are a measurable part of a check's 16-20 us.
+ * its strings. Every check resolves its token to such a copy of the cached record: one malloc
+ * and one free instead of ten each (callgrind: about 800 fewer instructions per check).
  */
 static struct as_token_rec *rec_dup(const struct as_token_rec *t)
 {

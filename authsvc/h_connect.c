@@ -673,13 +673,12 @@ static char *xfcc_cert(const char *h)
     return NULL;
 }
 
-/* Judges the identity in one URL-encoded PEM header value. */
 /*
- * A URL-encoded PEM from a proxy's header. A proxy sends the same header bytes for every request
- * of a connection, so the judgement is cached under those bytes ('e', apart from judge_pem's
- * 'p' keys of decoded PEM): a hit skips decoding the ~1.5 KB header (3.2% of an ext-authz
- * check's CPU, perf). The judgement is the decoded PEM's, made by judge_pem_full, with the CA
- * sequence, the store's epoch and the certificate's validity guarding it as in judge_pem.
+ * Judges the identity in one URL-encoded PEM header value. A proxy sends the same header bytes
+ * for every request of a connection, so the judgement is cached under those bytes ('e', apart
+ * from judge_pem's 'p' keys of decoded PEM): a hit skips decoding the ~1.5 KB header (3.2% of an
+ * ext-authz check's CPU, perf). The judgement is the decoded PEM's, made by judge_pem_full, with
+ * the CA sequence, the store's epoch and the certificate's validity guarding it as in judge_pem.
  */
 static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, struct identity *who)
 {
