@@ -466,18 +466,26 @@ out:
     return r;
 }
 
-static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
-                             struct identity *who)
+/*
+ * The cached judgement of a PEM, kept under (kind, bytes): true with *who filled on a hit; on a
+ * miss, key and *epoch are what judge_pem_keep keeps the judgement under.
+ */
+static bool pem_judged_get(struct as_server *srv, char kind, const char *bytes, size_t len,
+                           struct identity *who, unsigned char key[32], uint64_t *epoch)
 {
-    unsigned char key[32];
     /* The CA set is part of the judgement: a rotation moves the epoch (ST_CA_GEN_*), and the
      * bundle's sequence is in the key for the generations that leave it without a store write. */
     int64_t seq = as_caset_sequence(srv->caset);
-    uint64_t epoch = as_store_epoch(srv->store);
-    judged_key('p', &seq, sizeof seq, pem, len, key);
-    if (judged_get(key, epoch, who)) {
-        return AS_OK;
-    }
+    *epoch = as_store_epoch(srv->store);
+    judged_key(kind, &seq, sizeof seq, bytes, len, key);
+    return judged_get(key, *epoch, who);
+}
+
+/* Judges pem in full and keeps a good judgement under key, as of epoch (pem_judged_get). */
+static enum as_err judge_pem_keep(struct as_server *srv, const char *pem, size_t len,
+                                  struct identity *who, const unsigned char key[32],
+                                  uint64_t epoch)
+{
     int64_t nb = 0;
     int64_t na = 0;
     enum as_err r = judge_pem_full(srv, pem, len, who, &nb, &na);
@@ -485,6 +493,17 @@ static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
         judged_put(key, epoch, nb, na, who->spiffe_id);
     }
     return r;
+}
+
+static enum as_err judge_pem(struct as_server *srv, const char *pem, size_t len,
+                             struct identity *who)
+{
+    unsigned char key[32];
+    uint64_t epoch = 0;
+    if (pem_judged_get(srv, 'p', pem, len, who, key, &epoch)) {
+        return AS_OK;
+    }
+    return judge_pem_keep(srv, pem, len, who, key, epoch);
 }
 
 /* The caller may ask about target only when it holds it, or with sudo on the path. */
@@ -677,8 +696,8 @@ static char *xfcc_cert(const char *h)
  * Judges the identity in one URL-encoded PEM header value. A proxy sends the same header bytes
  * for every request of a connection, so the judgement is cached under those bytes ('e', apart
  * from judge_pem's 'p' keys of decoded PEM): a hit skips decoding the ~1.5 KB header (3.2% of an
- * ext-authz check's CPU, perf). The judgement is the decoded PEM's, made by judge_pem_full, with
- * the CA sequence, the store's epoch and the certificate's validity guarding it as in judge_pem.
+ * ext-authz check's CPU, perf). The judgement is the decoded PEM's, made and guarded (the CA
+ * set's sequence, the store's epoch, the certificate's validity) as in judge_pem.
  */
 static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, struct identity *who)
 {
@@ -689,10 +708,8 @@ static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, str
         return AS_OK;
     }
     unsigned char key[32];
-    int64_t seq = as_caset_sequence(srv->caset);
-    uint64_t epoch = as_store_epoch(srv->store);
-    judged_key('e', &seq, sizeof seq, enc, len, key);
-    if (judged_get(key, epoch, who)) {
+    uint64_t epoch = 0;
+    if (pem_judged_get(srv, 'e', enc, len, who, key, &epoch)) {
         return AS_OK;
     }
     char *pem = malloc(len + 1);
@@ -703,12 +720,7 @@ static enum as_err judge_encoded_pem(struct as_server *srv, const char *enc, str
     if (!as_pct_decode(enc, len, pem, len + 1, &n)) {
         deny_id(who, "client certificate header is not URL-encoded PEM");
     } else {
-        int64_t nb = 0;
-        int64_t na = 0;
-        r = judge_pem_full(srv, pem, n, who, &nb, &na);
-        if (r == AS_OK && who->ok) {
-            judged_put(key, epoch, nb, na, who->spiffe_id);
-        }
+        r = judge_pem_keep(srv, pem, n, who, key, epoch);
     }
     free(pem);
     return r;
