@@ -283,13 +283,19 @@ enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size
     return AS_OK;
 }
 
-uint64_t as_hash_str(const char *s)
+uint64_t as_hash_bytes(const void *p, size_t n)
 {
+    const unsigned char *b = p;
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 1099511628211ULL;
     }
     return h;
+}
+
+uint64_t as_hash_str(const char *s)
+{
+    return as_hash_bytes(s, strlen(s));
 }
 
 static EVP_MD *g_sha256;

@@ -80,8 +80,10 @@ size_t as_b64url(const unsigned char *in, size_t n, char *out);
 char *as_pem_encode(const char *label, const unsigned char *der, size_t n);
 /* Lowercase hex of n bytes; out must hold 2n+1 bytes. */
 void as_hex(const unsigned char *in, size_t n, char *out);
-/* FNV-1a of a string: a fast, unkeyed hash for picking a cache slot (never for secrets). */
+/* FNV-1a of a string or of n bytes: a fast, unkeyed hash for picking a cache slot (never for
+ * secrets). as_hash_str(s) == as_hash_bytes(s, strlen(s)). */
 uint64_t as_hash_str(const char *s);
+uint64_t as_hash_bytes(const void *p, size_t n);
 /* SHA-256 of the concatenation of three byte ranges (any may be empty) into out[32], with the
  * digest fetched once. */
 enum as_err as_sha256_3(const void *a, size_t alen, const void *b, size_t blen, const void *c,

@@ -8,10 +8,11 @@
  * reference) to every later request with the same bytes. Only the parse is remembered, never a
  * decision: the object is what json_loadb makes of those bytes, whatever happened meanwhile.
  *
- * A slot is picked by an unkeyed FNV-1a of the bytes and holds a copy of them; a hit needs the
- * whole body equal (memcmp), so a hash collision is a miss, never a wrong object. Bodies that
- * differ at every request (an attacker's, or a client's with a nonce) just miss and replace each
- * other: the cost is one parse, as without the cache, plus a copy of at most max_len bytes.
+ * A slot is picked by an unkeyed FNV-1a of the bytes (as_hash_bytes) and holds a copy of them;
+ * a hit needs the whole body equal (memcmp), so a hash collision is a miss, never a wrong
+ * object. Bodies that differ at every request (an attacker's, or a client's with a nonce) just
+ * miss and replace each other: the cost is one parse, as without the cache, plus a copy of at
+ * most max_len bytes.
  *
  * The objects are shared between threads, read-only: jansson 2.14 counts references with
  * atomic builtins (JSON_HAVE_ATOMIC_BUILTINS), and reading an object (json_object_get,
@@ -36,15 +37,6 @@ struct as_json_cache {
     size_t max_len;
     struct slot *slots;
 };
-
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-    }
-    return h;
-}
 
 struct as_json_cache *as_json_cache_new(size_t nslots, size_t max_len)
 {
@@ -121,7 +113,7 @@ enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_
     if (c == NULL || len == 0 || len > c->max_len) {
         return as_json_parse_object(body, len, out, err, errlen);
     }
-    uint64_t h = hash_bytes(body, len);
+    uint64_t h = as_hash_bytes(body, len);
     json_t *v = lookup(c, h, body, len);
     if (v != NULL) {
         *out = v;

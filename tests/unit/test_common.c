@@ -287,6 +287,14 @@ static void *cache_work(void *arg)
  * parsed every time as as_json_parse_object does; references outlive the cache; four threads on
  * three slots always get their own body's parse.
  */
+/* as_hash_str hashes the same bytes as as_hash_bytes; as_hash_bytes reads bytes, not a string. */
+static void test_hash(void)
+{
+    CHECK(as_hash_str("foobar") == as_hash_bytes("foobar", 6));
+    CHECK(as_hash_str("") == as_hash_bytes("", 0));
+    CHECK(as_hash_bytes("a\0b", 3) != as_hash_bytes("a", 1)); /* bytes, not a C string */
+}
+
 static void test_json_cache(void)
 {
     char err[160];
@@ -374,6 +382,7 @@ int main(void)
     test_utf8();
     test_durations();
     test_json();
+    test_hash();
     test_json_cache();
     test_buf();
     test_secrets();
