@@ -286,7 +286,7 @@ enum as_err as_hmac_sha256(const void *key, size_t keylen, const void *msg, size
 uint64_t as_hash_bytes(const void *p, size_t n)
 {
     const unsigned char *b = p;
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a's 64-bit offset basis */
     for (size_t i = 0; i < n; i++) {
         h = (h ^ b[i]) * 1099511628211ULL;
     }
