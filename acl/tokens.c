@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,26 @@ void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misse
     *misses = atomic_load(&tk->misses);
 }
 
+/* The string members of a token record, which rec_dup copies. */
+static const size_t rec_strings[] = {
+    offsetof(struct as_token_rec, parent),          offsetof(struct as_token_rec, policies_json),
+    offsetof(struct as_token_rec, meta_json),       offsetof(struct as_token_rec, display_name),
+    offsetof(struct as_token_rec, path),            offsetof(struct as_token_rec, spiffe_ids_json),
+    offsetof(struct as_token_rec, allowed_dns_json), offsetof(struct as_token_rec, mount),
+    offsetof(struct as_token_rec, login_cert),
+};
+#define REC_STRINGS (sizeof rec_strings / sizeof rec_strings[0])
+
+static char **rec_string(struct as_token_rec *r, size_t i)
+{
+    return (char **)((char *)r + rec_strings[i]);
+}
+
+static const char *rec_string_of(const struct as_token_rec *r, size_t i)
+{
+    return *(char *const *)((const char *)r + rec_strings[i]);
+}
+
 /*
  * A deep copy of a token record in one allocation (NULL when out of memory): the struct, then
  * its strings. Every check resolves its token to such a copy of the cached record: one malloc
@@ -169,14 +190,11 @@ void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misse
  */
 static struct as_token_rec *rec_dup(const struct as_token_rec *t)
 {
-    const char *src[] = {t->parent,          t->policies_json, t->meta_json,
-                         t->display_name,    t->path,          t->spiffe_ids_json,
-                         t->allowed_dns_json, t->mount,        t->login_cert};
-    enum { NFIELDS = sizeof src / sizeof src[0] };
-    size_t len[NFIELDS];
+    size_t len[REC_STRINGS];
     size_t total = sizeof(struct as_token_rec);
-    for (size_t i = 0; i < NFIELDS; i++) {
-        len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0;
+    for (size_t i = 0; i < REC_STRINGS; i++) {
+        const char *str = rec_string_of(t, i);
+        len[i] = str != NULL ? strlen(str) + 1 : 0;
         if (len[i] > SIZE_MAX - total) {
             return NULL;
         }
@@ -188,18 +206,14 @@ static struct as_token_rec *rec_dup(const struct as_token_rec *t)
     }
     *c = *t;
     c->packed = true;
-    char **dst[] = {&c->parent,          &c->policies_json, &c->meta_json,
-                    &c->display_name,    &c->path,          &c->spiffe_ids_json,
-                    &c->allowed_dns_json, &c->mount,        &c->login_cert};
-    _Static_assert(sizeof dst / sizeof dst[0] == NFIELDS, "one destination per string");
     char *p = (char *)(c + 1);
-    for (size_t i = 0; i < NFIELDS; i++) {
-        if (src[i] == NULL) {
-            *dst[i] = NULL;
+    for (size_t i = 0; i < REC_STRINGS; i++) {
+        char **dst = rec_string(c, i);
+        if (*dst == NULL) {
             continue;
         }
-        memcpy(p, src[i], len[i]);
-        *dst[i] = p;
+        memcpy(p, *dst, len[i]);
+        *dst = p;
         p += len[i];
     }
     return c;

@@ -323,6 +323,23 @@ static void check_same_token(const struct as_token_rec *a, const struct as_token
     CHECK(a->renewable == b->renewable && a->orphan == b->orphan);
 }
 
+/* No string of x is a string of y (each record holds its own copies). */
+static bool distinct_strings(const struct as_token_rec *x, const struct as_token_rec *y)
+{
+    const char *xs[] = {x->parent,          x->policies_json, x->meta_json,
+                        x->display_name,    x->path,          x->spiffe_ids_json,
+                        x->allowed_dns_json, x->mount,        x->login_cert};
+    const char *ys[] = {y->parent,          y->policies_json, y->meta_json,
+                        y->display_name,    y->path,          y->spiffe_ids_json,
+                        y->allowed_dns_json, y->mount,        y->login_cert};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        if (xs[i] != NULL && xs[i] == ys[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /*
  * A token resolved from the cache (a packed copy: one block for the record and its strings) is
  * the token resolved from the store, field for field, for a child (parent set, no login
@@ -373,10 +390,12 @@ static void test_cached_copy(const struct as_token_rec *root)
             continue;
         }
         check_same_token(a, made[i]);
+        CHECK(distinct_strings(a, b) && distinct_strings(b, c));
+        /* a, from the store, is gone before the copies are read: they must not point into it. */
+        as_token_rec_free(a);
         check_same_token(b, made[i]);
         as_token_rec_free(b); /* c must not share b's strings */
         check_same_token(c, made[i]);
-        as_token_rec_free(a);
         as_token_rec_free(c);
     }
     as_free_secret_str(sc);
