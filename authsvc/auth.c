@@ -3,7 +3,6 @@
  * a method by the mount's type, the per-source login rate limit, and the creation of login
  * tokens shared by every method (SPEC §3, §5).
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -167,68 +166,6 @@ out:
     json_decref(cidrs);
     json_decref(dns);
     return r;
-}
-
-/* One "a.b.c.d[/n]" or IPv6 "[/n]" network into its address bytes and prefix length. */
-static bool cidr_parse(const char *c, unsigned char net[16], int *fam, long *bits)
-{
-    char ip[64];
-    const char *slash = strchr(c, '/');
-    size_t n = slash ? (size_t)(slash - c) : strlen(c);
-    if (n == 0 || n >= sizeof ip) {
-        return false;
-    }
-    memcpy(ip, c, n);
-    ip[n] = '\0';
-    *fam = inet_pton(AF_INET, ip, net) == 1 ? 4 : inet_pton(AF_INET6, ip, net) == 1 ? 6 : 0;
-    if (*fam == 0) {
-        return false;
-    }
-    *bits = *fam == 4 ? 32 : 128;
-    if (slash == NULL) {
-        return true;
-    }
-    char *end = NULL;
-    long b = strtol(slash + 1, &end, 10);
-    if (slash[1] == '\0' || *end != '\0' || b < 0 || b > *bits) {
-        return false;
-    }
-    *bits = b;
-    return true;
-}
-
-bool as_cidr_ok(const char *c)
-{
-    unsigned char net[16];
-    int fam = 0;
-    long bits = 0;
-    return c != NULL && cidr_parse(c, net, &fam, &bits);
-}
-
-bool as_addr_in_cidrs(const char *addr, json_t *cidrs)
-{
-    unsigned char a[16];
-    int afam = inet_pton(AF_INET, addr, a) == 1 ? 4 : inet_pton(AF_INET6, addr, a) == 1 ? 6 : 0;
-    size_t i;
-    json_t *it;
-    json_array_foreach(cidrs, i, it)
-    {
-        unsigned char net[16];
-        int fam = 0;
-        long bits = 0;
-        if (!cidr_parse(json_string_value(it), net, &fam, &bits) || fam != afam) {
-            continue;
-        }
-        size_t full = (size_t)bits / 8;
-        int rest = (int)(bits % 8);
-        if (memcmp(a, net, full) != 0) {
-            continue;
-        }
-        if (rest == 0 || ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) == 0) {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* ---- mounts ---- */

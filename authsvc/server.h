@@ -295,18 +295,16 @@ bool as_login_allowed(const struct as_server *srv, const char *addr, int *retry_
 enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
                            const struct as_login *in, struct as_resp *resp) AS_WUR;
 /* Role-field helpers shared by the methods: a list of strings (array or comma string, at most
- * AS_ROLE_MAX_LIST; absent gives []), a CIDR's validity, and whether addr is in any of cidrs. */
+ * AS_ROLE_MAX_LIST; absent gives []). CIDRs: as_cidr_ok and as_addr_in_cidrs in common.h. */
 #define AS_ROLE_MAX_LIST 64
 enum as_err as_role_strlist(json_t *body, const char *key, json_t **out, char *why,
                             size_t whylen) AS_WUR;
-bool as_cidr_ok(const char *cidr);
 /*
  * The token_* fields every method's roles share (token_policies or policies, token_ttl,
  * token_max_ttl, token_num_uses, token_bound_cidrs, token_no_default_policy) and
  * allowed_dns_names: checked, then set normalized into role (a JSON object).
  */
 enum as_err as_role_token_fields(json_t *body, json_t *role, char *why, size_t whylen) AS_WUR;
-bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
 /* The parsed JSON of a stored config or role text (new reference; NULL when it does not parse),
  * from a cache keyed by the text. The value is shared: never modify it. */
 json_t *as_json_parsed(const char *text);

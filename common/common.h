@@ -292,6 +292,11 @@ json_t *as_json_pointer(json_t *root, const char *ptr);
 const char *as_json_str_or(json_t *obj, const char *key, const char *def);
 /* Vault's globs (go-glob): '*' matches any run of characters; nothing else is special. */
 bool as_glob_match(const char *pat, const char *s);
+/* An IPv4 or IPv6 network, "addr" or "addr/bits" (Vault's token_bound_cidrs entries). */
+bool as_cidr_ok(const char *cidr);
+/* Whether the address addr (text, as inet_pton reads it) lies in one of cidrs, an array of
+ * such networks; entries that do not parse match nothing, so a broken list admits no one. */
+bool as_addr_in_cidrs(const char *addr, json_t *cidrs);
 /* Go strconv.ParseBool: 1 t T TRUE true True / 0 f F FALSE false False. */
 enum as_err as_parse_bool(const char *s, bool *out) AS_WUR;
 

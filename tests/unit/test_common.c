@@ -378,8 +378,37 @@ static void test_json_cache(void)
     as_json_cache_free(c);
 }
 
+/* CIDR lists (token_bound_cidrs): prefix boundaries inside a byte, both families, bad entries. */
+static void test_cidrs(void)
+{
+    const char *good[] = {"10.0.0.0/8", "192.168.1.1", "0.0.0.0/0", "2001:db8::/32", "::1/128",
+                          "fe80::/10"};
+    const char *bad[] = {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/8x", "10.0.0/8", "/8", "",
+                         "2001:db8::/129", "10.0.0.0/-1", "host.example.org"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        CHECK(as_cidr_ok(good[i]));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(!as_cidr_ok(bad[i]));
+    }
+    CHECK(!as_cidr_ok(NULL));
+    json_t *l = json_pack("[s,s,s]", "10.0.0.0/9", "fe80::/10", "not/a/network");
+    CHECK(as_addr_in_cidrs("10.127.255.255", l)); /* /9: the second byte's top bit is 0 */
+    CHECK(!as_addr_in_cidrs("10.128.0.0", l));
+    CHECK(as_addr_in_cidrs("::ffff:10.1.1.1", l));
+    CHECK(as_addr_in_cidrs("febf::1", l)); /* /10: fe80-febf */
+    CHECK(!as_addr_in_cidrs("fec0::1", l));
+    CHECK(!as_addr_in_cidrs("::ffff:11.1.1.1", l) && !as_addr_in_cidrs(NULL, l));
+    CHECK(!as_addr_in_cidrs("10.0.0.1", NULL));
+    json_decref(l);
+    l = json_pack("[s]", "0.0.0.0/0");
+    CHECK(as_addr_in_cidrs("203.0.113.9", l) && !as_addr_in_cidrs("2001:db8::1", l));
+    json_decref(l);
+}
+
 int main(void)
 {
+    test_cidrs();
     test_strdup_fields();
     test_paths();
     test_hmac_key();
