@@ -142,6 +142,9 @@ struct as_token_params {
      * and are taken as given; the token is an orphan. */
     bool login;
     const char *login_cert;   /* serial of our X.509-SVID it logged in with, or NULL */
+    /* Login tokens only: the role's token_bound_cidrs (array, NULL or [] for none). Any other
+     * token inherits its parent's networks. */
+    json_t *bound_cidrs;
 };
 
 /*
@@ -157,6 +160,12 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
                              const struct as_token_params *p, char **secret,
                              struct as_token_rec **out, json_t *warnings, char *err,
                              size_t errlen) AS_WUR;
+/*
+ * Whether t may be used from the client address addr (text): true when t is bound to no
+ * network, else only when addr lies in one of its networks (Vault's token_bound_cidrs). Fails
+ * closed: a stored list that does not parse, or an address that does not, admits no one.
+ */
+bool as_token_addr_ok(const struct as_token_rec *t, const char *addr);
 /* Creates the root token (policies ["root"], no TTL, orphan, path auth/token/root). */
 enum as_err as_tokens_create_root(struct as_tokens *tk, char **secret,
                                   struct as_token_rec **out) AS_WUR;

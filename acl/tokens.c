@@ -169,7 +169,7 @@ static const size_t rec_strings[] = {
     offsetof(struct as_token_rec, meta_json),       offsetof(struct as_token_rec, display_name),
     offsetof(struct as_token_rec, path),            offsetof(struct as_token_rec, spiffe_ids_json),
     offsetof(struct as_token_rec, allowed_dns_json), offsetof(struct as_token_rec, mount),
-    offsetof(struct as_token_rec, login_cert),
+    offsetof(struct as_token_rec, login_cert),      offsetof(struct as_token_rec, bound_cidrs_json),
 };
 #define REC_STRINGS (sizeof rec_strings / sizeof rec_strings[0])
 
@@ -380,6 +380,17 @@ enum as_err as_tokens_resolve(struct as_tokens *tk, const char *secret, struct a
     }
     *out = t;
     return AS_OK;
+}
+
+bool as_token_addr_ok(const struct as_token_rec *t, const char *addr)
+{
+    if (t->bound_cidrs_json == NULL) {
+        return true;
+    }
+    json_t *cidrs = json_loads(t->bound_cidrs_json, 0, NULL);
+    bool ok = json_is_array(cidrs) && as_addr_in_cidrs(addr, cidrs);
+    json_decref(cidrs);
+    return ok;
 }
 
 enum as_err as_tokens_by_accessor(struct as_tokens *tk, const char *accessor,
@@ -857,6 +868,18 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     t->spiffe_ids_json = json_dumps(sids, JSON_COMPACT);
     t->allowed_dns_json = json_dumps(dns, JSON_COMPACT);
     t->mount = dup_or_null(p->mount ? p->mount : "token");
+    /* A login token takes its role's networks; any other token its parent's, so that a token
+     * bound to a network cannot make one that is not (stricter than Vault, whose children
+     * are unbound unless a token role binds them). */
+    const char *pcidrs = parent != NULL ? parent->bound_cidrs_json : NULL;
+    if (p->login ? json_array_size(p->bound_cidrs) > 0 : pcidrs != NULL) {
+        t->bound_cidrs_json =
+            p->login ? json_dumps(p->bound_cidrs, JSON_COMPACT) : strdup(pcidrs);
+        if (t->bound_cidrs_json == NULL) {
+            r = AS_ERR_NOMEM;
+            goto out;
+        }
+    }
     if ((!p->orphan && parent != NULL && t->parent == NULL) ||
         (p->login_cert != NULL && t->login_cert == NULL) || t->policies_json == NULL ||
         t->display_name == NULL || t->path == NULL || t->spiffe_ids_json == NULL ||

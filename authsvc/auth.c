@@ -647,6 +647,7 @@ enum as_err as_login_issue(struct as_server *srv, const struct as_mount_rec *m,
     p.mount = m->path;
     p.spiffe_ids = in->spiffe_ids;
     p.allowed_dns = in->allowed_dns;
+    p.bound_cidrs = in->bound_cidrs;
     p.has_ttl = true;
     p.ttl = in->ttl > 0 ? in->ttl : 3600;
     p.explicit_max_ttl = in->max_ttl > 0 ? in->max_ttl : 24 * 3600;

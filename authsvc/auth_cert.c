@@ -458,6 +458,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         .meta = meta,
         .spiffe_ids = sids,
         .allowed_dns = json_object_get(role, "allowed_dns_names"),
+        .bound_cidrs = cidrs,
         .ttl = json_integer_value(json_object_get(role, "token_ttl")),
         .max_ttl = json_integer_value(json_object_get(role, "token_max_ttl")),
         .num_uses = json_integer_value(json_object_get(role, "token_num_uses")),

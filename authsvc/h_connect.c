@@ -739,7 +739,11 @@ static enum as_err judge_token(struct as_server *srv, const char *secret, struct
         return r;
     }
     json_t *ids = as_json_array_from(t->spiffe_ids_json);
-    if (json_array_size(ids) != 1) {
+    if (t->bound_cidrs_json != NULL) {
+        /* The address that presents it here is the proxy's, not its holder's: a token bound
+         * to networks cannot be checked, so it is refused (fail closed). */
+        deny_id(who, "subject token is bound to networks, which a proxied check cannot confirm");
+    } else if (json_array_size(ids) != 1) {
         deny_id(who, "subject token must hold exactly one SPIFFE ID");
     } else {
         who->ok = true;

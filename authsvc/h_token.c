@@ -227,6 +227,11 @@ static json_t *lookup_data(const struct as_token_rec *t, const char *secret)
     if (t->period > 0) {
         json_object_set_new(d, "period", json_integer(t->period));
     }
+    /* As Vault: present only for a token bound to networks. */
+    json_t *cidrs = t->bound_cidrs_json ? as_json_array_from(t->bound_cidrs_json) : NULL;
+    if (cidrs != NULL) {
+        json_object_set_new(d, "bound_cidrs", cidrs);
+    }
     json_object_set_new(d, "type", json_string("service"));
     json_object_set_new(d, "spiffe_ids", sids ? sids : json_array());
     json_object_set_new(d, "allowed_dns_names", dns ? dns : json_array());

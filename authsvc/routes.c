@@ -201,6 +201,10 @@ enum as_err as_dispatch(struct as_server *srv, struct as_req *req, struct as_res
         if (r != AS_OK) {
             return r == AS_ERR_PERMISSION ? as_fail(resp, r, "permission denied") : r;
         }
+        /* A token bound to networks works only from them (token_bound_cidrs, as Vault). */
+        if (!as_token_addr_ok(req->auth, req->remote)) {
+            return as_fail(resp, AS_ERR_PERMISSION, "permission denied");
+        }
         if ((r = as_tokens_acl(srv->tokens, req->auth, &req->acl)) != AS_OK) {
             return r;
         }

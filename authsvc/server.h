@@ -283,6 +283,8 @@ struct as_login {
     json_t *meta;           /* object of strings: "role", "subject", mapped claims */
     json_t *spiffe_ids;     /* array (0 or 1 entries) */
     json_t *allowed_dns;    /* array of globs */
+    json_t *bound_cidrs;    /* the role's token_bound_cidrs: the token may be used only from
+                               these networks (array; empty or NULL for anywhere) */
     int64_t ttl;            /* 0 → 1h */
     int64_t max_ttl;        /* 0 → 24h */
     int64_t num_uses;

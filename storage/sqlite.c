@@ -201,6 +201,12 @@ static const struct as_migration {
         "CREATE INDEX tokens_parent ON tokens(parent) WHERE parent IS NOT NULL;"
         "DROP INDEX tokens_login_cert;"
         "CREATE INDEX tokens_login_cert ON tokens(login_cert) WHERE login_cert IS NOT NULL;"},
+    /*
+     * The networks a token may be used from (a role's token_bound_cidrs, SPEC §5, as Vault
+     * binds its tokens): a JSON array, NULL for none. Tokens of older versions get NULL: no
+     * earlier version bound a token to a network.
+     */
+    {6, "ALTER TABLE tokens ADD COLUMN bound_cidrs TEXT;"},
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -270,7 +276,7 @@ enum stmt_id {
 #define TOKEN_COLS                                                                        \
     "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, "    \
     "allowed_dns, mount, login_cert, creation_time, expire_time, creation_ttl, "         \
-    "explicit_max_ttl, period, num_uses, renewable, orphan"
+    "explicit_max_ttl, period, num_uses, renewable, orphan, bound_cidrs"
 
 /* The column order read_cert() expects. */
 #define CERT_COLS                                                                         \
@@ -314,7 +320,7 @@ static const char *const stmt_sql[] = {
     [ST_SETTING_INSERT] = "INSERT INTO settings (key, value) VALUES (?1, ?2)",
     [ST_TOKEN_INSERT] = "INSERT INTO tokens (" TOKEN_COLS ") VALUES "
                         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
-                        "?17, ?18, ?19)",
+                        "?17, ?18, ?19, ?20)",
     [ST_TOKEN_BY_HASH] = "SELECT " TOKEN_COLS " FROM tokens WHERE secret_hash = ?1",
     [ST_TOKEN_BY_ACCESSOR] = "SELECT " TOKEN_COLS " FROM tokens WHERE accessor = ?1",
     [ST_TOKEN_SET_EXPIRY] = "UPDATE tokens SET expire_time = ?2, "
@@ -1766,6 +1772,7 @@ void as_token_rec_free(struct as_token_rec *t)
         free(t->allowed_dns_json);
         free(t->mount);
         free(t->login_cert);
+        free(t->bound_cidrs_json);
     }
     free(t);
 }
@@ -1809,6 +1816,9 @@ static enum as_err read_token(sqlite3_stmt *s, struct as_token_rec **out)
     t->num_uses = sqlite3_column_int64(s, 16);
     t->renewable = sqlite3_column_int(s, 17) != 0;
     t->orphan = sqlite3_column_int(s, 18) != 0;
+    if ((r = col_strdup(s, 19, &t->bound_cidrs_json)) != AS_OK) {
+        goto out;
+    }
     *out = t;
     t = NULL;
 out:
@@ -1832,7 +1842,8 @@ static enum as_err token_insert_now(struct as_conn *c, const struct as_token_rec
         (t->login_cert != NULL && t->login_cert[0] == '\0')) {
         return AS_ERR_INVALID;
     }
-    /* ?1 accessor, ?2 hash, ?3..?11 the strings and ?12..?19 the integers, as in TOKEN_COLS. */
+    /* ?1 accessor, ?2 hash, ?3..?11 the strings, ?12..?19 the integers and ?20 the networks,
+     * as in TOKEN_COLS. */
     const char *strs[] = {t->parent,          t->policies_json, t->meta_json,
                           t->display_name,    t->path,          t->spiffe_ids_json,
                           t->allowed_dns_json, t->mount,        t->login_cert};
@@ -1843,7 +1854,8 @@ static enum as_err token_insert_now(struct as_conn *c, const struct as_token_rec
         (r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
         (r = bind_blob(c, s, 2, t->secret_hash, sizeof t->secret_hash)) != AS_OK ||
         (r = bind_texts(c, s, 3, strs, N_ELEMS(strs))) != AS_OK ||
-        (r = bind_int64s(c, s, 12, ints, N_ELEMS(ints))) != AS_OK) {
+        (r = bind_int64s(c, s, 12, ints, N_ELEMS(ints))) != AS_OK ||
+        (r = bind_text(c, s, 20, t->bound_cidrs_json)) != AS_OK) {
         goto out;
     }
     r = step_done(c, s, "token insert");

@@ -92,6 +92,8 @@ struct as_token_rec {
     char *mount;                   /* auth mount that issued it ("token" for the token store) */
     char *login_cert;              /* serial (colon hex) of one of our X.509-SVIDs this token
                                       logged in with (cert method), or NULL (schema v3) */
+    char *bound_cidrs_json;        /* JSON array of the networks it may be used from, or NULL
+                                      for anywhere (schema v6) */
     int64_t creation_time;         /* unix seconds */
     int64_t expire_time;           /* unix seconds; 0 = never expires (root tokens) */
     int64_t creation_ttl;          /* seconds */

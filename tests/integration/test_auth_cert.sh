@@ -244,6 +244,20 @@ api POST auth/cert/certs/svid-cidr '{"trust_own_bundle":true,"token_bound_cidrs"
 check_status 204 "role with token_bound_cidrs"
 login "$TMP/svid3.pem" "$TMP/svid3.key" '{"name":"svid-cidr"}'
 refused "a role bound to other addresses" 403 "permission denied"
+# A role bound to us: the token it gives is bound too, and refused from another address of the
+# same loopback (127.0.0.2), as Vault binds a role's token_bound_cidrs to its tokens.
+api POST auth/cert/certs/svid-here '{"trust_own_bundle":true,"token_bound_cidrs":["127.0.0.1/32"]}'
+check_status 204 "role bound to 127.0.0.1/32"
+login "$TMP/svid3.pem" "$TMP/svid3.key" '{"name":"svid-here"}'
+check_status 200 "login from 127.0.0.1 on it"
+HTOK=$(jv '.auth.client_token')
+api GET auth/token/lookup-self "" "$HTOK"
+check "  its token works from 127.0.0.1" "$STATUS" 200
+check "  and shows its networks" "$(jv '.data.bound_cidrs|join(",")')" "127.0.0.1/32"
+check "  its token from 127.0.0.2: 403" "$(curl -s -o "$TMP/body" -w '%{http_code}' \
+    --interface 127.0.0.2 -H "X-Vault-Token: $HTOK" "$ADDR/v1/auth/token/lookup-self")" 403
+api POST auth/token/revoke-self "" "$HTOK"
+check_status 204 "  revoked"
 
 # ---- a role trusting the foreign CA, with {{cert:cn}} ----
 api POST auth/cert/certs/foreign "$(role_body "$TMP/fca.pem" \

@@ -17,7 +17,7 @@
 static char g_dir[] = "/tmp/as_test_store.XXXXXX";
 
 /* The schema version this build migrates to. */
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /* A fresh database path inside the temporary dir. */
 static void db_path(const char *name, char *out, size_t outlen)
@@ -1913,9 +1913,11 @@ static void test_migrate_v2(void)
     CHECK(!raw_plan_has(path, "SELECT accessor FROM tokens WHERE login_cert IS NULL",
                         "tokens_login_cert"));
     if (st != NULL) {
-        /* Version-2 tokens survive with login_cert NULL; their SVIDs survive too. */
+        /* Version-2 tokens survive with login_cert and bound_cidrs NULL (bound to no
+         * network: no earlier version bound one); their SVIDs survive too. */
         CHECK_INT(as_store_token_by_accessor(st, "v2-tok", &got), AS_OK);
-        CHECK(got != NULL && got->login_cert == NULL && got->parent == NULL);
+        CHECK(got != NULL && got->login_cert == NULL && got->parent == NULL &&
+              got->bound_cidrs_json == NULL);
         as_token_rec_free(got);
         got = NULL;
         CHECK_INT(as_store_token_by_accessor(st, "v2-child", &got), AS_OK);
@@ -1933,7 +1935,14 @@ static void test_migrate_v2(void)
         /* A new token may name an old certificate; revoking the tree cascades through it. */
         struct as_token_rec t = mk_tok("v2-login", NULL, 200, 0);
         t.login_cert = "v2:01";
+        t.bound_cidrs_json = "[\"10.0.0.0/8\"]";
         CHECK_INT(as_store_token_insert(st, &t), AS_OK);
+        /* The version-6 column keeps what it is given. */
+        CHECK_INT(as_store_token_by_accessor(st, "v2-login", &got), AS_OK);
+        CHECK(got != NULL && got->bound_cidrs_json != NULL &&
+              strcmp(got->bound_cidrs_json, "[\"10.0.0.0/8\"]") == 0);
+        as_token_rec_free(got);
+        got = NULL;
         char **del = NULL;
         size_t n = 0;
         CHECK_INT(as_store_token_delete(st, "v2-tok", true, &del, &n), AS_OK);

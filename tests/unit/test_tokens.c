@@ -314,6 +314,7 @@ static void check_same_token(const struct as_token_rec *a, const struct as_token
     CHECK(same_str(a->allowed_dns_json, b->allowed_dns_json));
     CHECK(same_str(a->mount, b->mount));
     CHECK(same_str(a->login_cert, b->login_cert));
+    CHECK(same_str(a->bound_cidrs_json, b->bound_cidrs_json));
     CHECK_INT(a->creation_time, b->creation_time);
     CHECK_INT(a->expire_time, b->expire_time);
     CHECK_INT(a->creation_ttl, b->creation_ttl);
@@ -326,12 +327,14 @@ static void check_same_token(const struct as_token_rec *a, const struct as_token
 /* No string of x is a string of y (each record holds its own copies). */
 static bool distinct_strings(const struct as_token_rec *x, const struct as_token_rec *y)
 {
-    const char *xs[] = {x->parent,          x->policies_json, x->meta_json,
-                        x->display_name,    x->path,          x->spiffe_ids_json,
-                        x->allowed_dns_json, x->mount,        x->login_cert};
-    const char *ys[] = {y->parent,          y->policies_json, y->meta_json,
-                        y->display_name,    y->path,          y->spiffe_ids_json,
-                        y->allowed_dns_json, y->mount,        y->login_cert};
+    const char *xs[] = {x->parent,           x->policies_json, x->meta_json,
+                        x->display_name,     x->path,          x->spiffe_ids_json,
+                        x->allowed_dns_json, x->mount,         x->login_cert,
+                        x->bound_cidrs_json};
+    const char *ys[] = {y->parent,           y->policies_json, y->meta_json,
+                        y->display_name,     y->path,          y->spiffe_ids_json,
+                        y->allowed_dns_json, y->mount,         y->login_cert,
+                        y->bound_cidrs_json};
     for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
         if (xs[i] != NULL && xs[i] == ys[i]) {
             return false;
@@ -365,12 +368,15 @@ static void test_cached_copy(const struct as_token_rec *root)
     p.path = "auth/cert/login";
     p.mount = "cert";
     p.login_cert = "0a:0b:0c";
+    p.bound_cidrs = names("10.0.0.0/8");
     struct as_token_rec *login = mk(NULL, &p, &sl, NULL);
     json_decref(p.policies);
+    json_decref(p.bound_cidrs);
     CHECK(child != NULL && login != NULL);
     CHECK(child != NULL && child->parent != NULL && child->meta_json != NULL &&
-          child->login_cert == NULL);
-    CHECK(login != NULL && login->parent == NULL && login->login_cert != NULL);
+          child->login_cert == NULL && child->bound_cidrs_json == NULL);
+    CHECK(login != NULL && login->parent == NULL && login->login_cert != NULL &&
+          login->bound_cidrs_json != NULL);
 
     const char *secrets[] = {sc, sl};
     const struct as_token_rec *made[] = {child, login};
@@ -402,6 +408,87 @@ static void test_cached_copy(const struct as_token_rec *root)
     as_free_secret_str(sl);
     as_token_rec_free(child);
     as_token_rec_free(login);
+}
+
+/*
+ * token_bound_cidrs: a login token keeps its role's networks, every token made from it inherits
+ * them whatever it asks for, and as_token_addr_ok admits only addresses inside them, failing
+ * closed on anything it cannot read.
+ */
+static void test_bound_cidrs(const struct as_token_rec *root)
+{
+    struct as_token_params p = params();
+    p.login = true;
+    p.policies = names("default");
+    p.raw_display_name = "jwt-web";
+    p.path = "auth/jwt/login";
+    p.mount = "jwt";
+    p.bound_cidrs = names("10.0.0.0/8,2001:db8::/32");
+    char *sl = NULL;
+    struct as_token_rec *login = mk(NULL, &p, &sl, NULL);
+    json_decref(p.bound_cidrs);
+    p.bound_cidrs = json_array();
+    struct as_token_rec *free_login = mk(NULL, &p, NULL, NULL);
+    json_decref(p.bound_cidrs);
+    json_decref(p.policies);
+    CHECK(login != NULL && free_login != NULL);
+    if (login == NULL || free_login == NULL) {
+        as_token_rec_free(login);
+        as_token_rec_free(free_login);
+        as_free_secret_str(sl);
+        return;
+    }
+    CHECK_STR(login->bound_cidrs_json, "[\"10.0.0.0/8\",\"2001:db8::/32\"]");
+    CHECK(free_login->bound_cidrs_json == NULL); /* an empty list binds nothing */
+
+    const char *in[] = {"10.1.2.3", "10.255.255.255", "::ffff:10.9.9.9", "2001:db8::1"};
+    const char *out[] = {"11.0.0.1", "127.0.0.1", "9.255.255.255", "2001:db9::1", "::1",
+                         "::ffff:11.0.0.1", "not an address", ""};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        CHECK(as_token_addr_ok(login, in[i]));
+    }
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
+        CHECK(!as_token_addr_ok(login, out[i]));
+    }
+    CHECK(!as_token_addr_ok(login, NULL));
+    CHECK(as_token_addr_ok(free_login, "127.0.0.1") && as_token_addr_ok(root, "192.0.2.1"));
+
+    /* The resolved record (store, then cache) carries the networks too. */
+    struct as_token_rec *res = NULL;
+    CHECK_INT(as_tokens_resolve(tk, sl, &res), AS_OK);
+    CHECK(res != NULL && !as_token_addr_ok(res, "127.0.0.1") && as_token_addr_ok(res, "10.0.0.1"));
+    as_token_rec_free(res);
+    res = NULL;
+    CHECK_INT(as_tokens_resolve(tk, sl, &res), AS_OK);
+    CHECK(res != NULL && !as_token_addr_ok(res, "127.0.0.1"));
+    as_token_rec_free(res);
+
+    /* Children and orphans of a bound token are bound alike; a child's own list is ignored. */
+    struct as_token_params c = params();
+    c.bound_cidrs = names("0.0.0.0/0");
+    struct as_token_rec *child = mk(login, &c, NULL, NULL);
+    c.orphan = true;
+    c.caller_sudo = true;
+    struct as_token_rec *orphan = mk(login, &c, NULL, NULL);
+    json_decref(c.bound_cidrs);
+    CHECK(child != NULL && child->bound_cidrs_json != NULL &&
+          strcmp(child->bound_cidrs_json, login->bound_cidrs_json) == 0 &&
+          !as_token_addr_ok(child, "127.0.0.1"));
+    CHECK(orphan != NULL && orphan->parent == NULL && orphan->bound_cidrs_json != NULL &&
+          !as_token_addr_ok(orphan, "127.0.0.1"));
+
+    /* A stored list that is not an array of networks admits no one. */
+    struct as_token_rec broken = *login;
+    const char *bad[] = {"not json", "{}", "[]", "[1]", "[\"10.0.0.0/33\"]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        broken.bound_cidrs_json = (char *)bad[i];
+        CHECK(!as_token_addr_ok(&broken, "10.0.0.1"));
+    }
+    as_token_rec_free(child);
+    as_token_rec_free(orphan);
+    as_token_rec_free(login);
+    as_token_rec_free(free_login);
+    as_free_secret_str(sl);
 }
 
 static void test_acl(const struct as_token_rec *root)
@@ -469,6 +556,7 @@ int main(void)
     test_tree_revocation(root);
     test_expiry_and_uses(root);
     test_cached_copy(root);
+    test_bound_cidrs(root);
     test_acl(root);
     test_accessor_first_char(root);
 
