@@ -1,11 +1,11 @@
 /*
  * acl.h: policies, capabilities and tokens (Vault's model, SPEC §4).
  *
- * Policies: Vault's JSON policy syntax, its HCL form, and the legacy "policy = read|write|deny|sudo"
- * shorthand. An ACL is the merge of several policies; as_acl_caps answers which capabilities a
- * path is granted, with Vault's matching rules: an exact path beats every glob; among globs one
- * winner by Vault's priority rules; copies of the same pattern from several policies are merged
- * and deny among them wins; no match grants nothing.
+ * Policies: Vault's JSON policy syntax, its HCL form, and the legacy "policy =
+ * read|write|deny|sudo" shorthand. An ACL is the merge of several policies; as_acl_caps answers
+ * which capabilities a path is granted, with Vault's matching rules: an exact path beats every
+ * glob; among globs one winner by Vault's priority rules; copies of the same pattern from several
+ * policies are merged and deny among them wins; no match grants nothing.
  */
 #ifndef AS_ACL_H
 #define AS_ACL_H
@@ -29,9 +29,8 @@ enum as_cap {
     AS_CAP_SUDO = 1u << 5,
     AS_CAP_DENY = 1u << 6,
 };
-#define AS_CAP_ALL                                                                      \
-    (AS_CAP_CREATE | AS_CAP_READ | AS_CAP_UPDATE | AS_CAP_DELETE | AS_CAP_LIST |        \
-     AS_CAP_SUDO)
+#define AS_CAP_ALL \
+    (AS_CAP_CREATE | AS_CAP_READ | AS_CAP_UPDATE | AS_CAP_DELETE | AS_CAP_LIST | AS_CAP_SUDO)
 
 #define AS_MAX_POLICY_BYTES (64 * 1024)
 #define AS_MAX_POLICY_PATHS 1024
@@ -121,27 +120,27 @@ enum as_err as_tokens_use(struct as_tokens *tk, struct as_token_rec *t, bool *la
 
 /* Token creation parameters (Vault's auth/token/create body, already type-checked). */
 struct as_token_params {
-    json_t *policies;         /* array of names, or NULL to inherit the parent's */
-    json_t *meta;             /* object of strings, or NULL */
-    const char *display_name; /* NULL → "token"; else "token-<sanitized name>" */
+    json_t *policies;             /* array of names, or NULL to inherit the parent's */
+    json_t *meta;                 /* object of strings, or NULL */
+    const char *display_name;     /* NULL → "token"; else "token-<sanitized name>" */
     const char *raw_display_name; /* used as is when set (login tokens: "<mount>-<user>") */
-    const char *path;         /* creation path, e.g. "auth/token/create" */
-    const char *mount;        /* "token" */
-    json_t *spiffe_ids;       /* array or NULL (inherit) */
-    json_t *allowed_dns;      /* array or NULL (inherit) */
-    int64_t ttl;              /* seconds; used when has_ttl */
-    int64_t explicit_max_ttl; /* 0 = none */
-    int64_t period;           /* 0 = none */
-    int64_t num_uses;         /* 0 = unlimited */
+    const char *path;             /* creation path, e.g. "auth/token/create" */
+    const char *mount;            /* "token" */
+    json_t *spiffe_ids;           /* array or NULL (inherit) */
+    json_t *allowed_dns;          /* array or NULL (inherit) */
+    int64_t ttl;                  /* seconds; used when has_ttl */
+    int64_t explicit_max_ttl;     /* 0 = none */
+    int64_t period;               /* 0 = none */
+    int64_t num_uses;             /* 0 = unlimited */
     bool has_ttl;
-    bool renewable;           /* default true */
+    bool renewable; /* default true */
     bool no_default_policy;
-    bool orphan;              /* no parent link */
-    bool caller_sudo;         /* the caller may set orphan-only fields */
+    bool orphan;      /* no parent link */
+    bool caller_sudo; /* the caller may set orphan-only fields */
     /* A login token (auth method): parent is NULL, the policies and identities are the role's
      * and are taken as given; the token is an orphan. */
     bool login;
-    const char *login_cert;   /* serial of our X.509-SVID it logged in with, or NULL */
+    const char *login_cert; /* serial of our X.509-SVID it logged in with, or NULL */
     /* Login tokens only: the role's token_bound_cidrs (array, NULL or [] for none). Any other
      * token inherits its parent's networks. */
     json_t *bound_cidrs;

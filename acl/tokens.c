@@ -164,6 +164,7 @@ void as_tokens_cache_stats(struct as_tokens *tk, uint64_t *hits, uint64_t *misse
 }
 
 /* The string members of a token record, which rec_dup copies. */
+/* clang-format off */
 static const size_t rec_strings[] = {
     offsetof(struct as_token_rec, parent),          offsetof(struct as_token_rec, policies_json),
     offsetof(struct as_token_rec, meta_json),       offsetof(struct as_token_rec, display_name),
@@ -171,6 +172,7 @@ static const size_t rec_strings[] = {
     offsetof(struct as_token_rec, allowed_dns_json), offsetof(struct as_token_rec, mount),
     offsetof(struct as_token_rec, login_cert),      offsetof(struct as_token_rec, bound_cidrs_json),
 };
+/* clang-format on */
 #define REC_STRINGS (sizeof rec_strings / sizeof rec_strings[0])
 
 static char **rec_string(struct as_token_rec *r, size_t i)
@@ -686,8 +688,7 @@ static void add_warning(json_t *warnings, enum warn_kind kind, int64_t a, int64_
 
 enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *parent,
                              const struct as_token_params *p, char **secret,
-                             struct as_token_rec **out, json_t *warnings, char *err,
-                             size_t errlen)
+                             struct as_token_rec **out, json_t *warnings, char *err, size_t errlen)
 {
     enum as_err r = AS_OK;
     struct as_token_rec *t = NULL;
@@ -792,8 +793,7 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
         json_array_foreach(dns, i, it)
         {
             if (!str_in(pdns, json_string_value(it))) {
-                snprintf(err, errlen,
-                         "allowed_dns_names must be a subset of the parent token's");
+                snprintf(err, errlen, "allowed_dns_names must be a subset of the parent token's");
                 r = AS_ERR_INVALID;
             }
         }
@@ -861,8 +861,8 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
     t->parent = p->orphan || parent == NULL ? NULL : strdup(parent->accessor);
     t->login_cert = p->login_cert ? strdup(p->login_cert) : NULL;
     t->policies_json = json_dumps(pols, JSON_COMPACT);
-    t->meta_json = p->meta && json_object_size(p->meta) > 0 ? json_dumps(p->meta, JSON_COMPACT)
-                                                            : NULL;
+    t->meta_json =
+        p->meta && json_object_size(p->meta) > 0 ? json_dumps(p->meta, JSON_COMPACT) : NULL;
     t->display_name = strdup(display);
     t->path = dup_or_null(p->path ? p->path : "auth/token/create");
     t->spiffe_ids_json = json_dumps(sids, JSON_COMPACT);
@@ -873,8 +873,7 @@ enum as_err as_tokens_create(struct as_tokens *tk, const struct as_token_rec *pa
      * are unbound unless a token role binds them). */
     const char *pcidrs = parent != NULL ? parent->bound_cidrs_json : NULL;
     if (p->login ? json_array_size(p->bound_cidrs) > 0 : pcidrs != NULL) {
-        t->bound_cidrs_json =
-            p->login ? json_dumps(p->bound_cidrs, JSON_COMPACT) : strdup(pcidrs);
+        t->bound_cidrs_json = p->login ? json_dumps(p->bound_cidrs, JSON_COMPACT) : strdup(pcidrs);
         if (t->bound_cidrs_json == NULL) {
             r = AS_ERR_NOMEM;
             goto out;

@@ -61,7 +61,7 @@
 #define HMAC_PREFIX "hmac-sha256:"
 #define SCAN_CHUNK ((size_t)64 * 1024)
 #define UNCACHE_ALIGN ((off_t)64 * 1024) /* synced bytes leave the page cache in such steps */
-#define APPEND_MAX 2 /* lines in one append: a request's two */
+#define APPEND_MAX 2                     /* lines in one append: a request's two */
 
 /*
  * A request waiting in append for its line to be on disk; the device's sync threads lead the
@@ -82,43 +82,44 @@ struct waiter {
     struct waiter *next;
 };
 
-#define SYNC_THREADS 2 /* two, so one group's file sync overlaps the previous group's store sync */
+/* Two, so that one group's file sync overlaps the previous group's store sync. */
+#define SYNC_THREADS 2
 
 struct as_audit {
     struct as_store *store;
-    char *path;          /* NULL: auditing disabled (the salt still serves sys/audit-hash) */
+    char *path; /* NULL: auditing disabled (the salt still serves sys/audit-hash) */
     bool log_allowed_checks;
     unsigned char salt[SALT_LEN];
     struct as_hmac_key *mac; /* keyed with salt */
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int fd;              /* -1 when the file is not open (disabled or broken) */
-    bool regular;        /* a regular file: failed writes are cut off, tails are read */
-    off_t size;          /* bytes of whole lines in a regular file */
-    off_t uncached;      /* the bytes before this offset were synced and dropped from the page
-                            cache (lead_sync) */
+    int fd;                /* -1 when the file is not open (disabled or broken) */
+    bool regular;          /* a regular file: failed writes are cut off, tails are read */
+    off_t size;            /* bytes of whole lines in a regular file */
+    off_t uncached;        /* the bytes before this offset were synced and dropped from the page
+                              cache (lead_sync) */
     struct as_chain chain; /* the last line written */
-    uint64_t written;    /* lines written since start */
-    uint64_t synced;     /* lines covered by a finished fdatasync + head write */
-    uint64_t epoch;      /* bumped when the file is given up: waiters of the old one fail */
+    uint64_t written;      /* lines written since start */
+    uint64_t synced;       /* lines covered by a finished fdatasync + head write */
+    uint64_t epoch;        /* bumped when the file is given up: waiters of the old one fail */
     bool syncing;
-    bool reopening;      /* as_audit_reopen is draining the old file: appends wait (cv) */
+    bool reopening; /* as_audit_reopen is draining the old file: appends wait (cv) */
     /* The sync threads (sync_main) lead the syncs waiters need: when need > started and no sync
      * of the file runs. */
     pthread_t syncers[SYNC_THREADS];
     int nsyncers;
     bool stopping;
     pthread_cond_t scv;
-    uint64_t need;       /* the latest line a waiter waits for */
-    bool sync_wanted;    /* scv was signalled and no sync thread has taken it up yet */
-    uint64_t started;    /* the lines the latest sync of the file started covered */
-    struct waiter *wq;   /* waiters in line order (append queues them in that order) */
+    uint64_t need;     /* the latest line a waiter waits for */
+    bool sync_wanted;  /* scv was signalled and no sync thread has taken it up yet */
+    uint64_t started;  /* the lines the latest sync of the file started covered */
+    struct waiter *wq; /* waiters in line order (append queues them in that order) */
     struct waiter **wq_tail;
-    uint64_t store_need;  /* the latest store commit a written line's request made */
+    uint64_t store_need;         /* the latest store commit a written line's request made */
     struct as_chain synced_head; /* the last line known on disk */
     uint64_t persisted_line;     /* synced_head's line number as last written to the store */
-    int64_t last_open_error; /* when the last "cannot open" was logged (rate limit) */
+    int64_t last_open_error;     /* when the last "cannot open" was logged (rate limit) */
 };
 
 static void lead_sync(struct as_audit *a);
@@ -172,6 +173,7 @@ enum as_err as_audit_hash(const struct as_audit *a, const char *in, size_t len,
 }
 
 /* Keys whose string values (or arrays of strings) stay clear so admins can search them. */
+/* clang-format off */
 #define K(s) {s, sizeof(s) - 1}
 static const struct {
     const char *key;
@@ -185,6 +187,7 @@ static const struct {
     K("allowed_dns_names"), K("audience"), K("token_accessor"), K("auth_mount"),
 };
 #undef K
+/* clang-format on */
 
 /* Whether the key (len bytes; a key with a NUL inside matches none) stays clear. Every member of
  * every audited object is looked up: lengths first, so most keys cost no string compare. */
@@ -815,7 +818,8 @@ static enum as_err write_lines(struct as_audit *a, char *const *lines, const siz
             continue;
         }
         if (w <= 0) {
-            as_error("audit: cannot write %s: %s", a->path, w < 0 ? strerror(errno) : "no progress");
+            as_error("audit: cannot write %s: %s", a->path,
+                     w < 0 ? strerror(errno) : "no progress");
             if (a->regular && done > 0 && ftruncate(a->fd, a->size) != 0) {
                 as_error("audit: cannot cut off the partial line in %s", a->path);
             }
@@ -1045,8 +1049,8 @@ static enum as_err member_str(struct as_buf *b, bool *first, const char *key, co
 
 /* A member holding v, which sits at depth in the line; rd NULL writes it clear, otherwise its
  * strings are redacted (they are not under a clear key). */
-static enum as_err member_json(struct as_buf *b, bool *first, const char *key, json_t *v,
-                               int depth, const struct as_json_redactor *rd)
+static enum as_err member_json(struct as_buf *b, bool *first, const char *key, json_t *v, int depth,
+                               const struct as_json_redactor *rd)
 {
     enum as_err r = member(b, first, key, strlen(key));
     return r == AS_OK ? as_json_write_redacted(b, v, depth, false, rd) : r;
@@ -1083,15 +1087,14 @@ static enum as_err put_caller_auth(struct as_buf *b, const struct as_req *req, c
     return r == AS_OK ? PUT(b, "}") : r;
 }
 
-static enum as_err put_request_block(struct as_buf *b, struct as_audit *a,
-                                     const struct as_req *req, const char *tok)
+static enum as_err put_request_block(struct as_buf *b, struct as_audit *a, const struct as_req *req,
+                                     const char *tok)
 {
     const struct as_json_redactor rd = {redact_clear, redact_replace, a};
     bool first = true;
     bool has_data = req->body != NULL && json_object_size(req->body) > 0;
     enum as_err r = PUT(b, "{");
-    if (r == AS_OK &&
-        (r = member_str(b, &first, "id", req->request_id)) == AS_OK &&
+    if (r == AS_OK && (r = member_str(b, &first, "id", req->request_id)) == AS_OK &&
         (r = member_str(b, &first, "operation", operation_of(req->method))) == AS_OK &&
         (r = member_str(b, &first, "method", req->method_name ? req->method_name : "")) == AS_OK &&
         (r = member_str(b, &first, "client_token", tok)) == AS_OK &&
@@ -1229,9 +1232,9 @@ static enum as_err render_record(struct as_audit *a, const char *type, struct as
  * line, in the same write, when that was not written yet (a route that changes nothing, whose
  * request line waits for the decision; a request refused before its handler).
  */
-static enum as_err write_record(struct as_audit *a, struct as_req *req,
-                                const struct as_resp *resp, int status, const char *error,
-                                bool wait, void (*done)(void *, bool), void *arg, bool *pending)
+static enum as_err write_record(struct as_audit *a, struct as_req *req, const struct as_resp *resp,
+                                int status, const char *error, bool wait,
+                                void (*done)(void *, bool), void *arg, bool *pending)
 {
     struct as_buf b[APPEND_MAX];
     int n = 0;
@@ -1259,9 +1262,8 @@ enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char 
     return write_record(a, req, NULL, 0, error, false, NULL, NULL, NULL);
 }
 
-enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
-                              const struct as_resp *resp, int status, const char *error,
-                              bool durable)
+enum as_err as_audit_response(struct as_audit *a, struct as_req *req, const struct as_resp *resp,
+                              int status, const char *error, bool durable)
 {
     return write_record(a, req, resp, status, error, durable, NULL, NULL, NULL);
 }

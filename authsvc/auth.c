@@ -85,8 +85,8 @@ enum as_err as_role_strlist(json_t *b, const char *key, json_t **out, char *why,
     return AS_OK;
 }
 
-static enum as_err token_fields(json_t *b, json_t **pols, json_t **cidrs, json_t **dns,
-                               char *why, size_t whylen)
+static enum as_err token_fields(json_t *b, json_t **pols, json_t **cidrs, json_t **dns, char *why,
+                                size_t whylen)
 {
     enum as_err r;
     if ((r = as_role_strlist(b, "token_bound_cidrs", cidrs, why, whylen)) != AS_OK ||
@@ -146,19 +146,19 @@ enum as_err as_role_token_fields(json_t *b, json_t *role, char *why, size_t whyl
         as_json_get_duration(b, "token_max_ttl", &max_ttl, NULL) != AS_OK ||
         as_json_get_int(b, "token_num_uses", &uses, NULL) != AS_OK || uses < 0 ||
         as_json_get_bool(b, "token_no_default_policy", &no_default, NULL) != AS_OK) {
-        snprintf(why, whylen, "token_ttl, token_max_ttl must be durations, token_num_uses a "
-                              "non-negative integer, token_no_default_policy a boolean");
+        snprintf(why, whylen,
+                 "token_ttl, token_max_ttl must be durations, token_num_uses a "
+                 "non-negative integer, token_no_default_policy a boolean");
         goto out;
     }
     if (max_ttl > 0 && ttl > max_ttl) {
         snprintf(why, whylen, "token_ttl cannot be greater than token_max_ttl");
         goto out;
     }
-    json_t *f = json_pack("{s:O,s:O,s:I,s:I,s:I,s:O,s:b,s:O}", "token_policies", pols,
-                          "policies", pols, "token_ttl", (json_int_t)ttl, "token_max_ttl",
-                          (json_int_t)max_ttl, "token_num_uses", (json_int_t)uses,
-                          "token_bound_cidrs", cidrs, "token_no_default_policy", no_default,
-                          "allowed_dns_names", dns);
+    json_t *f = json_pack("{s:O,s:O,s:I,s:I,s:I,s:O,s:b,s:O}", "token_policies", pols, "policies",
+                          pols, "token_ttl", (json_int_t)ttl, "token_max_ttl", (json_int_t)max_ttl,
+                          "token_num_uses", (json_int_t)uses, "token_bound_cidrs", cidrs,
+                          "token_no_default_policy", no_default, "allowed_dns_names", dns);
     r = f != NULL && json_object_update(role, f) == 0 ? AS_OK : AS_ERR_NOMEM;
     json_decref(f);
 out:
@@ -189,8 +189,8 @@ static json_t *mount_entry(const char *type, const char *description, const char
 {
     return json_pack("{s:s,s:s,s:s,s:{s:I,s:I},s:b,s:b,s:n}", "type", type, "description",
                      description ? description : "", "accessor", accessor, "config",
-                     "default_lease_ttl", (json_int_t)0, "max_lease_ttl", (json_int_t)0, "local",
-                     0, "seal_wrap", 0, "options");
+                     "default_lease_ttl", (json_int_t)0, "max_lease_ttl", (json_int_t)0, "local", 0,
+                     "seal_wrap", 0, "options");
 }
 
 enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp *resp)
@@ -212,8 +212,7 @@ enum as_err h_sys_auth(struct as_server *srv, struct as_req *req, struct as_resp
     for (size_t i = 0; i < n; i++) {
         char key[80];
         snprintf(key, sizeof key, "%s/", m[i]->path);
-        json_object_set_new(data, key, mount_entry(m[i]->type, m[i]->description,
-                                                   m[i]->accessor));
+        json_object_set_new(data, key, mount_entry(m[i]->type, m[i]->description, m[i]->accessor));
     }
     as_mount_recs_free(m, n);
     resp->data = data;
@@ -379,8 +378,8 @@ static struct as_mount_rec *mount_dup(const struct as_mount_rec *m)
 }
 
 /* A copy of the cached row for key (a mount in *m or a role's text in *text); false on a miss. */
-static bool row_get(enum row_kind kind, const char *key, uint64_t epoch,
-                    struct as_mount_rec **m, char **text)
+static bool row_get(enum row_kind kind, const char *key, uint64_t epoch, struct as_mount_rec **m,
+                    char **text)
 {
     struct row_slot *e = &rows[(as_hash_str(key) + kind) % ROW_SLOTS];
     bool hit = false;
@@ -415,8 +414,7 @@ static void row_put(enum row_kind kind, const char *key, uint64_t epoch,
     row_slot_clear(&old);
 }
 
-enum as_err as_mount_get_cached(struct as_server *srv, const char *path,
-                                struct as_mount_rec **out)
+enum as_err as_mount_get_cached(struct as_server *srv, const char *path, struct as_mount_rec **out)
 {
     uint64_t epoch = as_store_epoch(srv->store);
     *out = NULL;

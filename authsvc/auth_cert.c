@@ -23,12 +23,12 @@
 /* Vault's texts for refused logins (builtin/credential/cert/path_login.go), the first with our
  * hint added. Vault has no "revoked" of its own (a CRL hit reads as MSG_CONSTRAINTS there); ours
  * says what happened, since the client holds the certificate anyway. */
-#define MSG_NO_TLS                                                                              \
-    "tls connection required: a client certificate must be supplied over TLS (the HTTPS "      \
+#define MSG_NO_TLS                                                                        \
+    "tls connection required: a client certificate must be supplied over TLS (the HTTPS " \
     "listener)"
 #define MSG_NO_CERT "client certificate must be supplied"
 #define MSG_UNTRUSTED "invalid certificate or no client certificate supplied"
-#define MSG_CONSTRAINTS                                                                         \
+#define MSG_CONSTRAINTS \
     "no chain matching all constraints could be found for this login certificate"
 #define MSG_REVOKED "client certificate has been revoked"
 
@@ -96,8 +96,9 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
     }
     bool have_cert = certificate != NULL && *certificate != '\0';
     if (have_cert == own) {
-        snprintf(why, whylen, "exactly one of \"certificate\" (a PEM CA or leaf certificate) and "
-                              "\"trust_own_bundle\": true must be set");
+        snprintf(why, whylen,
+                 "exactly one of \"certificate\" (a PEM CA or leaf certificate) and "
+                 "\"trust_own_bundle\": true must be set");
         goto out;
     }
     if (have_cert && (r = as_clientcert_trust_check(certificate, NULL, why, whylen)) != AS_OK) {
@@ -128,16 +129,16 @@ enum as_err as_cert_role_parse(struct as_server *srv, json_t *b, json_t **out, c
          * say which IDs it accepts. The check passed, so "cert:uri" can only be that
          * placeholder (':' is in no SPIFFE path segment). */
         if (strstr(tmpl, "cert:uri") != NULL && json_array_size(uri_sans) == 0) {
-            snprintf(why, whylen, "a spiffe_id_template with {{cert:uri}} requires a non-empty "
-                                  "allowed_uri_sans");
+            snprintf(why, whylen,
+                     "a spiffe_id_template with {{cert:uri}} requires a non-empty "
+                     "allowed_uri_sans");
             goto out;
         }
     }
     json_t *mine = json_pack("{s:s,s:b,s:s,s:O,s:O,s:O,s:s}", "certificate",
-                             have_cert ? certificate : "", "trust_own_bundle", own,
-                             "display_name", display, "allowed_common_names", cns,
-                             "allowed_dns_sans", dns_sans, "allowed_uri_sans", uri_sans,
-                             "spiffe_id_template", tmpl);
+                             have_cert ? certificate : "", "trust_own_bundle", own, "display_name",
+                             display, "allowed_common_names", cns, "allowed_dns_sans", dns_sans,
+                             "allowed_uri_sans", uri_sans, "spiffe_id_template", tmpl);
     r = mine != NULL && json_object_update(role, mine) == 0 ? AS_OK : AS_ERR_NOMEM;
     json_decref(mine);
     if (r == AS_OK) {
@@ -174,8 +175,7 @@ static bool any_match(json_t *globs, const char *const *names, size_t n)
 }
 
 /* The role's allowed_* constraints on the accepted leaf (Vault's matchesConstraints). */
-static bool constraints_ok(json_t *role, const struct as_clientcert *cc, char *why,
-                           size_t whylen)
+static bool constraints_ok(json_t *role, const struct as_clientcert *cc, char *why, size_t whylen)
 {
     const char *cn = as_clientcert_cn(cc);
     const char *dns[AS_CLIENTCERT_MAX_SANS];
@@ -304,9 +304,8 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
     }
     r = as_clientchain_parse(req->peer_der, req->peer_len, req->npeer, &ch, why, sizeof why);
     if (r != AS_OK) {
-        r = r == AS_ERR_INVALID
-                ? as_fail(resp, r, "failed to verify client's certificate: %s", why)
-                : r;
+        r = r == AS_ERR_INVALID ? as_fail(resp, r, "failed to verify client's certificate: %s", why)
+                                : r;
         goto out;
     }
     if (name != NULL && *name != '\0') {
@@ -362,8 +361,7 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
         enum stage st = ST_CONSTRAINTS;
         if (r == AS_ERR_INVALID) {
             if (fail == AS_CC_TRUST) {
-                as_warn("auth/%s: role %s has an unusable certificate: %s", m->path, names[i],
-                        why);
+                as_warn("auth/%s: role %s has an unusable certificate: %s", m->path, names[i], why);
             }
             st = fail == AS_CC_UNTRUSTED || fail == AS_CC_TRUST ? ST_UNTRUSTED : ST_VERIFY;
         } else if (constraints_ok(role, cc, why, sizeof why)) {
@@ -410,8 +408,8 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
     }
     const char *cn = as_clientcert_cn(cc);
     size_t nuri = as_clientcert_uri_count(cc);
-    const char *subject = cn != NULL        ? cn
-                          : nuri > 0        ? as_clientcert_uri(cc, 0)
+    const char *subject = cn != NULL                        ? cn
+                          : nuri > 0                        ? as_clientcert_uri(cc, 0)
                           : as_clientcert_dns_count(cc) > 0 ? as_clientcert_dns(cc, 0)
                                                             : as_clientcert_serial(cc);
     if ((sids = json_array()) == NULL) {
@@ -444,8 +442,8 @@ enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, s
     }
     meta = json_pack("{s:s,s:s,s:s,s:s}", "role", matched, "subject", subject, "cert_serial",
                      as_clientcert_serial(cc), "cert_name", matched);
-    if (meta == NULL || (cn != NULL && json_object_set_new(meta, "common_name",
-                                                           json_string(cn)) != 0)) {
+    if (meta == NULL ||
+        (cn != NULL && json_object_set_new(meta, "common_name", json_string(cn)) != 0)) {
         r = AS_ERR_NOMEM;
         goto out;
     }

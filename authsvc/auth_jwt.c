@@ -27,9 +27,9 @@
 
 struct jwks_state {
     char mount[72];
-    char *config_text;     /* the config these keys were made from */
-    char *failed_config;   /* a config whose keys could not be loaded at last_fetch */
-    struct as_jwks *keys;  /* swapped under lock; readers verify under the read lock */
+    char *config_text;    /* the config these keys were made from */
+    char *failed_config;  /* a config whose keys could not be loaded at last_fetch */
+    struct as_jwks *keys; /* swapped under lock; readers verify under the read lock */
     int64_t last_fetch;
     pthread_rwlock_t lock;
     pthread_mutex_t fetch_lock;
@@ -133,8 +133,8 @@ static enum as_err check_url(const char *url, char *why, size_t whylen)
     return r;
 }
 
-static enum as_err fetch_jwks(const char *url, const char *ca_pem, struct as_jwks **out,
-                              char *why, size_t whylen)
+static enum as_err fetch_jwks(const char *url, const char *ca_pem, struct as_jwks **out, char *why,
+                              size_t whylen)
 {
     struct as_buf body;
     long status = 0;
@@ -180,8 +180,8 @@ static enum as_err keys_from_config(json_t *cfg, struct as_jwks **out, char *why
     if (json_array_size(pems) > 0) {
         return as_jwks_from_pems(pems, out, why, whylen);
     }
-    return fetch_jwks(as_json_str_or(cfg, "jwks_url", ""), as_json_str_or(cfg, "jwks_ca_pem", NULL), out, why,
-                      whylen);
+    return fetch_jwks(as_json_str_or(cfg, "jwks_url", ""), as_json_str_or(cfg, "jwks_ca_pem", NULL),
+                      out, why, whylen);
 }
 
 static unsigned algs_of(json_t *cfg)
@@ -251,12 +251,11 @@ enum as_err as_jwt_config_write(struct as_server *srv, const struct as_mount_rec
         r = as_fail(resp, AS_ERR_INVALID, "%s", why);
         goto out;
     }
-    json_t *cfg = json_pack("{s:o,s:s,s:s,s:s,s:o,s:s}", "jwt_validation_pubkeys",
-                            pems ? json_incref(pems) : json_array(), "jwks_url",
-                            have_url ? url : "", "jwks_ca_pem", ca ? ca : "", "bound_issuer",
-                            iss ? iss : "", "jwt_supported_algs",
-                            algs ? json_incref(algs) : json_array(), "default_role",
-                            def_role ? def_role : "");
+    json_t *cfg = json_pack(
+        "{s:o,s:s,s:s,s:s,s:o,s:s}", "jwt_validation_pubkeys",
+        pems ? json_incref(pems) : json_array(), "jwks_url", have_url ? url : "", "jwks_ca_pem",
+        ca ? ca : "", "bound_issuer", iss ? iss : "", "jwt_supported_algs",
+        algs ? json_incref(algs) : json_array(), "default_role", def_role ? def_role : "");
     if (cfg == NULL) {
         r = AS_ERR_NOMEM;
         goto out;
@@ -361,8 +360,9 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     if (as_json_get_string(b, "bound_subject", &bound_subject, NULL) != AS_OK ||
         as_json_get_string(b, "bound_claims_type", &bct, NULL) != AS_OK ||
         as_json_get_string(b, "spiffe_id_template", &tmpl, NULL) != AS_OK) {
-        snprintf(why, whylen, "bound_subject, bound_claims_type and spiffe_id_template must "
-                              "be strings");
+        snprintf(why, whylen,
+                 "bound_subject, bound_claims_type and spiffe_id_template must "
+                 "be strings");
         goto out;
     }
     bct = bct ? bct : "string";
@@ -378,8 +378,9 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     if (get_leeway(b, "clock_skew_leeway", &skew) != AS_OK ||
         get_leeway(b, "expiration_leeway", &expl) != AS_OK ||
         get_leeway(b, "not_before_leeway", &nbfl) != AS_OK) {
-        snprintf(why, whylen, "leeways must be seconds (-1 disables, 0 is the default) or "
-                              "durations");
+        snprintf(why, whylen,
+                 "leeways must be seconds (-1 disables, 0 is the default) or "
+                 "durations");
         goto out;
     }
     json_t *bc = json_object_get(b, "bound_claims");
@@ -434,21 +435,21 @@ enum as_err as_jwt_role_parse(struct as_server *srv, json_t *b, json_t **out, ch
     }
     if (json_array_size(auds) == 0 && (bound_subject == NULL || *bound_subject == '\0') &&
         bc == NULL && json_array_size(json_object_get(role, "token_bound_cidrs")) == 0) {
-        snprintf(why, whylen, "must have at least one bound constraint when creating/updating "
-                              "a role");
+        snprintf(why, whylen,
+                 "must have at least one bound constraint when creating/updating "
+                 "a role");
         goto out;
     }
-    if (tmpl != NULL && *tmpl != '\0' && as_spiffe_template_check(tmpl, true, why, whylen) !=
-                                             AS_OK) {
+    if (tmpl != NULL && *tmpl != '\0' &&
+        as_spiffe_template_check(tmpl, true, why, whylen) != AS_OK) {
         goto out;
     }
-    json_t *own = json_pack("{s:s,s:s,s:O,s:s,s:O?,s:s,s:O?,s:I,s:I,s:I,s:s}", "role_type", "jwt",
-                            "user_claim", user_claim, "bound_audiences", auds, "bound_subject",
-                            bound_subject ? bound_subject : "", "bound_claims", bc,
-                            "bound_claims_type", bct, "claim_mappings", cm, "clock_skew_leeway",
-                            (json_int_t)skew, "expiration_leeway", (json_int_t)expl,
-                            "not_before_leeway", (json_int_t)nbfl, "spiffe_id_template",
-                            tmpl ? tmpl : "");
+    json_t *own = json_pack(
+        "{s:s,s:s,s:O,s:s,s:O?,s:s,s:O?,s:I,s:I,s:I,s:s}", "role_type", "jwt", "user_claim",
+        user_claim, "bound_audiences", auds, "bound_subject", bound_subject ? bound_subject : "",
+        "bound_claims", bc, "bound_claims_type", bct, "claim_mappings", cm, "clock_skew_leeway",
+        (json_int_t)skew, "expiration_leeway", (json_int_t)expl, "not_before_leeway",
+        (json_int_t)nbfl, "spiffe_id_template", tmpl ? tmpl : "");
     if (own == NULL || json_object_update(role, own) != 0) {
         json_decref(own);
         r = AS_ERR_NOMEM;
@@ -595,8 +596,8 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
     }
     json_t *aud = json_object_get(claims, "aud");
     json_t *bound_auds = json_object_get(role, "bound_audiences");
-    bool aud_present = (json_is_string(aud) && json_string_length(aud) > 0) ||
-                       json_array_size(aud) > 0;
+    bool aud_present =
+        (json_is_string(aud) && json_string_length(aud) > 0) || json_array_size(aud) > 0;
     if (aud != NULL && !json_is_null(aud) && !json_is_string(aud) && !json_is_array(aud)) {
         snprintf(why, whylen, "error parsing token: aud must be a string or a list");
         return AS_ERR_INVALID;
@@ -608,30 +609,35 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
     const char *bound_iss = as_json_str_or(cfg, "bound_issuer", "");
     const char *iss = as_json_str_or(claims, "iss", NULL);
     if (*bound_iss != '\0' && (iss == NULL || strcmp(iss, bound_iss) != 0)) {
-        snprintf(why, whylen, "error validating claims: validation failed, invalid issuer "
-                              "claim (iss)");
+        snprintf(why, whylen,
+                 "error validating claims: validation failed, invalid issuer "
+                 "claim (iss)");
         return AS_ERR_INVALID;
     }
     const char *bound_sub = as_json_str_or(role, "bound_subject", "");
     const char *sub = as_json_str_or(claims, "sub", NULL);
     if (*bound_sub != '\0' && (sub == NULL || strcmp(sub, bound_sub) != 0)) {
-        snprintf(why, whylen, "error validating claims: validation failed, invalid subject "
-                              "claim (sub)");
+        snprintf(why, whylen,
+                 "error validating claims: validation failed, invalid subject "
+                 "claim (sub)");
         return AS_ERR_INVALID;
     }
     if ((double)now + (double)skew < nbf) {
-        snprintf(why, whylen, "error validating claims: validation failed, token not valid yet "
-                              "(nbf)");
+        snprintf(why, whylen,
+                 "error validating claims: validation failed, token not valid yet "
+                 "(nbf)");
         return AS_ERR_INVALID;
     }
     if ((double)now - (double)skew > exp) {
-        snprintf(why, whylen, "error validating claims: validation failed, token is expired "
-                              "(exp)");
+        snprintf(why, whylen,
+                 "error validating claims: validation failed, token is expired "
+                 "(exp)");
         return AS_ERR_INVALID;
     }
     if (has_iat && (double)now + (double)skew < iat) {
-        snprintf(why, whylen, "error validating claims: validation field, token issued in the "
-                              "future (iat)");
+        snprintf(why, whylen,
+                 "error validating claims: validation field, token issued in the "
+                 "future (iat)");
         return AS_ERR_INVALID;
     }
     if (json_array_size(bound_auds) > 0) {
@@ -653,8 +659,9 @@ static enum as_err check_registered(json_t *cfg, json_t *role, json_t *claims, i
             }
         }
         if (!match) {
-            snprintf(why, whylen, "error validating claims: aud claim does not match any bound "
-                                  "audience");
+            snprintf(why, whylen,
+                     "error validating claims: aud claim does not match any bound "
+                     "audience");
             return AS_ERR_INVALID;
         }
     }
@@ -673,8 +680,8 @@ static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m,
     enum as_err r = AS_OK;
     int64_t now = as_now();
     pthread_rwlock_rdlock(&s->lock);
-    bool current = s->keys != NULL && s->config_text != NULL &&
-                   strcmp(s->config_text, m->config_json) == 0;
+    bool current =
+        s->keys != NULL && s->config_text != NULL && strcmp(s->config_text, m->config_json) == 0;
     bool recent = now - s->last_fetch < JWKS_REFETCH_SECONDS;
     bool failed_recently = !current && s->failed_config != NULL &&
                            strcmp(s->failed_config, m->config_json) == 0 && recent;
@@ -693,8 +700,8 @@ static enum as_err load_keys(struct jwks_state *s, const struct as_mount_rec *m,
     pthread_mutex_lock(&s->fetch_lock);
     /* Look again: the fetch we waited for may have done the work. */
     pthread_rwlock_rdlock(&s->lock);
-    current = s->keys != NULL && s->config_text != NULL &&
-              strcmp(s->config_text, m->config_json) == 0;
+    current =
+        s->keys != NULL && s->config_text != NULL && strcmp(s->config_text, m->config_json) == 0;
     recent = now - s->last_fetch < JWKS_REFETCH_SECONDS;
     pthread_rwlock_unlock(&s->lock);
     if (current && (!refetch || recent)) {
@@ -753,9 +760,9 @@ static enum as_err verify_sig(const struct as_mount_rec *m, json_t *cfg, const c
             return r;
         }
         pthread_rwlock_rdlock(&s->lock);
-        r = s->keys ? as_jwt_verify(jwt, s->keys, algs, &header, claims, &fail, detail,
-                                    sizeof detail)
-                    : AS_ERR_INVALID;
+        r = s->keys
+                ? as_jwt_verify(jwt, s->keys, algs, &header, claims, &fail, detail, sizeof detail)
+                : AS_ERR_INVALID;
         pthread_rwlock_unlock(&s->lock);
         json_decref(header);
         if (r == AS_OK) {

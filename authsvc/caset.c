@@ -209,8 +209,8 @@ static enum as_err first_generation(struct as_caset *cs)
             }
         }
     } else {
-        r = as_ca_load_or_create(srv->cfg.data_dir, srv->cfg.trust_domain, srv->cfg.ca_ttl,
-                                 &g->ca, &created);
+        r = as_ca_load_or_create(srv->cfg.data_dir, srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca,
+                                 &created);
     }
     if (r != AS_OK || (r = gen_jwtkey(srv, "ca", true, &g->jwt)) != AS_OK) {
         gen_free(g);
@@ -242,8 +242,8 @@ enum as_err as_caset_open(struct as_server *srv, struct as_caset **out)
     pthread_rwlock_init(&cs->lock, NULL);
     cs->srv = srv;
     if (srv->cfg.upstream_cert_file != NULL &&
-        (r = as_upstream_load(srv->cfg.upstream_cert_file, srv->cfg.upstream_key_file,
-                              &cs->up)) != AS_OK) {
+        (r = as_upstream_load(srv->cfg.upstream_cert_file, srv->cfg.upstream_key_file, &cs->up)) !=
+            AS_OK) {
         goto out;
     }
     if ((r = load_sequence(cs)) != AS_OK ||
@@ -275,11 +275,10 @@ enum as_err as_caset_open(struct as_server *srv, struct as_caset **out)
                 continue; /* out of the bundle for good; its files are not needed */
             }
         }
-        r = cs->up ? as_ca_load_under(cs->up, srv->cfg.data_dir, g->base,
-                                      srv->cfg.trust_domain, &g->ca)
+        r = cs->up ? as_ca_load_under(cs->up, srv->cfg.data_dir, g->base, srv->cfg.trust_domain,
+                                      &g->ca)
                    : as_ca_load(srv->cfg.data_dir, g->base, srv->cfg.trust_domain, &g->ca);
-        if (r != AS_OK ||
-            (r = gen_jwtkey(srv, g->base, false, &g->jwt)) != AS_OK) {
+        if (r != AS_OK || (r = gen_jwtkey(srv, g->base, false, &g->jwt)) != AS_OK) {
             as_error("cannot load CA generation %" PRId64 " (%s): %s", g->id, g->base,
                      as_strerror(r));
             goto out;
@@ -399,9 +398,9 @@ json_t *as_caset_jwks(struct as_caset *cs, int64_t refresh_hint)
         }
         json_array_append_new(keys, as_jwtkey_jwk(g->jwt));
     }
-    json_t *o = json_pack("{s:o,s:I,s:I}", "keys", keys, "spiffe_sequence",
-                          (json_int_t)cs->sequence, "spiffe_refresh_hint",
-                          (json_int_t)refresh_hint);
+    json_t *o =
+        json_pack("{s:o,s:I,s:I}", "keys", keys, "spiffe_sequence", (json_int_t)cs->sequence,
+                  "spiffe_refresh_hint", (json_int_t)refresh_hint);
     pthread_rwlock_unlock(&cs->lock);
     return o;
 }
@@ -583,8 +582,7 @@ static enum as_err prepare(struct as_caset *cs, int64_t now, int64_t activate_at
     /* Files first, then the row that names them: a crash in between leaves only stray files. */
     r = cs->up ? as_ca_generate_under(cs->up, srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca)
                : as_ca_generate(srv->cfg.trust_domain, srv->cfg.ca_ttl, &g->ca);
-    if (r != AS_OK ||
-        (r = as_ca_save(g->ca, srv->cfg.data_dir, base)) != AS_OK ||
+    if (r != AS_OK || (r = as_ca_save(g->ca, srv->cfg.data_dir, base)) != AS_OK ||
         (r = as_jwtkey_generate(&g->jwt)) != AS_OK ||
         (r = as_jwtkey_save(g->jwt, srv->cfg.data_dir, base)) != AS_OK) {
         gen_free(g);

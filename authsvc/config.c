@@ -6,14 +6,15 @@
 #include "authsvc/server.h"
 
 /* Known keys of the config file; each nested object lists its own. */
-static const char *const top_keys[] = {"trust_domain", "data_dir", "listen", "tls_listen",
-                                       "tls_cert_file", "tls_key_file", "tls_names", "storage",
-                                       "ca", "svid", "crl", "connect", "audit", "limits", NULL};
+static const char *const top_keys[] = {
+    "trust_domain", "data_dir",  "listen",  "tls_listen", "tls_cert_file",
+    "tls_key_file", "tls_names", "storage", "ca",         "svid",
+    "crl",          "connect",   "audit",   "limits",     NULL};
 static const char *const storage_keys[] = {"type", "path", NULL};
-static const char *const ca_keys[] = {"key_type", "ttl", "upstream_cert_file",
+static const char *const ca_keys[] = {"key_type",          "ttl",      "upstream_cert_file",
                                       "upstream_key_file", "kek_file", NULL};
-static const char *const svid_keys[] = {"default_ttl", "max_ttl", "jwt_default_ttl",
-                                        "jwt_max_ttl", "bundle_refresh_hint", NULL};
+static const char *const svid_keys[] = {
+    "default_ttl", "max_ttl", "jwt_default_ttl", "jwt_max_ttl", "bundle_refresh_hint", NULL};
 static const char *const crl_keys[] = {"ttl", NULL};
 static const char *const connect_keys[] = {"default_action", NULL};
 static const char *const audit_keys[] = {"path", "log_allowed_checks", NULL};
@@ -138,8 +139,7 @@ static enum as_err load_file(const char *path, struct as_config *cfg)
     }
     if (s != NULL) {
         const char *kt = "ec-p256";
-        if (as_json_get_string(s, "key_type", &kt, NULL) != AS_OK ||
-            strcmp(kt, "ec-p256") != 0) {
+        if (as_json_get_string(s, "key_type", &kt, NULL) != AS_OK || strcmp(kt, "ec-p256") != 0) {
             r = bad("ca.key_type", "only \"ec-p256\" is supported");
             goto out;
         }
@@ -153,7 +153,8 @@ static enum as_err load_file(const char *path, struct as_config *cfg)
             goto out;
         }
         if ((cfg->upstream_cert_file == NULL) != (cfg->upstream_key_file == NULL)) {
-            r = bad("ca.upstream_cert_file", "upstream_cert_file and upstream_key_file go together");
+            r = bad("ca.upstream_cert_file",
+                    "upstream_cert_file and upstream_key_file go together");
             goto out;
         }
         if (json_object_get(s, "kek_file")) {
@@ -188,8 +189,7 @@ static enum as_err load_file(const char *path, struct as_config *cfg)
             AS_OK) {
             goto out;
         }
-        if (strcmp(cfg->default_action, "allow") != 0 &&
-            strcmp(cfg->default_action, "deny") != 0) {
+        if (strcmp(cfg->default_action, "allow") != 0 && strcmp(cfg->default_action, "deny") != 0) {
             r = bad("connect.default_action", "must be \"allow\" or \"deny\"");
             goto out;
         }
@@ -246,8 +246,11 @@ static bool log_level_of(const char *s, enum as_log_level *out)
     static const struct {
         const char *name;
         enum as_log_level level;
-    } levels[] = {{"trace", AS_LOG_DEBUG}, {"debug", AS_LOG_DEBUG}, {"info", AS_LOG_INFO},
-                  {"warn", AS_LOG_WARN},   {"error", AS_LOG_ERROR}};
+    } levels[] = {{"trace", AS_LOG_DEBUG},
+                  {"debug", AS_LOG_DEBUG},
+                  {"info", AS_LOG_INFO},
+                  {"warn", AS_LOG_WARN},
+                  {"error", AS_LOG_ERROR}};
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         if (strcmp(s, levels[i].name) == 0) {
             *out = levels[i].level;

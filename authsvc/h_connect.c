@@ -176,9 +176,8 @@ static void new_uuid(char out[40])
 }
 
 /* Writes an intention from the body over `base` (NULL: a new one, every field required). */
-static enum as_err intention_write(struct as_server *srv, struct as_req *req,
-                                   struct as_resp *resp, const struct as_intention_rec *base,
-                                   const char *id)
+static enum as_err intention_write(struct as_server *srv, struct as_req *req, struct as_resp *resp,
+                                   const struct as_intention_rec *base, const char *id)
 {
     const char *src = base ? base->source : NULL;
     const char *dst = base ? base->destination : NULL;
@@ -369,8 +368,8 @@ static void judged_put(const unsigned char key[32], uint64_t epoch, int64_t nb, 
 /* One of our X.509-SVIDs, live: recorded, x509, for uri, not revoked, within validity (then
  * *nb and *na are its validity). */
 static enum as_err judge_serial_full(struct as_server *srv, const char *serial, const char *uri,
-                                     const unsigned char *der, size_t der_len,
-                                     struct identity *who, int64_t *nb, int64_t *na)
+                                     const unsigned char *der, size_t der_len, struct identity *who,
+                                     int64_t *nb, int64_t *na)
 {
     struct as_cert_rec *c = NULL;
     int64_t now = as_now();
@@ -483,8 +482,7 @@ static bool pem_judged_get(struct as_server *srv, char kind, const char *bytes, 
 
 /* Judges pem in full and keeps a good judgement under key, as of epoch (pem_judged_get). */
 static enum as_err judge_pem_keep(struct as_server *srv, const char *pem, size_t len,
-                                  struct identity *who, const unsigned char key[32],
-                                  uint64_t epoch)
+                                  struct identity *who, const unsigned char key[32], uint64_t epoch)
 {
     int64_t nb = 0;
     int64_t na = 0;
@@ -587,8 +585,8 @@ enum as_err h_connect_authorize(struct as_server *srv, struct as_req *req, struc
         as_json_get_string(req->body, "client_cert_serial", &serial_in, NULL) != AS_OK) {
         return as_fail(resp, AS_ERR_INVALID, "target and client_cert_* must be strings");
     }
-    if (target == NULL || as_spiffe_id_check(target, srv->cfg.trust_domain, why, sizeof why) !=
-                              AS_OK) {
+    if (target == NULL ||
+        as_spiffe_id_check(target, srv->cfg.trust_domain, why, sizeof why) != AS_OK) {
         return as_fail(resp, AS_ERR_INVALID, "invalid or missing target: %s",
                        target ? why : "target is required");
     }
@@ -607,8 +605,9 @@ enum as_err h_connect_authorize(struct as_server *srv, struct as_req *req, struc
     } else if (uri != NULL && *uri != '\0') {
         char serial[64];
         if (serial_in == NULL || *serial_in == '\0') {
-            return as_fail(resp, AS_ERR_INVALID, "client_cert_serial is required with "
-                                                 "client_cert_uri");
+            return as_fail(resp, AS_ERR_INVALID,
+                           "client_cert_serial is required with "
+                           "client_cert_uri");
         }
         if (as_serial_normalize(serial_in, serial, sizeof serial) != AS_OK) {
             return as_fail(resp, AS_ERR_INVALID, "invalid client_cert_serial");
@@ -808,9 +807,9 @@ enum as_err h_connect_ext_authz(struct as_server *srv, struct as_req *req, struc
         return r;
     }
     if (check_audited(srv, allow) &&
-        (resp->audit_data = check_data(allow, (const char *[]){"reason", reason, "intention_id", id,
-                                                               "source", who.spiffe_id, "target",
-                                                               target, NULL})) == NULL) {
+        (resp->audit_data =
+             check_data(allow, (const char *[]){"reason", reason, "intention_id", id, "source",
+                                                who.spiffe_id, "target", target, NULL})) == NULL) {
         return AS_ERR_NOMEM;
     }
     if (!allow) {

@@ -42,8 +42,8 @@ enum as_err h_pki_ca(struct as_server *srv, struct as_req *req, struct as_resp *
         const unsigned char *der = as_ca_cert_der(s.ca, &len);
         return raw_copy(resp, der, len, "application/pkix-cert");
     }
-    const char *pem = strcmp(req->path, "pki/ca/pem") == 0 ? as_ca_cert_pem(s.ca)
-                                                           : as_ca_chain_pem(s.ca);
+    const char *pem =
+        strcmp(req->path, "pki/ca/pem") == 0 ? as_ca_cert_pem(s.ca) : as_ca_chain_pem(s.ca);
     return raw_copy(resp, pem, strlen(pem), "application/pem-certificate-chain");
 }
 
@@ -96,8 +96,8 @@ enum as_err h_pki_cert(struct as_server *srv, struct as_req *req, struct as_resp
         as_time_rfc3339(c->revoked_at, when, sizeof when);
     }
     resp->data = json_pack("{s:s,s:I,s:s,s:s}", "certificate", pem ? pem : "", "revocation_time",
-                           (json_int_t)c->revoked_at, "revocation_time_rfc3339", when,
-                           "spiffe_id", c->spiffe_id);
+                           (json_int_t)c->revoked_at, "revocation_time_rfc3339", when, "spiffe_id",
+                           c->spiffe_id);
     free(pem);
     as_cert_rec_free(c);
     resp->status = 200;
@@ -136,8 +136,8 @@ enum as_err h_pki_revoke(struct as_server *srv, struct as_req *req, struct as_re
     }
     char when[40];
     as_time_rfc3339(at, when, sizeof when);
-    resp->data = json_pack("{s:I,s:s}", "revocation_time", (json_int_t)at,
-                           "revocation_time_rfc3339", when);
+    resp->data =
+        json_pack("{s:I,s:s}", "revocation_time", (json_int_t)at, "revocation_time_rfc3339", when);
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }
@@ -156,9 +156,9 @@ enum as_err h_pki_rotate(struct as_server *srv, struct as_req *req, struct as_re
     as_server_wake(srv);
     char when[40];
     as_time_rfc3339(activate_at, when, sizeof when);
-    resp->data = json_pack("{s:I,s:s,s:I}", "activate_at", (json_int_t)activate_at,
-                           "activate_at_rfc3339", when, "spiffe_sequence",
-                           (json_int_t)as_caset_sequence(srv->caset));
+    resp->data =
+        json_pack("{s:I,s:s,s:I}", "activate_at", (json_int_t)activate_at, "activate_at_rfc3339",
+                  when, "spiffe_sequence", (json_int_t)as_caset_sequence(srv->caset));
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }

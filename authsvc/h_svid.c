@@ -206,10 +206,10 @@ enum as_err h_svid_x509(struct as_server *srv, struct as_req *req, struct as_res
         goto out;
     }
     char *bundle = as_caset_bundle_pem(srv->caset);
-    resp->data = json_pack("{s:s,s:o,s:s,s:s,s:s,s:I}", "certificate", leaf->cert_pem,
-                           "ca_chain", as_ca_intermediates_json(s.ca), "bundle",
-                           bundle ? bundle : "", "serial_number", leaf->serial, "spiffe_id", id,
-                           "expiration", (json_int_t)leaf->not_after);
+    resp->data =
+        json_pack("{s:s,s:o,s:s,s:s,s:s,s:I}", "certificate", leaf->cert_pem, "ca_chain",
+                  as_ca_intermediates_json(s.ca), "bundle", bundle ? bundle : "", "serial_number",
+                  leaf->serial, "spiffe_id", id, "expiration", (json_int_t)leaf->not_after);
     free(bundle);
     if (resp->data == NULL) {
         r = AS_ERR_NOMEM;
@@ -259,8 +259,7 @@ enum as_err h_svid_jwt(struct as_server *srv, struct as_req *req, struct as_resp
         goto out;
     }
     if ((r = pick_id(srv, req, resp, ids, &id)) != AS_OK ||
-        (r = pick_ttl(req, resp, srv->cfg.jwt_default_ttl, srv->cfg.jwt_max_ttl, &ttl)) !=
-            AS_OK) {
+        (r = pick_ttl(req, resp, srv->cfg.jwt_default_ttl, srv->cfg.jwt_max_ttl, &ttl)) != AS_OK) {
         goto out;
     }
     int64_t now = as_now();
@@ -285,8 +284,8 @@ enum as_err h_svid_jwt(struct as_server *srv, struct as_req *req, struct as_resp
     if ((r = as_store_cert_insert(srv->store, &rec)) != AS_OK) {
         goto out;
     }
-    resp->data = json_pack("{s:s,s:s,s:I}", "token", token, "spiffe_id", id, "expiration",
-                           (json_int_t)exp);
+    resp->data =
+        json_pack("{s:s,s:s,s:I}", "token", token, "spiffe_id", id, "expiration", (json_int_t)exp);
     resp->status = 200;
     r = resp->data ? AS_OK : AS_ERR_NOMEM;
     if (r == AS_OK) {
@@ -312,13 +311,13 @@ enum as_err h_svid_jwt_validate(struct as_server *srv, struct as_req *req, struc
         *token == '\0') {
         return as_fail(resp, AS_ERR_INVALID, "token is required");
     }
-    if (as_json_get_string(req->body, "audience", &audience, NULL) != AS_OK ||
-        audience == NULL || *audience == '\0') {
+    if (as_json_get_string(req->body, "audience", &audience, NULL) != AS_OK || audience == NULL ||
+        *audience == '\0') {
         return as_fail(resp, AS_ERR_INVALID, "audience is required");
     }
     size_t n = as_caset_jwt_keys(srv->caset, keys, 64);
-    enum as_err r = as_jwt_svid_validate(token, keys, n, audience, srv->cfg.trust_domain,
-                                         as_now(), &claims, why, sizeof why);
+    enum as_err r = as_jwt_svid_validate(token, keys, n, audience, srv->cfg.trust_domain, as_now(),
+                                         &claims, why, sizeof why);
     if (r == AS_ERR_INVALID || r == AS_ERR_TOO_LARGE) {
         return as_fail(resp, AS_ERR_INVALID, "invalid JWT-SVID: %s", why);
     }
@@ -343,8 +342,8 @@ enum as_err h_svid_jwt_validate(struct as_server *srv, struct as_req *req, struc
         return as_fail(resp, AS_ERR_INVALID, "invalid JWT-SVID: it has been revoked");
     }
     as_cert_rec_free(rec);
-    resp->data = json_pack("{s:O,s:o}", "spiffe_id", json_object_get(claims, "sub"), "claims",
-                           claims);
+    resp->data =
+        json_pack("{s:O,s:o}", "spiffe_id", json_object_get(claims, "sub"), "claims", claims);
     resp->status = 200;
     return resp->data ? AS_OK : AS_ERR_NOMEM;
 }

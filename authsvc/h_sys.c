@@ -15,10 +15,9 @@ enum as_err h_sys_health(struct as_server *srv, struct as_req *req, struct as_re
     pthread_mutex_unlock(&srv->lock);
     resp->raw_json = json_pack("{s:b,s:b,s:b,s:b,s:s,s:s,s:I,s:s,s:s}", "initialized", init,
                                "sealed", 0, "standby", 0, "performance_standby", 0,
-                               "replication_performance_mode", "disabled",
-                               "replication_dr_mode", "disabled", "server_time_utc",
-                               (json_int_t)as_now(), "version", AS_VERSION, "trust_domain",
-                               srv->cfg.trust_domain);
+                               "replication_performance_mode", "disabled", "replication_dr_mode",
+                               "disabled", "server_time_utc", (json_int_t)as_now(), "version",
+                               AS_VERSION, "trust_domain", srv->cfg.trust_domain);
     if (resp->raw_json == NULL) {
         return AS_ERR_NOMEM;
     }
@@ -269,8 +268,7 @@ enum as_err h_sys_policy(struct as_server *srv, struct as_req *req, struct as_re
     return policy_endpoint(srv, req, resp, true);
 }
 
-enum as_err h_sys_policies_acl_list(struct as_server *srv, struct as_req *req,
-                                    struct as_resp *resp)
+enum as_err h_sys_policies_acl_list(struct as_server *srv, struct as_req *req, struct as_resp *resp)
 {
     (void)req;
     json_t *names = NULL;
@@ -356,14 +354,13 @@ enum as_err h_sys_identities(struct as_server *srv, struct as_req *req, struct a
         const struct as_cert_rec *c = rows[i];
         json_error_t je;
         json_t *dns = c->dns_json ? json_loads(c->dns_json, 0, &je) : NULL;
-        json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I,s:s?,s:s?,s:s?,s:s?,s:I}",
-                              "serial", c->serial, "kind", c->kind, "spiffe_id", c->spiffe_id,
-                              "dns_names", dns ? dns : json_array(), "issued",
-                              (json_int_t)c->issued_at, "expires", (json_int_t)c->not_after,
-                              "state", state_name(c, q.now), "revoked_at",
-                              (json_int_t)c->revoked_at, "token_accessor", c->token_accessor,
-                              "auth_mount", c->mount, "role", c->role, "login_subject",
-                              c->subject, "ca_generation", (json_int_t)c->ca_gen);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I,s:s?,s:s?,s:s?,s:s?,s:I}", "serial",
+                              c->serial, "kind", c->kind, "spiffe_id", c->spiffe_id, "dns_names",
+                              dns ? dns : json_array(), "issued", (json_int_t)c->issued_at,
+                              "expires", (json_int_t)c->not_after, "state", state_name(c, q.now),
+                              "revoked_at", (json_int_t)c->revoked_at, "token_accessor",
+                              c->token_accessor, "auth_mount", c->mount, "role", c->role,
+                              "login_subject", c->subject, "ca_generation", (json_int_t)c->ca_gen);
         if (o != NULL) {
             json_array_append_new(list, o);
         }

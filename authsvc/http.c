@@ -46,8 +46,8 @@ struct conn_state {
     bool responded;
     struct MHD_Connection *conn;
     _Atomic int dstate;
-    _Atomic bool dfailed;         /* the lines could not be made durable: answer 500 */
-    bool suspended;               /* counted in g_suspended until access_cb sees it resumed */
+    _Atomic bool dfailed;          /* the lines could not be made durable: answer 500 */
+    bool suspended;                /* counted in g_suspended until access_cb sees it resumed */
     struct MHD_Response *deferred; /* the answer, built before suspending */
     unsigned deferred_status;
     char request_id[40];
@@ -401,7 +401,8 @@ static enum as_err write_envelope(struct as_buf *b, const struct as_req *req,
                                   const struct as_resp *resp)
 {
     static const char head[] = "{\"request_id\":";
-    static const char mid[] = ",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":";
+    static const char mid[] =
+        ",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":";
     static const char warn[] = ",\"wrap_info\":null,\"warnings\":";
     static const char auth[] = ",\"auth\":";
     json_t *warnings = resp->warnings && json_array_size(resp->warnings) ? resp->warnings : NULL;
@@ -426,8 +427,7 @@ static enum as_err write_envelope(struct as_buf *b, const struct as_req *req,
 }
 
 /* The public error text of a failed request ("" for Vault's empty 404 of a LIST). */
-static const char *error_text(const struct as_req *req, const struct as_resp *resp,
-                              enum as_err err)
+static const char *error_text(const struct as_req *req, const struct as_resp *resp, enum as_err err)
 {
     int status = status_of(err);
     if (err == AS_ERR_NOT_FOUND && req->method == AS_M_LIST && resp->err[0] == '\0') {
@@ -460,8 +460,8 @@ static bool audited(const struct as_server *srv, const struct as_req *req,
     return true;
 }
 
-static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
-                              struct as_resp *resp, enum as_err err)
+static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req, struct as_resp *resp,
+                              enum as_err err)
 {
     if (err != AS_OK) {
         int status = status_of(err);
@@ -487,13 +487,12 @@ static enum MHD_Result render(struct MHD_Connection *conn, struct as_req *req,
             return MHD_NO;
         }
         MHD_add_response_header(r, "Content-Type",
-                                 resp->content_type ? resp->content_type : "text/plain");
+                                resp->content_type ? resp->content_type : "text/plain");
         MHD_add_response_header(r, "X-Request-Id", req->request_id);
         return send_response(conn, (unsigned)(resp->status ? resp->status : 200), r);
     }
     if (resp->raw_json != NULL) {
-        return queue_json(conn, resp->status ? resp->status : 200, resp->raw_json,
-                          req->request_id);
+        return queue_json(conn, resp->status ? resp->status : 200, resp->raw_json, req->request_id);
     }
     if (resp->status == 204) {
         return queue_json(conn, 204, NULL, req->request_id);
@@ -670,8 +669,8 @@ done:;
 }
 
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size, void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     struct as_server *srv = cls;
     struct conn_state *cs = *con_cls;
@@ -936,20 +935,18 @@ static struct MHD_Daemon *start_one(struct as_server *srv, const char *addr, boo
         }
         struct MHD_Daemon *d = MHD_start_daemon(
             flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-            MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
-            keep_escaped, NULL, MHD_OPTION_HTTPS_MEM_TRUST, trust,
+            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, pool,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (size_t)CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
+            MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_HTTPS_MEM_TRUST, trust,
             MHD_OPTION_HTTPS_CERT_CALLBACK, cert_cb, MHD_OPTION_END);
         free(trust);
         return d;
     }
     return MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER,
-                            mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, pool,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+                            mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                            MHD_OPTION_THREAD_POOL_SIZE, pool, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
                             MHD_OPTION_NOTIFY_COMPLETED, completed_cb, NULL,
                             MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_END);
 }

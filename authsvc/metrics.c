@@ -36,8 +36,8 @@ static const struct {
     int status;
     const char *result;
 } login_results[] = {
-    {200, "success"},      {400, "invalid"}, {403, "denied"}, {429, "rate_limited"},
-    {500, "error"},        {503, "store_unavailable"},
+    {200, "success"},      {400, "invalid"}, {403, "denied"},
+    {429, "rate_limited"}, {500, "error"},   {503, "store_unavailable"},
 };
 #define NRESULTS (sizeof login_results / sizeof login_results[0])
 
@@ -53,8 +53,7 @@ static _Atomic uint64_t svids[2];
 static _Atomic uint64_t revocations[2];
 static _Atomic uint64_t cache_hits[AS_CACHE_COUNT], cache_misses[AS_CACHE_COUNT];
 static _Atomic uint64_t audit_failures;
-static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks", "certs",
-                                                                     "auth_rows"};
+static const char *const cache_names[AS_CACHE_COUNT] = {"intentions", "jwks", "certs", "auth_rows"};
 
 static void bump(_Atomic uint64_t *c)
 {
@@ -305,8 +304,9 @@ static enum as_err render_pki(struct as_server *srv, struct as_buf *b)
 
 static enum as_err render_rest(struct as_server *srv, struct as_buf *b)
 {
-    enum as_err r = family(b, "authsvc_store_commit_duration_seconds", "histogram",
-                           "Duration of store commits (WAL frames written; made durable by the group commit).");
+    enum as_err r =
+        family(b, "authsvc_store_commit_duration_seconds", "histogram",
+               "Duration of store commits (WAL frames written; made durable by the group commit).");
     if (r == AS_OK) {
         r = histogram(b, "authsvc_store_commit_duration_seconds", "",
                       as_store_commit_hist(srv->store));

@@ -123,17 +123,17 @@ enum as_method {
 struct as_req {
     enum as_method method;
     const char *method_name;
-    char path[1024];          /* canonical, without "/v1/" */
+    char path[1024];                   /* canonical, without "/v1/" */
     const char *params[AS_MAX_PARAMS]; /* ":name" captures, pointing into param_buf */
     char param_buf[1024];
-    json_t *body;             /* parsed JSON object (never NULL in handlers) */
-    const char *raw_body;     /* the body as received (parsed by as_dispatch unless the route
-                                 says it is opaque) */
+    json_t *body;         /* parsed JSON object (never NULL in handlers) */
+    const char *raw_body; /* the body as received (parsed by as_dispatch unless the route
+                             says it is opaque) */
     size_t raw_len;
-    const char *token;        /* presented secret, or NULL; borrowed */
+    const char *token;         /* presented secret, or NULL; borrowed */
     struct as_token_rec *auth; /* resolved token, NULL on unauthenticated routes */
     struct as_acl *acl;
-    bool last_use;            /* the token's final use happened in this request */
+    bool last_use; /* the token's final use happened in this request */
     char request_id[40];
     char remote[64];
     const struct as_route *route; /* set by as_dispatch once found, else NULL */
@@ -144,7 +144,7 @@ struct as_req {
                                      once for both lines (empty until then) */
     char login_mount[72];         /* a login's mount once it is known to exist (metrics) */
     struct MHD_Connection *conn;
-    bool tls;                 /* the request came over the HTTPS listener */
+    bool tls; /* the request came over the HTTPS listener */
     /* The TLS client certificate chain exactly as the client presented it (DER, leaf first),
      * judged by nobody yet: the TLS layer only proved the client holds the leaf's key
      * (PERF-NOTES trap 4); pki/clientcert.c decides what it is worth. npeer is the number the
@@ -156,25 +156,24 @@ struct as_req {
 };
 
 struct as_resp {
-    int status;           /* 0 until set; handlers set 200/204 */
-    json_t *data;         /* envelope "data" */
-    json_t *auth;         /* envelope "auth" */
-    json_t *warnings;     /* array */
-    json_t *raw_json;     /* bare JSON object instead of the envelope (sys/health) */
-    bool copy_data_top;   /* copy data keys to the top level (sys/policy, sys/auth) */
-    char *raw;            /* raw body (PEM/DER) */
+    int status;         /* 0 until set; handlers set 200/204 */
+    json_t *data;       /* envelope "data" */
+    json_t *auth;       /* envelope "auth" */
+    json_t *warnings;   /* array */
+    json_t *raw_json;   /* bare JSON object instead of the envelope (sys/health) */
+    bool copy_data_top; /* copy data keys to the top level (sys/policy, sys/auth) */
+    char *raw;          /* raw body (PEM/DER) */
     size_t raw_len;
     const char *content_type;
     char err[256];        /* public error message when a handler fails */
     int retry_after;      /* seconds, sent as Retry-After with a 429 */
     const char *hdr_name; /* one extra response header (e.g. X-Authsvc-Spiffe-Id), or NULL */
     char hdr_value[AS_SPIFFE_MAX_ID + 1];
-    json_t *audit_data;   /* what the audit response line adds to data (a check's decision) */
-    bool check_allowed;   /* a proxy check said yes (decides whether it is audited) */
+    json_t *audit_data; /* what the audit response line adds to data (a check's decision) */
+    bool check_allowed; /* a proxy check said yes (decides whether it is audited) */
 };
 
-typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req,
-                                  struct as_resp *resp);
+typedef enum as_err (*as_handler)(struct as_server *srv, struct as_req *req, struct as_resp *resp);
 
 /* A request header (case-insensitive name), or NULL. Borrowed until the request ends. */
 const char *as_req_header(const struct as_req *req, const char *name);
@@ -204,12 +203,12 @@ enum as_audit_mode {
 };
 
 struct as_route {
-    const char *pattern;  /* segments; ":x" captures one segment, trailing "*" the rest */
-    unsigned methods;     /* enum as_method bits */
+    const char *pattern; /* segments; ":x" captures one segment, trailing "*" the rest */
+    unsigned methods;    /* enum as_method bits */
     enum as_auth_mode auth;
-    bool sudo;            /* sudo on the path is required as well */
+    bool sudo; /* sudo on the path is required as well */
     as_handler handler;
-    bool opaque_body;     /* the body is not ours to parse (a proxy's forwarded request) */
+    bool opaque_body; /* the body is not ours to parse (a proxy's forwarded request) */
     enum as_audit_mode audit;
     /* The same bodies come again and again (a proxy's checks): their parses are shared through
      * srv->bodies, so the handler must only read req->body. */
@@ -277,16 +276,16 @@ void as_connect_shutdown(void);
 /* ---- auth methods (auth.c, auth_jwt.c, auth_cert.c) ---- */
 /* What a successful login grants; every member borrowed. */
 struct as_login {
-    const char *user;       /* the login subject (JWT user claim, certificate CN or URI) */
+    const char *user; /* the login subject (JWT user claim, certificate CN or URI) */
     const char *role;
-    json_t *policies;       /* array */
-    json_t *meta;           /* object of strings: "role", "subject", mapped claims */
-    json_t *spiffe_ids;     /* array (0 or 1 entries) */
-    json_t *allowed_dns;    /* array of globs */
-    json_t *bound_cidrs;    /* the role's token_bound_cidrs: the token may be used only from
-                               these networks (array; empty or NULL for anywhere) */
-    int64_t ttl;            /* 0 → 1h */
-    int64_t max_ttl;        /* 0 → 24h */
+    json_t *policies;    /* array */
+    json_t *meta;        /* object of strings: "role", "subject", mapped claims */
+    json_t *spiffe_ids;  /* array (0 or 1 entries) */
+    json_t *allowed_dns; /* array of globs */
+    json_t *bound_cidrs; /* the role's token_bound_cidrs: the token may be used only from
+                            these networks (array; empty or NULL for anywhere) */
+    int64_t ttl;         /* 0 → 1h */
+    int64_t max_ttl;     /* 0 → 24h */
     int64_t num_uses;
     bool no_default_policy;
     const char *login_cert; /* serial of our SVID used for the login (cert method), or NULL */
@@ -336,8 +335,8 @@ enum as_err as_jwt_login(struct as_server *srv, const struct as_mount_rec *m, st
 /* cert method (auth_cert.c) */
 enum as_err as_cert_role_parse(struct as_server *srv, json_t *body, json_t **out, char *why,
                                size_t whylen) AS_WUR;
-enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m,
-                          struct as_req *req, struct as_resp *resp) AS_WUR;
+enum as_err as_cert_login(struct as_server *srv, const struct as_mount_rec *m, struct as_req *req,
+                          struct as_resp *resp) AS_WUR;
 
 /* Vault's "auth" block for a token just created or renewed (secret may be NULL → ""). */
 json_t *as_auth_block(const struct as_token_rec *t, const char *secret, int64_t ttl);
@@ -373,9 +372,8 @@ enum as_err as_audit_persist_head(struct as_audit *a) AS_WUR;
  * thread made are on disk (group commit). AS_ERR_IO when the file cannot be written or synced
  * (the caller answers 500). error: the public error or NULL. */
 enum as_err as_audit_request(struct as_audit *a, struct as_req *req, const char *error) AS_WUR;
-enum as_err as_audit_response(struct as_audit *a, struct as_req *req,
-                              const struct as_resp *resp, int status, const char *error,
-                              bool durable) AS_WUR;
+enum as_err as_audit_response(struct as_audit *a, struct as_req *req, const struct as_resp *resp,
+                              int status, const char *error, bool durable) AS_WUR;
 /*
  * as_audit_response with durable, without blocking: when the line is written but not yet on
  * disk, *pending is set and done(arg, ok) is called exactly once from one of the device's sync

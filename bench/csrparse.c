@@ -7,8 +7,8 @@
  *
  * Each run parses distinct CSRs round-robin (64 keys of each kind, so no cache can help) for a
  * fixed time; "issue" times as_ca_issue_svid on the parsed P-256 CSRs (the certificate's
- * construction, its signature and its PEM, under a fresh P-256 CA). A line gives the median of the runs and, for a machine shared with other work,
- * the best run (the least disturbed one) too.
+ * construction, its signature and its PEM, under a fresh P-256 CA). A line gives the median of the
+ * runs and, for a machine shared with other work, the best run (the least disturbed one) too.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -80,8 +80,11 @@ static void issue_one(const struct as_csr *csr)
 {
     static const char *const dns[] = {"web.example.org"};
     int64_t now = (int64_t)time(NULL);
-    struct as_leaf_req req = {.spiffe_id = "spiffe://example.org/bench/w", .dns = dns,
-                              .ndns = 1, .not_before = now - 10, .not_after = now + 3600};
+    struct as_leaf_req req = {.spiffe_id = "spiffe://example.org/bench/w",
+                              .dns = dns,
+                              .ndns = 1,
+                              .not_before = now - 10,
+                              .not_after = now + 3600};
     struct as_leaf *leaf = NULL;
     if (as_ca_issue_svid(g_ca, csr, &req, &leaf) != AS_OK) {
         fprintf(stderr, "as_ca_issue_svid failed\n");

@@ -80,8 +80,7 @@ int main(int argc, char **argv)
                                             &point_len) != 1 ||
             X509_PUBKEY_set0_param(X509_REQ_get_X509_PUBKEY(req),
                                    OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
-                                   OBJ_nid2obj(NID_X9_62_prime256v1), point,
-                                   (int)point_len) != 1) {
+                                   OBJ_nid2obj(NID_X9_62_prime256v1), point, (int)point_len) != 1) {
             return die("setting the public key");
         }
         /* Version 1 (value 0), empty subject: the SPIFFE ID travels in the request body. */

@@ -41,8 +41,8 @@
 #define CERT_SPAN (30 * 86400) /* the SVIDs were issued over the last 30 days */
 #define TOKEN_SPAN 1800        /* the tokens over the last 30 minutes */
 #define SVID_TTL 3600
-#define N_IDS 1000             /* distinct workloads (SPIFFE IDs and JWT subjects) */
-#define N_PARENTS 1000         /* token-store tokens that have children */
+#define N_IDS 1000     /* distinct workloads (SPIFFE IDs and JWT subjects) */
+#define N_PARENTS 1000 /* token-store tokens that have children */
 
 static double mono(void)
 {

@@ -187,8 +187,8 @@ static __attribute__((noinline)) void storeins_loop(struct worker *w)
             as_cert_rec_free(c);
             as_token_rec_free(t);
         }
-        enum as_err r = w->token ? insert_token(w->st, &w->rng, w->id)
-                                 : insert_cert(w->st, &w->rng, w->id);
+        enum as_err r =
+            w->token ? insert_token(w->st, &w->rng, w->id) : insert_cert(w->st, &w->rng, w->id);
         w->errors += r != AS_OK;
         w->commits[i] = as_store_my_commit(w->st);
         w->errors += as_store_sync_mine(w->st) != AS_OK;
@@ -256,8 +256,11 @@ int main(int argc, char **argv)
     }
     pthread_barrier_init(&g_start, NULL, (unsigned)nthreads);
     for (long i = 0; i < nthreads; i++) {
-        w[i] = (struct worker){.st = st, .token = strcmp(argv[2], "token") == 0,
-                               .read = argc == 6, .rows = rows, .id = (unsigned)i,
+        w[i] = (struct worker){.st = st,
+                               .token = strcmp(argv[2], "token") == 0,
+                               .read = argc == 6,
+                               .rows = rows,
+                               .id = (unsigned)i,
                                .rng = 0x51af3c9e6d1b4a27ULL * (unsigned long long)(i + 1),
                                .commits = commits + i * rows};
         if (pthread_create(&th[i], NULL, worker_main, &w[i]) != 0) {

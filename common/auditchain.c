@@ -209,8 +209,8 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
         memcmp(line + PREFIX_LEN, prev, AS_CHAIN_HASH_HEX) != 0 || line[HEAD_LEN - 1] != '"' ||
         (line[HEAD_LEN] != ',' && line[HEAD_LEN] != '}')) {
         as_why(why, whylen,
-                "the line does not begin with {\"prev_hash\":\"<hash>\" (prev_hash must be the "
-                "first member, in compact JSON)");
+               "the line does not begin with {\"prev_hash\":\"<hash>\" (prev_hash must be the "
+               "first member, in compact JSON)");
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -223,18 +223,18 @@ enum as_err as_chain_check_line(struct as_chain *c, const char *line, size_t len
         *fault = AS_CHAIN_FAULT_MISMATCH;
         if (c->line_no > 0 && memcmp(prev, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
             as_why(why, whylen,
-                    "prev_hash is the genesis value (64 zeros) but this is not the first line "
-                    "(a new chain starts here, or the files are out of order)");
+                   "prev_hash is the genesis value (64 zeros) but this is not the first line "
+                   "(a new chain starts here, or the files are out of order)");
         } else if (c->line_no == 0 &&
                    memcmp(c->prev_hash, AS_CHAIN_GENESIS, AS_CHAIN_HASH_HEX) == 0) {
             as_why(why, whylen,
-                    "the first line must have prev_hash of 64 zeros (the genesis): older lines "
-                    "are missing");
+                   "the first line must have prev_hash of 64 zeros (the genesis): older lines "
+                   "are missing");
         } else {
             as_why(why, whylen,
-                    "prev_hash does not match line %" PRIu64 " (a line was edited, dropped, "
-                    "inserted or reordered before this point)",
-                    c->line_no);
+                   "prev_hash does not match line %" PRIu64 " (a line was edited, dropped, "
+                   "inserted or reordered before this point)",
+                   c->line_no);
         }
         r = AS_ERR_INVALID;
         goto out;

@@ -22,21 +22,21 @@
  * Errors. 0 is success, failures are negative. The HTTP layer maps each to a status through one
  * table (authsvc/http.c); the string is for logs, never a detail the peer should learn.
  */
-#define AS_ERRORS(X)                                                  \
-    X(AS_OK, 0, "ok")                                                 \
-    X(AS_ERR_NOMEM, -1, "out of memory")                              \
-    X(AS_ERR_INVALID, -2, "invalid input")                            \
-    X(AS_ERR_PERMISSION, -3, "permission denied")                     \
-    X(AS_ERR_NOT_FOUND, -4, "not found")                              \
-    X(AS_ERR_METHOD, -5, "unsupported operation")                     \
-    X(AS_ERR_TOO_LARGE, -6, "input too large")                        \
-    X(AS_ERR_RATE, -7, "rate limit exceeded")                         \
-    X(AS_ERR_INTERNAL, -8, "internal error")                          \
-    X(AS_ERR_STORE, -9, "store unavailable")                          \
-    X(AS_ERR_EXISTS, -10, "already exists")                           \
-    X(AS_ERR_CRYPTO, -11, "cryptographic operation failed")           \
-    X(AS_ERR_IO, -12, "i/o error")                                    \
-    X(AS_ERR_EXPIRED, -13, "expired")                                 \
+#define AS_ERRORS(X)                                        \
+    X(AS_OK, 0, "ok")                                       \
+    X(AS_ERR_NOMEM, -1, "out of memory")                    \
+    X(AS_ERR_INVALID, -2, "invalid input")                  \
+    X(AS_ERR_PERMISSION, -3, "permission denied")           \
+    X(AS_ERR_NOT_FOUND, -4, "not found")                    \
+    X(AS_ERR_METHOD, -5, "unsupported operation")           \
+    X(AS_ERR_TOO_LARGE, -6, "input too large")              \
+    X(AS_ERR_RATE, -7, "rate limit exceeded")               \
+    X(AS_ERR_INTERNAL, -8, "internal error")                \
+    X(AS_ERR_STORE, -9, "store unavailable")                \
+    X(AS_ERR_EXISTS, -10, "already exists")                 \
+    X(AS_ERR_CRYPTO, -11, "cryptographic operation failed") \
+    X(AS_ERR_IO, -12, "i/o error")                          \
+    X(AS_ERR_EXPIRED, -13, "expired")                       \
     X(AS_ERR_CONFIG, -14, "bad configuration")
 
 enum as_err {
@@ -228,8 +228,8 @@ void as_json_cache_free(struct as_json_cache *c);
  * threads may be reading: it must not be modified. Errors, blank bodies and bodies over
  * max_len are parsed every time, exactly as by as_json_parse_object.
  */
-enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_t len,
-                                json_t **out, char *err, size_t errlen) AS_WUR;
+enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_t len, json_t **out,
+                                char *err, size_t errlen) AS_WUR;
 /* Makes jansson wipe every block it frees (tokens, keys and secrets pass through JSON bodies).
  * Call once at start, before any JSON is made. Afterwards a buffer jansson returns (json_dumps)
  * must not be released with free(): serialize with as_json_write instead. Used by authctl; the
@@ -272,7 +272,8 @@ enum as_err as_json_write_redacted(struct as_buf *b, json_t *v, int depth, bool 
 
 /* Field getters: a missing or JSON-null field leaves *out untouched and returns AS_OK with
  * *present=false (present may be NULL). A wrong type is AS_ERR_INVALID. */
-enum as_err as_json_get_string(json_t *obj, const char *key, const char **out, bool *present) AS_WUR;
+enum as_err as_json_get_string(json_t *obj, const char *key, const char **out,
+                               bool *present) AS_WUR;
 /* Accepts integer seconds, or a duration string. */
 enum as_err as_json_get_duration(json_t *obj, const char *key, int64_t *out, bool *present) AS_WUR;
 /* Accepts true/false or the strings "true"/"false" (and Go ParseBool spellings). */

@@ -106,8 +106,8 @@ static void keep(struct as_json_cache *c, uint64_t h, const char *body, size_t l
     json_decref(old_value); /* readers that took it hold their own references */
 }
 
-enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_t len,
-                                json_t **out, char *err, size_t errlen)
+enum as_err as_json_cache_parse(struct as_json_cache *c, const char *body, size_t len, json_t **out,
+                                char *err, size_t errlen)
 {
     *out = NULL;
     if (c == NULL || len == 0 || len > c->max_len) {

@@ -35,7 +35,7 @@
 
 struct as_clientchain {
     X509 *leaf;
-    STACK_OF(X509) *rest; /* the presented certificates after the leaf, untrusted */
+    STACK_OF(X509) * rest; /* the presented certificates after the leaf, untrusted */
     unsigned char *leaf_der;
     size_t leaf_len;
 };
@@ -52,8 +52,6 @@ struct as_clientcert {
     unsigned char *der;
     size_t der_len;
 };
-
-
 
 static void set_fail(enum as_clientcert_fail *fail, enum as_clientcert_fail v)
 {
@@ -113,13 +111,13 @@ enum as_err as_clientchain_parse(const unsigned char *const *der, const size_t *
     }
     if (n > AS_CLIENTCERT_MAX_CHAIN) {
         as_why(why, whylen, "the client presented %zu certificates; at most %d are accepted", n,
-            AS_CLIENTCERT_MAX_CHAIN);
+               AS_CLIENTCERT_MAX_CHAIN);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
         if (len[i] > AS_CLIENTCERT_MAX_DER) {
             as_why(why, whylen, "client certificate %zu is larger than %d bytes", i,
-                AS_CLIENTCERT_MAX_DER);
+                   AS_CLIENTCERT_MAX_DER);
             goto out;
         }
     }
@@ -160,8 +158,7 @@ out:
 /* ---- trust PEMs ---- */
 
 /* Reads every CERTIFICATE block of pem (non-certificate blocks are skipped). */
-static enum as_err read_pem_certs(const char *pem, STACK_OF(X509) **out, char *why,
-                                  size_t whylen)
+static enum as_err read_pem_certs(const char *pem, STACK_OF(X509) * *out, char *why, size_t whylen)
 {
     enum as_err r = AS_ERR_INVALID;
     STACK_OF(X509) *sk = sk_X509_new_null();
@@ -249,8 +246,9 @@ enum as_err as_clientcert_trust_check(const char *pem, size_t *ncerts, char *why
     for (int i = 0; i < sk_X509_num(sk); i++) {
         X509 *x = sk_X509_value(sk, i);
         if (!is_ca(x) && !eku_allows_client(x)) {
-            as_why(why, whylen, "nonCA certificates should have TLS client authentication set as "
-                             "an extended key usage");
+            as_why(why, whylen,
+                   "nonCA certificates should have TLS client authentication set as "
+                   "an extended key usage");
             r = AS_ERR_INVALID;
             goto out;
         }
@@ -409,7 +407,7 @@ static enum as_err leaf_serial(X509 *x, char *out, size_t outlen, char *why, siz
     int n = BN_num_bytes(bn);
     if (n > MAX_SERIAL_BYTES || outlen < 3 * MAX_SERIAL_BYTES + 1) {
         as_why(why, whylen, "the client certificate's serial number is longer than %d bytes",
-            MAX_SERIAL_BYTES);
+               MAX_SERIAL_BYTES);
         goto out;
     }
     if (n == 0) {
@@ -434,8 +432,8 @@ out:
     return r;
 }
 
-static enum as_err summarize(const struct as_clientchain *ch, struct as_clientcert **out,
-                             char *why, size_t whylen)
+static enum as_err summarize(const struct as_clientchain *ch, struct as_clientcert **out, char *why,
+                             size_t whylen)
 {
     enum as_err r = AS_ERR_NOMEM;
     GENERAL_NAMES *gens = NULL;
@@ -464,7 +462,7 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
     }
     if (sk_GENERAL_NAME_num(gens) > AS_CLIENTCERT_MAX_SANS) {
         as_why(why, whylen, "the client certificate has more than %d subjectAltName entries",
-            AS_CLIENTCERT_MAX_SANS);
+               AS_CLIENTCERT_MAX_SANS);
         r = AS_ERR_INVALID;
         goto out;
     }
@@ -479,8 +477,9 @@ static enum as_err summarize(const struct as_clientchain *ch, struct as_clientce
         }
         if (r != AS_OK) {
             if (r == AS_ERR_INVALID) {
-                as_why(why, whylen, "the client certificate has a DNS or URI name that is not "
-                                 "printable ASCII");
+                as_why(why, whylen,
+                       "the client certificate has a DNS or URI name that is not "
+                       "printable ASCII");
             }
             goto out;
         }
@@ -516,32 +515,36 @@ static void say_validity(X509 *x, int64_t now, char *why, size_t whylen)
     as_time_rfc3339(now, tnow, sizeof tnow);
     if (now < nb) {
         as_time_rfc3339(nb, tb, sizeof tb);
-        as_why(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
-                         "is before %s", tnow, tb);
+        as_why(why, whylen,
+               "x509: certificate has expired or is not yet valid: current time %s "
+               "is before %s",
+               tnow, tb);
     } else {
         as_time_rfc3339(na, tb, sizeof tb);
-        as_why(why, whylen, "x509: certificate has expired or is not yet valid: current time %s "
-                         "is after %s", tnow, tb);
+        as_why(why, whylen,
+               "x509: certificate has expired or is not yet valid: current time %s "
+               "is after %s",
+               tnow, tb);
     }
 }
 
 /* Checks that apply to the leaf whatever the trust: validity and usage (RFC 5280 §4.1.2.5,
  * §4.2.1.3, §4.2.1.12). */
-static enum as_err leaf_checks(X509 *leaf, int64_t now, enum as_clientcert_fail *fail,
-                               char *why, size_t whylen)
+static enum as_err leaf_checks(X509 *leaf, int64_t now, enum as_clientcert_fail *fail, char *why,
+                               size_t whylen)
 {
     int64_t nb = 0, na = 0;
     if (as_pki_asn1_time_to_unix(X509_get0_notBefore(leaf), &nb) != AS_OK ||
-        as_pki_asn1_time_to_unix(X509_get0_notAfter(leaf), &na) != AS_OK || now < nb ||
-        now > na) {
+        as_pki_asn1_time_to_unix(X509_get0_notAfter(leaf), &na) != AS_OK || now < nb || now > na) {
         set_fail(fail, AS_CC_EXPIRED);
         say_validity(leaf, now, why, whylen);
         return AS_ERR_INVALID;
     }
     if (!eku_allows_client(leaf)) {
         set_fail(fail, AS_CC_USAGE);
-        as_why(why, whylen, "x509: certificate specifies an incompatible key usage (no "
-                         "clientAuth in its extended key usage)");
+        as_why(why, whylen,
+               "x509: certificate specifies an incompatible key usage (no "
+               "clientAuth in its extended key usage)");
         return AS_ERR_INVALID;
     }
     /* keyUsage, when present, must allow a handshake signature; also Netscape cert types. */
@@ -586,7 +589,7 @@ static void explain(X509_STORE_CTX *ctx, int64_t now, enum as_clientcert_fail *f
     case X509_V_ERR_INVALID_PURPOSE:
         set_fail(fail, AS_CC_USAGE);
         as_why(why, whylen, "x509: certificate specifies an incompatible key usage (depth %d)",
-            depth);
+               depth);
         return;
     default:
         set_fail(fail, AS_CC_INVALID);
@@ -607,7 +610,7 @@ static bool same_der(X509 *x, const unsigned char *der, size_t len)
 
 /* RFC 5280 §6.1 path validation of ch against the anchors in store, at now, for clientAuth. */
 static enum as_err verify_path(const struct as_clientchain *ch, X509_STORE *store,
-                               STACK_OF(X509) *untrusted, int64_t now,
+                               STACK_OF(X509) * untrusted, int64_t now,
                                enum as_clientcert_fail *fail, char *why, size_t whylen)
 {
     enum as_err r = AS_ERR_NOMEM;
@@ -684,8 +687,9 @@ enum as_err as_clientchain_verify(const struct as_clientchain *ch, const char *t
      * the trust. */
     if (!pinned && !anchors) {
         set_fail(fail, sk_X509_num(trust) > 0 ? AS_CC_UNTRUSTED : AS_CC_TRUST);
-        as_why(why, whylen, sk_X509_num(trust) > 0 ? "x509: certificate signed by unknown authority"
-                                                : "no trusted certificate configured");
+        as_why(why, whylen,
+               sk_X509_num(trust) > 0 ? "x509: certificate signed by unknown authority"
+                                      : "no trusted certificate configured");
         r = AS_ERR_INVALID;
         goto out;
     }

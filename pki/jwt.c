@@ -122,7 +122,6 @@ struct as_jwks {
 
 /* ---- small helpers ---- */
 
-
 static const struct alg_info *alg_lookup(const char *name)
 {
     for (size_t i = 0; i < ALG_COUNT; i++) {
@@ -681,7 +680,7 @@ enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, ch
     doc = as_pki_json_object_strict((const unsigned char *)json, len);
     if (doc == NULL) {
         as_why(why, whylen, "JWKS is not a JSON object (UTF-8, no duplicate members, depth <= %d)",
-                AS_MAX_JSON_DEPTH);
+               AS_MAX_JSON_DEPTH);
         goto out;
     }
     /* RFC 7517 §5.1: "keys" is REQUIRED, an array of JWKs. */
@@ -807,7 +806,7 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
         len = json_is_string(v) ? json_string_length(v) : 0;
         if (len == 0 || len > PEM_MAX_BYTES) {
             as_why(why, whylen, "public key %zu is not a PEM string of at most %d bytes", i,
-                    PEM_MAX_BYTES);
+                   PEM_MAX_BYTES);
             goto out;
         }
         bio = BIO_new_mem_buf(json_string_value(v), (int)len);
@@ -820,7 +819,7 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
         pkey = pem_spki(bio);
         if (pkey == NULL) {
             as_why(why, whylen,
-                    "public key %zu is not a PEM SubjectPublicKeyInfo (BEGIN PUBLIC KEY)", i);
+                   "public key %zu is not a PEM SubjectPublicKeyInfo (BEGIN PUBLIC KEY)", i);
             goto out;
         }
         if (pem_has_more(bio)) {
@@ -833,7 +832,7 @@ enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, siz
         if (r != AS_OK) {
             jwk_clear(&set->keys[set->n]);
             as_why(why, whylen, "public key %zu: %s", i,
-                    r == AS_ERR_INVALID && reason != NULL ? reason : as_strerror(r));
+                   r == AS_ERR_INVALID && reason != NULL ? reason : as_strerror(r));
             goto out;
         }
         set->n++;

@@ -634,7 +634,6 @@ out:
     return r;
 }
 
-
 enum as_err as_jwtkey_load(const char *dir, const char *base, struct as_jwtkey **out)
 {
     enum as_err r = AS_OK;

@@ -46,9 +46,10 @@ enum as_err as_clientchain_parse_pem(const char *pem, size_t len, struct as_clie
         OPENSSL_free(header);
         if (!cert || n == AS_CLIENTCERT_MAX_CHAIN || dlen <= 0) {
             OPENSSL_free(data);
-            snprintf(why, whylen, cert ? "client certificate chain is too long"
-                                       : "client certificate PEM holds something other than "
-                                         "certificates");
+            snprintf(why, whylen,
+                     cert ? "client certificate chain is too long"
+                          : "client certificate PEM holds something other than "
+                            "certificates");
             r = AS_ERR_INVALID;
             goto out;
         }

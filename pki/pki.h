@@ -84,7 +84,7 @@ enum as_err as_spiffe_id_check(const char *id, const char *trust_domain, char *w
                                size_t whylen) AS_WUR;
 /* A single SPIFFE path segment: non-empty [A-Za-z0-9._-], not "." or "..". */
 bool as_spiffe_segment_ok(const char *seg, size_t len);
-/* A DNS name fit for a SAN: LDH labels of 1..63, total <= 253, no trailing dot, lowercase or not. */
+/* A DNS name fit for a SAN: LDH labels of 1..63, total <= 253, no trailing dot, any case. */
 bool as_dns_name_ok(const char *name);
 /* Glob match for allowed_dns_names: "*" matches any run of characters within one label
  * ("*.example.org" matches "a.example.org", not "a.b.example.org" nor "example.org");
@@ -213,8 +213,8 @@ int64_t as_upstream_not_after(const struct as_upstream *u);
  * notAfter capped at the upstream's. Its chain (as_ca_chain_pem) is itself, then the upstream
  * chain; as_ca_intermediates_json leaves the trust anchor out.
  */
-enum as_err as_ca_generate_under(const struct as_upstream *u, const char *trust_domain,
-                                 int64_t ttl, struct as_ca **out) AS_WUR;
+enum as_err as_ca_generate_under(const struct as_upstream *u, const char *trust_domain, int64_t ttl,
+                                 struct as_ca **out) AS_WUR;
 /* as_ca_load for a generation made by as_ca_generate_under; also checks that u signed it. */
 enum as_err as_ca_load_under(const struct as_upstream *u, const char *dir, const char *base,
                              const char *trust_domain, struct as_ca **out) AS_WUR;
@@ -251,19 +251,18 @@ struct as_jwks;
 enum as_err as_jwks_parse(const char *json, size_t len, struct as_jwks **out, char *why,
                           size_t whylen) AS_WUR;
 /* A key set from PEM public keys (a JSON array of PEM SPKI strings, RSA >= 2048 or EC); no kids. */
-enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why,
-                              size_t whylen) AS_WUR;
+enum as_err as_jwks_from_pems(json_t *pems, struct as_jwks **out, char *why, size_t whylen) AS_WUR;
 void as_jwks_free(struct as_jwks *k);
 size_t as_jwks_count(const struct as_jwks *k);
 
 /* Why a JWT was refused, so the caller can answer with Vault's texts and refetch keys. */
 enum as_jwt_fail {
     AS_JWT_OK,
-    AS_JWT_MALFORMED,    /* size, segments, base64url, JSON, duplicate keys, depth */
-    AS_JWT_BAD_ALG,      /* none, HS*, unknown, not allowed, or not matching the key type */
-    AS_JWT_CRIT,         /* a crit header */
-    AS_JWT_UNKNOWN_KID,  /* kid names no key in the set (the caller may refetch the JWKS) */
-    AS_JWT_BAD_SIG,      /* no key of the set verifies the signature (incl. DER-encoded ECDSA) */
+    AS_JWT_MALFORMED,   /* size, segments, base64url, JSON, duplicate keys, depth */
+    AS_JWT_BAD_ALG,     /* none, HS*, unknown, not allowed, or not matching the key type */
+    AS_JWT_CRIT,        /* a crit header */
+    AS_JWT_UNKNOWN_KID, /* kid names no key in the set (the caller may refetch the JWKS) */
+    AS_JWT_BAD_SIG,     /* no key of the set verifies the signature (incl. DER-encoded ECDSA) */
 };
 /*
  * Verifies a compact JWS: at most AS_JWT_MAX_BYTES; exactly three base64url (no padding)
@@ -273,8 +272,9 @@ enum as_jwt_fail {
  * token's kid selects that key only (AS_JWT_UNKNOWN_KID when absent), without a kid every key of
  * the matching type is tried; PEM sets have no kids, so the token's kid is ignored there and
  * every key of the matching type is tried (Vault's behaviour for jwt_validation_pubkeys);
- * ECDSA signatures must be raw R||S of the curve's size. No claim is checked: *claims (and *header) are new references on success.
- * AS_ERR_INVALID with *fail and a reason in why (>= 160 bytes) otherwise.
+ * ECDSA signatures must be raw R||S of the curve's size. No claim is checked: *claims (and *header)
+ * are new references on success. AS_ERR_INVALID with *fail and a reason in why (>= 160 bytes)
+ * otherwise.
  */
 enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigned allowed,
                           json_t **header, json_t **claims, enum as_jwt_fail *fail, char *why,
@@ -285,8 +285,8 @@ enum as_err as_jwt_verify(const char *token, const struct as_jwks *keys, unsigne
 struct as_template_ctx {
     const char *trust_domain;
     const char *role;
-    json_t *claims;      /* JWT claims object: {{claim:NAME}}, {{claim:/json/pointer}} */
-    const char *cert_cn; /* {{cert:cn}} */
+    json_t *claims;       /* JWT claims object: {{claim:NAME}}, {{claim:/json/pointer}} */
+    const char *cert_cn;  /* {{cert:cn}} */
     const char *cert_uri; /* {{cert:uri}}: the certificate's URI SAN */
 };
 /*
@@ -295,8 +295,7 @@ struct as_template_ctx {
  * claim placeholders only when jwt is true, cert ones only when it is false; the literal parts
  * must make "spiffe://{{trust_domain}}/..." (or {{cert:uri}}) shape. AS_ERR_INVALID with why.
  */
-enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why,
-                                     size_t whylen) AS_WUR;
+enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why, size_t whylen) AS_WUR;
 /*
  * Expands a checked template into a SPIFFE ID (*out malloc'd). Every expanded value must be a
  * valid SPIFFE path segment ([A-Za-z0-9._-], not "." or ".."): a claim holding '/', '.', '..',
@@ -313,9 +312,9 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
  * a trust PEM, never trusting the TLS library's own verification. The handshake has already
  * proven that the peer holds the leaf's key; these functions judge the certificates.
  */
-#define AS_CLIENTCERT_MAX_CHAIN 8           /* certificates a client may present */
-#define AS_CLIENTCERT_MAX_DER (16 * 1024)   /* bytes per presented certificate */
-#define AS_CLIENTCERT_MAX_SANS 128          /* subjectAltName entries of an accepted leaf */
+#define AS_CLIENTCERT_MAX_CHAIN 8         /* certificates a client may present */
+#define AS_CLIENTCERT_MAX_DER (16 * 1024) /* bytes per presented certificate */
+#define AS_CLIENTCERT_MAX_SANS 128        /* subjectAltName entries of an accepted leaf */
 
 /* Why a chain was refused, so the caller can pick Vault's text and rank failures. */
 enum as_clientcert_fail {

@@ -63,8 +63,6 @@ struct as_csr {
     bool rsa; /* keyUsage gets keyEncipherment (SPIFFE X509-SVID §4.3) */
 };
 
-
-
 /* ---- CSRs ----
  *
  * PERF-NOTES trap 1: PEM_read_bio_X509_REQ decodes the request's public key through OpenSSL
@@ -265,7 +263,7 @@ struct csr_der {
     long version;
     const unsigned char *spki; /* SubjectPublicKeyInfo, as received */
     long spki_len;
-    X509_ALGOR *key_alg; /* SubjectPublicKeyInfo.algorithm */
+    X509_ALGOR *key_alg;  /* SubjectPublicKeyInfo.algorithm */
     ASN1_BIT_STRING *key; /* SubjectPublicKeyInfo.subjectPublicKey */
     X509_ALGOR *sig_alg;
     ASN1_BIT_STRING *sig;
@@ -424,8 +422,8 @@ static bool walk_bignum(struct der_walk *w, BIGNUM **out)
     const unsigned char *p = NULL;
     long len = 0;
     int ret = 0;
-    if (!der_more(w) || !der_header(w->p, w->left, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, &ret, &p,
-                                    &len) ||
+    if (!der_more(w) ||
+        !der_header(w->p, w->left, V_ASN1_INTEGER, V_ASN1_UNIVERSAL, &ret, &p, &len) ||
         (ret & V_ASN1_CONSTRUCTED) != 0) {
         return false;
     }
@@ -673,7 +671,7 @@ static enum as_err csr_key_policy(const struct csr_der *c, struct as_csr *k, EVP
     } else {
         const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
         as_why(why, whylen,
-            "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)", sn);
+               "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)", sn);
         return AS_ERR_INVALID;
     }
     k->alg_nid = nid;
@@ -767,8 +765,8 @@ enum as_err as_csr_parse(const char *pem, size_t len, struct as_csr **out, char 
     }
     if (!csr_sig_alg_ok(c.sig_alg, csr->rsa, &md)) {
         as_why(why, whylen,
-            "CSR signature algorithm is not allowed (SHA-256 or stronger with the "
-            "CSR's own key type)");
+               "CSR signature algorithm is not allowed (SHA-256 or stronger with the "
+               "CSR's own key type)");
         r = AS_ERR_INVALID;
         goto out;
     }

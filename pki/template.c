@@ -84,8 +84,6 @@ static const struct {
     {"cert", ARG_URI, TOK_CERT_URI},
 };
 
-
-
 static bool seg_char_ok(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -156,15 +154,15 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
         unsigned char ch = (unsigned char)c[i];
         if (ch == ' ' || (ch >= '\t' && ch <= '\r')) {
             as_why(why, whylen,
-                "spaces are not allowed inside the placeholder at offset %zu (write {{name}} or "
-                "{{name:arg}})",
-                off);
+                   "spaces are not allowed inside the placeholder at offset %zu (write {{name}} or "
+                   "{{name:arg}})",
+                   off);
             return AS_ERR_INVALID;
         }
         if (ch < 0x21 || ch > 0x7e) {
             as_why(why, whylen,
-                "the placeholder at offset %zu holds a control or non-ASCII byte (0x%02x)", off,
-                ch);
+                   "the placeholder at offset %zu holds a control or non-ASCII byte (0x%02x)", off,
+                   ch);
             return AS_ERR_INVALID;
         }
     }
@@ -199,7 +197,8 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
         if (placeholders[i].arg == ARG_CLAIM && arg[0] == '/') {
             const char *problem = pointer_problem(arg, alen);
             if (problem != NULL) {
-                as_why(why, whylen, "the JSON pointer of claim \"%.*s\" %s", (int)alen, arg, problem);
+                as_why(why, whylen, "the JSON pointer of claim \"%.*s\" %s", (int)alen, arg,
+                       problem);
                 return AS_ERR_INVALID;
             }
         }
@@ -211,20 +210,20 @@ static enum as_err parse_placeholder(const char *c, size_t len, size_t off, stru
     }
     if (!known) {
         as_why(why, whylen,
-            "unknown placeholder \"{{%.*s}}\" at offset %zu (known: {{trust_domain}}, {{role}}, "
-            "{{claim:NAME}}, {{claim:/json/pointer}}, {{cert:cn}}, {{cert:uri}})",
-            (int)len, c, off);
+               "unknown placeholder \"{{%.*s}}\" at offset %zu (known: {{trust_domain}}, {{role}}, "
+               "{{claim:NAME}}, {{claim:/json/pointer}}, {{cert:cn}}, {{cert:uri}})",
+               (int)len, c, off);
     } else if (same(c, nlen, "claim")) {
         as_why(why, whylen,
-            "\"{{%.*s}}\" at offset %zu needs a claim name: {{claim:NAME}} or "
-            "{{claim:/json/pointer}}",
-            (int)len, c, off);
+               "\"{{%.*s}}\" at offset %zu needs a claim name: {{claim:NAME}} or "
+               "{{claim:/json/pointer}}",
+               (int)len, c, off);
     } else if (same(c, nlen, "cert")) {
         as_why(why, whylen, "\"{{%.*s}}\" at offset %zu: the certificate fields are cn and uri",
-            (int)len, c, off);
+               (int)len, c, off);
     } else {
-        as_why(why, whylen, "\"{{%.*s}}\" at offset %zu takes no argument (write {{%.*s}})", (int)len,
-            c, off, (int)nlen, c);
+        as_why(why, whylen, "\"{{%.*s}}\" at offset %zu takes no argument (write {{%.*s}})",
+               (int)len, c, off, (int)nlen, c);
     }
     return AS_ERR_INVALID;
 }
@@ -263,9 +262,9 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
         }
         if (i + 1 == len || t[i + 1] != '{') {
             as_why(why, whylen,
-                "unbalanced braces: a single '{' at offset %zu (placeholders are written "
-                "{{name}} or {{name:arg}})",
-                i);
+                   "unbalanced braces: a single '{' at offset %zu (placeholders are written "
+                   "{{name}} or {{name:arg}})",
+                   i);
             return AS_ERR_INVALID;
         }
         size_t start = i + 2;
@@ -275,7 +274,7 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
         }
         if (j == len) {
             as_why(why, whylen, "unbalanced braces: the '{{' at offset %zu is never closed by '}}'",
-                i);
+                   i);
             return AS_ERR_INVALID;
         }
         if (t[j] == '{') {
@@ -284,7 +283,7 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
         }
         if (j + 1 == len || t[j + 1] != '}') {
             as_why(why, whylen,
-                "unbalanced braces: the placeholder at offset %zu ends with a single '}'", i);
+                   "unbalanced braces: the placeholder at offset %zu ends with a single '}'", i);
             return AS_ERR_INVALID;
         }
         if (i > lit) {
@@ -294,7 +293,8 @@ static enum as_err tokenize(const char *t, size_t len, struct tpl *out, char *wh
             }
         }
         if (out->nph == TEMPLATE_MAX_PLACEHOLDERS) {
-            as_why(why, whylen, "template has more than %d placeholders", TEMPLATE_MAX_PLACEHOLDERS);
+            as_why(why, whylen, "template has more than %d placeholders",
+                   TEMPLATE_MAX_PLACEHOLDERS);
             return AS_ERR_INVALID;
         }
         struct tok k;
@@ -325,11 +325,12 @@ static void say_bad_literal(char *why, size_t whylen, unsigned char c, size_t of
     } else if (c == '#') {
         as_why(why, whylen, "fragment is not allowed (offset %zu)", off);
     } else if (c >= 0x20 && c < 0x7f) {
-        as_why(why, whylen, "'%c' at offset %zu is not allowed in a SPIFFE path segment (%s)", c, off,
-            seg_rule);
+        as_why(why, whylen, "'%c' at offset %zu is not allowed in a SPIFFE path segment (%s)", c,
+               off, seg_rule);
     } else {
-        as_why(why, whylen, "byte 0x%02x at offset %zu is not allowed in a SPIFFE path segment (%s)",
-            c, off, seg_rule);
+        as_why(why, whylen,
+               "byte 0x%02x at offset %zu is not allowed in a SPIFFE path segment (%s)", c, off,
+               seg_rule);
     }
 }
 
@@ -347,7 +348,8 @@ static enum as_err check_path(const struct tpl *t, size_t first, char *why, size
     for (size_t n = first; n < t->n; n++) {
         const struct tok *k = &t->tok[n];
         if (k->kind == TOK_TRUST_DOMAIN) {
-            as_why(why, whylen,
+            as_why(
+                why, whylen,
                 "{{trust_domain}} at offset %zu is only allowed as the authority, not in the path",
                 k->off);
             return AS_ERR_INVALID;
@@ -403,7 +405,7 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
     for (size_t n = 0; n < t->n; n++) {
         if (t->tok[n].kind == TOK_CERT_URI && t->n != 1) {
             as_why(why, whylen,
-                "{{cert:uri}} must stand alone as the whole template (it is a whole SPIFFE ID)");
+                   "{{cert:uri}} must stand alone as the whole template (it is a whole SPIFFE ID)");
             return AS_ERR_INVALID;
         }
     }
@@ -423,21 +425,21 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
     }
     if (claim != NULL && cert != NULL) {
         as_why(why, whylen,
-            "claim placeholders (jwt roles) and cert placeholders (cert roles) cannot be mixed: "
-            "offsets %zu and %zu",
-            claim->off, cert->off);
+               "claim placeholders (jwt roles) and cert placeholders (cert roles) cannot be mixed: "
+               "offsets %zu and %zu",
+               claim->off, cert->off);
         return AS_ERR_INVALID;
     }
     const struct tok *k = &t->tok[0];
     if (k->kind != TOK_LITERAL || k->len < SCHEME_LEN || memcmp(k->p, scheme, SCHEME_LEN) != 0) {
         as_why(why, whylen,
-            "template must start with \"spiffe://{{trust_domain}}/\" (lowercase scheme, no "
-            "placeholder in it) or be {{cert:uri}}");
+               "template must start with \"spiffe://{{trust_domain}}/\" (lowercase scheme, no "
+               "placeholder in it) or be {{cert:uri}}");
         return AS_ERR_INVALID;
     }
     if (k->len > SCHEME_LEN || t->n < 2) {
         as_why(why, whylen,
-            "the authority must be exactly {{trust_domain}}, not a literal trust domain");
+               "the authority must be exactly {{trust_domain}}, not a literal trust domain");
         return AS_ERR_INVALID;
     }
     k = &t->tok[1];
@@ -445,15 +447,15 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
         char what[64];
         describe(k, what, sizeof what);
         as_why(why, whylen,
-            "%s at offset %zu is not allowed in the authority: the authority must be exactly "
-            "{{trust_domain}}",
-            what, k->off);
+               "%s at offset %zu is not allowed in the authority: the authority must be exactly "
+               "{{trust_domain}}",
+               what, k->off);
         return AS_ERR_INVALID;
     }
     if (t->n < 3) {
         as_why(why, whylen,
-            "template needs a path after {{trust_domain}} (the bare trust domain "
-            "is not a workload ID)");
+               "template needs a path after {{trust_domain}} (the bare trust domain "
+               "is not a workload ID)");
         return AS_ERR_INVALID;
     }
     k = &t->tok[2];
@@ -461,16 +463,16 @@ static enum as_err check_shape(const struct tpl *t, char *why, size_t whylen)
         char what[64];
         describe(k, what, sizeof what);
         as_why(why, whylen,
-            "%s at offset %zu is not allowed in the authority: the authority must be exactly "
-            "{{trust_domain}}",
-            what, k->off);
+               "%s at offset %zu is not allowed in the authority: the authority must be exactly "
+               "{{trust_domain}}",
+               what, k->off);
         return AS_ERR_INVALID;
     }
     if (k->p[0] != '/') {
         as_why(why, whylen,
-            "the authority must be exactly {{trust_domain}} followed by '/' (offset %zu: no "
-            "port, userinfo, query or more labels)",
-            k->off);
+               "the authority must be exactly {{trust_domain}} followed by '/' (offset %zu: no "
+               "port, userinfo, query or more labels)",
+               k->off);
         return AS_ERR_INVALID;
     }
     return check_path(t, 2, why, whylen);
@@ -512,7 +514,7 @@ enum as_err as_spiffe_template_check(const char *tmpl, bool jwt, char *why, size
             char what[TEMPLATE_MAX_BYTES + 16];
             describe(k, what, sizeof what);
             as_why(why, whylen, "%s at offset %zu is only allowed in a role of the %s auth method",
-                what, k->off, is_claim ? "jwt" : "cert");
+                   what, k->off, is_claim ? "jwt" : "cert");
             return AS_ERR_INVALID;
         }
     }
@@ -679,7 +681,7 @@ static enum as_err value_of(const struct tok *k, const struct as_template_ctx *c
         break;
     }
     as_why(why, whylen, "%s is %s; only strings and integers can fill a path segment", what,
-        type != NULL ? type : "of an unknown type");
+           type != NULL ? type : "of an unknown type");
     return AS_ERR_INVALID;
 }
 
@@ -694,7 +696,7 @@ static enum as_err expand_cert_uri(const struct as_template_ctx *ctx, char **out
     }
     if (as_spiffe_id_check(ctx->cert_uri, ctx->trust_domain, reason, sizeof reason) != AS_OK) {
         as_why(why, whylen, "{{cert:uri}} is not a SPIFFE ID of trust domain %.64s: %s",
-            ctx->trust_domain, reason);
+               ctx->trust_domain, reason);
         return AS_ERR_INVALID;
     }
     *out = strdup(ctx->cert_uri);
@@ -745,9 +747,9 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
                 if (k->p[i] == '/' && seg_start != SIZE_MAX &&
                     !as_spiffe_segment_ok(b.data + seg_start, b.len - seg_start)) {
                     as_why(why, whylen,
-                        "path segment at offset %zu expands to an invalid SPIFFE "
-                        "path segment (%s)",
-                        k->off + i, seg_rule);
+                           "path segment at offset %zu expands to an invalid SPIFFE "
+                           "path segment (%s)",
+                           k->off + i, seg_rule);
                     r = AS_ERR_INVALID;
                     goto out;
                 }
@@ -771,8 +773,8 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
             char what[TEMPLATE_MAX_BYTES + 16];
             describe(k, what, sizeof what);
             as_why(why, whylen,
-                "%s expands to a value that is not a valid SPIFFE path segment (%s): %s", what,
-                seg_rule, problem);
+                   "%s expands to a value that is not a valid SPIFFE path segment (%s): %s", what,
+                   seg_rule, problem);
             r = AS_ERR_INVALID;
             goto out;
         }
@@ -782,7 +784,7 @@ enum as_err as_spiffe_template_expand(const char *tmpl, const struct as_template
     }
     if (!as_spiffe_segment_ok(b.data + seg_start, b.len - seg_start)) {
         as_why(why, whylen, "the last path segment expands to an invalid SPIFFE path segment (%s)",
-            seg_rule);
+               seg_rule);
         r = AS_ERR_INVALID;
         goto out;
     }

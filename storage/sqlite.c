@@ -273,14 +273,14 @@ enum stmt_id {
 };
 
 /* The column order read_token() expects. */
-#define TOKEN_COLS                                                                        \
-    "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, "    \
-    "allowed_dns, mount, login_cert, creation_time, expire_time, creation_ttl, "         \
+#define TOKEN_COLS                                                                    \
+    "accessor, secret_hash, parent, policies, meta, display_name, path, spiffe_ids, " \
+    "allowed_dns, mount, login_cert, creation_time, expire_time, creation_ttl, "      \
     "explicit_max_ttl, period, num_uses, renewable, orphan, bound_cidrs"
 
 /* The column order read_cert() expects. */
-#define CERT_COLS                                                                         \
-    "seq, serial, kind, spiffe_id, dns, token_accessor, mount, role, subject, ca_gen, "   \
+#define CERT_COLS                                                                       \
+    "seq, serial, kind, spiffe_id, dns, token_accessor, mount, role, subject, ca_gen, " \
     "not_before, not_after, revoked_at, der, issued_at"
 
 /* The column order read_ca_gen() expects. */
@@ -299,9 +299,9 @@ enum stmt_id {
  * The tokens matching cond (on ?1) and all their descendants. UNION (not UNION ALL) also stops
  * on a cycle.
  */
-#define SUBTREE_WHERE(cond)                                                               \
-    "WITH RECURSIVE sub(a) AS ("                                                          \
-    "  SELECT accessor FROM tokens WHERE " cond                                           \
+#define SUBTREE_WHERE(cond)                     \
+    "WITH RECURSIVE sub(a) AS ("                \
+    "  SELECT accessor FROM tokens WHERE " cond \
     "  UNION SELECT t.accessor FROM tokens t JOIN sub ON t.parent = sub.a) "
 
 /* The subtree rooted at ?1, the root included. */
@@ -812,8 +812,8 @@ static enum as_err stmt_get(struct as_conn *c, enum stmt_id id, sqlite3_stmt **o
      * cached can have seen them yet) and settings (the audit head, sequences). Transaction
      * control reads as read-only here. */
     /* Transaction control is not a write of its own (BEGIN IMMEDIATE reads as one). */
-    bool control = id == ST_BEGIN || id == ST_COMMIT || id == ST_ROLLBACK ||
-                   id == ST_SAVEPOINT || id == ST_RELEASE || id == ST_ROLLBACK_TO;
+    bool control = id == ST_BEGIN || id == ST_COMMIT || id == ST_ROLLBACK || id == ST_SAVEPOINT ||
+                   id == ST_RELEASE || id == ST_ROLLBACK_TO;
     bool write = !control && !sqlite3_stmt_readonly(*out);
     if (id != ST_TOKEN_INSERT && id != ST_CERT_INSERT && id != ST_SETTING_PUT &&
         id != ST_SETTING_INSERT && write) {
@@ -997,8 +997,8 @@ static enum as_err bind_int64(struct as_conn *c, sqlite3_stmt *s, int i, int64_t
 }
 
 /* Binds v[0..n-1] (NULL as SQL NULL) to parameters first, first + 1, ... */
-static enum as_err bind_texts(struct as_conn *c, sqlite3_stmt *s, int first,
-                              const char *const *v, size_t n)
+static enum as_err bind_texts(struct as_conn *c, sqlite3_stmt *s, int first, const char *const *v,
+                              size_t n)
 {
     enum as_err r;
 
@@ -1173,8 +1173,8 @@ static enum as_err read_text0(sqlite3_stmt *s, void *elem, void *ctx)
  * nothing is returned on failure. A RETURNING statement finishes its work only at SQLITE_DONE,
  * which collecting every row reaches.
  */
-static enum as_err collect_strv(struct as_conn *c, sqlite3_stmt *s, const char *what,
-                                char ***out, size_t *nout)
+static enum as_err collect_strv(struct as_conn *c, sqlite3_stmt *s, const char *what, char ***out,
+                                size_t *nout)
 {
     void *v = NULL;
     size_t n = 0;
@@ -1593,8 +1593,8 @@ void as_store_close(struct as_store *st)
      * emptied: the next start has no frames to read back (a WAL left full of valid frames made
      * the first open after a bulk load read hundreds of megabytes, and take a second). */
     if (st->writer != NULL) {
-        int rc = sqlite3_wal_checkpoint_v2(st->writer->db, "main", SQLITE_CHECKPOINT_TRUNCATE,
-                                           NULL, NULL);
+        int rc = sqlite3_wal_checkpoint_v2(st->writer->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                           NULL);
         if (rc != SQLITE_OK) {
             as_warn("store: final checkpoint: %s", sqlite3_errstr(rc));
         }
@@ -1743,8 +1743,7 @@ out:
     return r;
 }
 
-enum as_err as_store_setting_put(struct as_store *st, const char *key, const void *val,
-                                 size_t len)
+enum as_err as_store_setting_put(struct as_store *st, const char *key, const void *val, size_t len)
 {
     return setting_write(st, ST_SETTING_PUT, key, val, len);
 }
@@ -1802,9 +1801,9 @@ static enum as_err read_token(sqlite3_stmt *s, struct as_token_rec **out)
     t->accessor[acclen] = '\0';
     memcpy(t->secret_hash, hash, sizeof t->secret_hash);
 
-    char **strs[] = {&t->parent,          &t->policies_json, &t->meta_json,
-                     &t->display_name,    &t->path,          &t->spiffe_ids_json,
-                     &t->allowed_dns_json, &t->mount,        &t->login_cert};
+    char **strs[] = {&t->parent,           &t->policies_json, &t->meta_json,
+                     &t->display_name,     &t->path,          &t->spiffe_ids_json,
+                     &t->allowed_dns_json, &t->mount,         &t->login_cert};
     if ((r = col_strdups(s, 2, strs, N_ELEMS(strs))) != AS_OK) {
         goto out;
     }
@@ -1844,11 +1843,11 @@ static enum as_err token_insert_now(struct as_conn *c, const struct as_token_rec
     }
     /* ?1 accessor, ?2 hash, ?3..?11 the strings, ?12..?19 the integers and ?20 the networks,
      * as in TOKEN_COLS. */
-    const char *strs[] = {t->parent,          t->policies_json, t->meta_json,
-                          t->display_name,    t->path,          t->spiffe_ids_json,
-                          t->allowed_dns_json, t->mount,        t->login_cert};
-    const int64_t ints[] = {t->creation_time, t->expire_time, t->creation_ttl,
-                            t->explicit_max_ttl, t->period, t->num_uses,
+    const char *strs[] = {t->parent,           t->policies_json, t->meta_json,
+                          t->display_name,     t->path,          t->spiffe_ids_json,
+                          t->allowed_dns_json, t->mount,         t->login_cert};
+    const int64_t ints[] = {t->creation_time,     t->expire_time,   t->creation_ttl,
+                            t->explicit_max_ttl,  t->period,        t->num_uses,
                             t->renewable ? 1 : 0, t->orphan ? 1 : 0};
     if ((r = stmt_get(c, ST_TOKEN_INSERT, &s)) != AS_OK ||
         (r = bind_text(c, s, 1, t->accessor)) != AS_OK ||
@@ -2095,8 +2094,7 @@ static enum as_err revoke_cascade(struct as_conn *c, int64_t at, struct strv *to
  * The tree half of as_store_token_delete: deletes the subtree rooted at accessor. *v and *n
  * receive the deleted accessors, sorted; the caller frees them, on failure too.
  */
-static enum as_err token_delete_tree(struct as_conn *c, const char *accessor, char ***v,
-                                     size_t *n)
+static enum as_err token_delete_tree(struct as_conn *c, const char *accessor, char ***v, size_t *n)
 {
     enum as_err r;
     sqlite3_stmt *s = NULL;
@@ -2120,8 +2118,7 @@ out:
  * The single half of as_store_token_delete: deletes one token and orphans its children. *v and
  * *n receive its accessor; the caller frees them, on failure too.
  */
-static enum as_err token_delete_one(struct as_conn *c, const char *accessor, char ***v,
-                                    size_t *n)
+static enum as_err token_delete_one(struct as_conn *c, const char *accessor, char ***v, size_t *n)
 {
     enum as_err r;
     sqlite3_stmt *s = NULL;
@@ -2439,16 +2436,16 @@ static enum as_err cert_insert_now(struct as_conn *conn, struct as_cert_rec *c)
     }
     slen = strnlen(c->serial, sizeof c->serial);
     klen = strnlen(c->kind, sizeof c->kind);
-    if (slen == 0 || slen == sizeof c->serial || klen == sizeof c->kind ||
-        !cert_kind_ok(c->kind) || c->revoked_at < 0) {
+    if (slen == 0 || slen == sizeof c->serial || klen == sizeof c->kind || !cert_kind_ok(c->kind) ||
+        c->revoked_at < 0) {
         return AS_ERR_INVALID;
     }
     /*
      * ?1..?8 the strings, ?9..?12 the integers, ?13 der and ?14 issued_at. An absent der is SQL
      * NULL (what bind_text binds for a NULL pointer), an empty one an empty blob.
      */
-    const char *strs[] = {c->serial, c->kind, c->spiffe_id, c->dns_json,
-                          c->token_accessor, c->mount, c->role, c->subject};
+    const char *strs[] = {c->serial,         c->kind,  c->spiffe_id, c->dns_json,
+                          c->token_accessor, c->mount, c->role,      c->subject};
     const int64_t ints[] = {c->ca_gen, c->not_before, c->not_after, c->revoked_at};
     if ((r = stmt_get(conn, ST_CERT_INSERT, &s)) != AS_OK ||
         (r = bind_texts(conn, s, 1, strs, N_ELEMS(strs))) != AS_OK ||
@@ -3251,8 +3248,8 @@ enum as_err as_store_mount_delete(struct as_store *st, const char *path, size_t 
     }
     if ((r = write_by_key(c, ST_MOUNT_DELETE, path, "mount delete", true)) != AS_OK ||
         (r = write_by_key(c, ST_ROLE_DELETE_MOUNT, path, "mount delete roles", false)) != AS_OK ||
-        (r = write_collect(c, ST_TOKEN_DELETE_MOUNT, path, NULL, "mount delete tokens",
-                           &toks)) != AS_OK) {
+        (r = write_collect(c, ST_TOKEN_DELETE_MOUNT, path, NULL, "mount delete tokens", &toks)) !=
+            AS_OK) {
         goto out;
     }
     /* Unmounting revokes (SPEC §3), so the tokens' SVIDs and their login tokens follow. */
@@ -3300,8 +3297,7 @@ out:
     return r;
 }
 
-enum as_err as_store_role_get(struct as_store *st, const char *mount, const char *name,
-                              char **json)
+enum as_err as_store_role_get(struct as_store *st, const char *mount, const char *name, char **json)
 {
     enum as_err r;
     struct as_conn *c = NULL;
@@ -3513,8 +3509,7 @@ out:
     return tx_leave(c, kind, r);
 }
 
-enum as_err as_store_intention_list(struct as_store *st, struct as_intention_rec ***out,
-                                    size_t *n)
+enum as_err as_store_intention_list(struct as_store *st, struct as_intention_rec ***out, size_t *n)
 {
     enum as_err r;
     struct as_conn *c = NULL;
@@ -3528,8 +3523,8 @@ enum as_err as_store_intention_list(struct as_store *st, struct as_intention_rec
     *out = NULL;
     *n = 0;
     if ((r = stmt_ready(st, ST_INTENTION_LIST, &c, &s)) != AS_OK ||
-        (r = collect_rows(c, s, "intention list", read_intention,
-                          sizeof(struct as_intention_rec *), NULL, &v, &cnt)) != AS_OK) {
+        (r = collect_rows(c, s, "intention list", read_intention, sizeof(struct as_intention_rec *),
+                          NULL, &v, &cnt)) != AS_OK) {
         goto out;
     }
     *out = v;

@@ -86,20 +86,20 @@ struct as_token_rec {
     char *policies_json;           /* JSON array of policy names */
     char *meta_json;               /* JSON object of string->string, or NULL */
     char *display_name;
-    char *path;                    /* creation path, e.g. "auth/token/create" */
-    char *spiffe_ids_json;         /* JSON array, or NULL */
-    char *allowed_dns_json;        /* JSON array of globs, or NULL */
-    char *mount;                   /* auth mount that issued it ("token" for the token store) */
-    char *login_cert;              /* serial (colon hex) of one of our X.509-SVIDs this token
-                                      logged in with (cert method), or NULL (schema v3) */
-    char *bound_cidrs_json;        /* JSON array of the networks it may be used from, or NULL
-                                      for anywhere (schema v6) */
-    int64_t creation_time;         /* unix seconds */
-    int64_t expire_time;           /* unix seconds; 0 = never expires (root tokens) */
-    int64_t creation_ttl;          /* seconds */
-    int64_t explicit_max_ttl;      /* seconds, 0 = none */
-    int64_t period;                /* seconds, 0 = none */
-    int64_t num_uses;              /* remaining uses; 0 = unlimited; -1 = used up, revoke it */
+    char *path;               /* creation path, e.g. "auth/token/create" */
+    char *spiffe_ids_json;    /* JSON array, or NULL */
+    char *allowed_dns_json;   /* JSON array of globs, or NULL */
+    char *mount;              /* auth mount that issued it ("token" for the token store) */
+    char *login_cert;         /* serial (colon hex) of one of our X.509-SVIDs this token
+                                 logged in with (cert method), or NULL (schema v3) */
+    char *bound_cidrs_json;   /* JSON array of the networks it may be used from, or NULL
+                                 for anywhere (schema v6) */
+    int64_t creation_time;    /* unix seconds */
+    int64_t expire_time;      /* unix seconds; 0 = never expires (root tokens) */
+    int64_t creation_ttl;     /* seconds */
+    int64_t explicit_max_ttl; /* seconds, 0 = none */
+    int64_t period;           /* seconds, 0 = none */
+    int64_t num_uses;         /* remaining uses; 0 = unlimited; -1 = used up, revoke it */
     bool renewable;
     bool orphan;
     bool packed; /* the strings live in t's own block (see above) */
@@ -124,13 +124,15 @@ enum as_err as_store_token_set_expiry(struct as_store *st, const char *accessor,
  * leaves num_uses at -1, never 0, so a used-up token cannot read as unlimited before it is revoked.
  * AS_ERR_NOT_FOUND if the token is gone or used up (a concurrent last use won).
  */
-enum as_err as_store_token_use(struct as_store *st, const char *accessor, int64_t *remaining) AS_WUR;
+enum as_err as_store_token_use(struct as_store *st, const char *accessor,
+                               int64_t *remaining) AS_WUR;
 /*
  * Deletes the token and, when tree is true, every descendant (children, grandchildren, ...),
  * atomically, and in the same transaction marks revoked (revoked_at = now) every SVID record
- * those tokens obtained (SPEC §6). Children of a token deleted with tree=false become orphans (parent = NULL).
- * *deleted (may be NULL) receives a malloc'd array of the deleted accessors (each malloc'd) and
- * *ndeleted its length; free with as_store_strv_free. AS_ERR_NOT_FOUND if the token is absent.
+ * those tokens obtained (SPEC §6). Children of a token deleted with tree=false become orphans
+ * (parent = NULL). *deleted (may be NULL) receives a malloc'd array of the deleted accessors (each
+ * malloc'd) and *ndeleted its length; free with as_store_strv_free. AS_ERR_NOT_FOUND if the token
+ * is absent.
  */
 enum as_err as_store_token_delete(struct as_store *st, const char *accessor, bool tree,
                                   char ***deleted, size_t *ndeleted) AS_WUR;
@@ -158,20 +160,20 @@ enum as_err as_store_policy_list(struct as_store *st, char ***names, size_t *n) 
  */
 struct as_cert_rec {
     char serial[72];
-    char kind[8];          /* "x509" or "jwt" */
+    char kind[8]; /* "x509" or "jwt" */
     char *spiffe_id;
-    char *dns_json;        /* JSON array of DNS SANs, or NULL */
-    char *token_accessor;  /* the token that obtained it, or NULL */
-    char *mount;           /* auth mount of that token's login ("token" for token-store tokens) */
-    char *role;            /* role of that login, or NULL */
-    char *subject;         /* login subject (JWT sub / cert CN), or NULL */
-    int64_t ca_gen;        /* CA generation (x509) or JWT key generation that signed it */
+    char *dns_json;       /* JSON array of DNS SANs, or NULL */
+    char *token_accessor; /* the token that obtained it, or NULL */
+    char *mount;          /* auth mount of that token's login ("token" for token-store tokens) */
+    char *role;           /* role of that login, or NULL */
+    char *subject;        /* login subject (JWT sub / cert CN), or NULL */
+    int64_t ca_gen;       /* CA generation (x509) or JWT key generation that signed it */
     int64_t not_before;
     int64_t not_after;
-    int64_t revoked_at;    /* 0 = not revoked */
-    int64_t issued_at;     /* when it was issued (X.509 not_before is backdated) */
-    int64_t seq;           /* insertion order, set by the store (for cursors) */
-    unsigned char *der;    /* the certificate (x509), or NULL */
+    int64_t revoked_at; /* 0 = not revoked */
+    int64_t issued_at;  /* when it was issued (X.509 not_before is backdated) */
+    int64_t seq;        /* insertion order, set by the store (for cursors) */
+    unsigned char *der; /* the certificate (x509), or NULL */
     size_t der_len;
 };
 void as_cert_rec_free(struct as_cert_rec *c); /* NULL ok */
@@ -203,27 +205,27 @@ enum as_err as_store_cert_max_not_after(struct as_store *st, int64_t ca_gen, int
 /* Inventory query (SPEC §8), newest first. */
 enum as_cert_state { AS_CERT_ANY, AS_CERT_ACTIVE, AS_CERT_EXPIRED, AS_CERT_REVOKED };
 struct as_cert_query {
-    const char *spiffe_glob;  /* "*" matches any run of characters; NULL = all */
+    const char *spiffe_glob; /* "*" matches any run of characters; NULL = all */
     enum as_cert_state state;
-    int64_t now;              /* for active/expired */
-    int64_t since;            /* issued_at >= since; 0 = no bound */
-    int64_t until;            /* issued_at <= until; 0 = no bound */
-    int64_t after_seq;        /* only seq < after_seq; 0 = from the newest */
-    int64_t limit;            /* 1..1000 */
+    int64_t now;       /* for active/expired */
+    int64_t since;     /* issued_at >= since; 0 = no bound */
+    int64_t until;     /* issued_at <= until; 0 = no bound */
+    int64_t after_seq; /* only seq < after_seq; 0 = from the newest */
+    int64_t limit;     /* 1..1000 */
 };
 enum as_err as_store_cert_query(struct as_store *st, const struct as_cert_query *q,
                                 struct as_cert_rec ***out, size_t *n) AS_WUR;
 
 /* ---- CA generations (schema version 2) ---- */
 struct as_ca_gen_rec {
-    int64_t id;            /* assigned by the store on insert, increasing */
-    char *base;            /* file base name in the data dir ("ca", "ca-2", ...) */
-    char *jwt_kid;         /* kid of the generation's JWT signing key */
-    char *state;           /* "prepared", "active" or "retired" */
+    int64_t id;    /* assigned by the store on insert, increasing */
+    char *base;    /* file base name in the data dir ("ca", "ca-2", ...) */
+    char *jwt_kid; /* kid of the generation's JWT signing key */
+    char *state;   /* "prepared", "active" or "retired" */
     int64_t not_before;
     int64_t not_after;
-    int64_t published_at;  /* when it entered the bundle */
-    int64_t activate_at;   /* when a prepared generation becomes active */
+    int64_t published_at; /* when it entered the bundle */
+    int64_t activate_at;  /* when a prepared generation becomes active */
 };
 void as_ca_gen_rec_free(struct as_ca_gen_rec *g);
 void as_ca_gen_recs_free(struct as_ca_gen_rec **v, size_t n);
@@ -238,9 +240,9 @@ enum as_err as_store_ca_gen_update(struct as_store *st, int64_t id, const char *
 
 /* ---- auth mounts and roles (schema version 3) ---- */
 struct as_mount_rec {
-    char *path;        /* mount path without slashes, e.g. "jwt", "k8s", "cert" */
-    char *type;        /* "jwt" or "cert" */
-    char *accessor;    /* "auth_jwt_<hex>" */
+    char *path;     /* mount path without slashes, e.g. "jwt", "k8s", "cert" */
+    char *type;     /* "jwt" or "cert" */
+    char *accessor; /* "auth_jwt_<hex>" */
     char *description;
     char *config_json; /* method configuration (JSON object), or NULL when not configured */
     int64_t created;
@@ -251,8 +253,7 @@ void as_mount_recs_free(struct as_mount_rec **v, size_t n);
 enum as_err as_store_mount_insert(struct as_store *st, const struct as_mount_rec *m) AS_WUR;
 enum as_err as_store_mount_get(struct as_store *st, const char *path,
                                struct as_mount_rec **out) AS_WUR;
-enum as_err as_store_mount_list(struct as_store *st, struct as_mount_rec ***out,
-                                size_t *n) AS_WUR;
+enum as_err as_store_mount_list(struct as_store *st, struct as_mount_rec ***out, size_t *n) AS_WUR;
 /* Replaces the mount's config JSON. AS_ERR_NOT_FOUND if absent. */
 enum as_err as_store_mount_set_config(struct as_store *st, const char *path,
                                       const char *config_json) AS_WUR;
@@ -277,10 +278,10 @@ enum as_err as_store_role_list(struct as_store *st, const char *mount, char ***n
 
 /* ---- intentions (schema version 4) ---- */
 struct as_intention_rec {
-    char id[40];        /* UUID, set by the caller */
-    char *source;       /* SPIFFE ID, prefix "spiffe://td/path/" "*", or "*" */
-    char *destination;  /* same forms */
-    char *action;       /* "allow" or "deny" */
+    char id[40];       /* UUID, set by the caller */
+    char *source;      /* SPIFFE ID, prefix "spiffe://td/path/" "*", or "*" */
+    char *destination; /* same forms */
+    char *action;      /* "allow" or "deny" */
     char *description;
     int64_t created;
     int64_t updated;

@@ -263,17 +263,49 @@ static int pass_unfetch(sqlite3_file *f, sqlite3_int64 off, void *page)
 /* Version 3 like the unix VFS's own: a file whose real methods are older is opened as is
  * (wv_open checks), so the shm and fetch entries are only called when the real ones exist. */
 static const sqlite3_io_methods g_pass = {
-    3,           pass_close,     pass_read,          pass_write,  pass_truncate,
-    pass_sync,   pass_size,      pass_lock,          pass_unlock, pass_check_reserved,
-    pass_fcntl,  pass_sector,    pass_device,        pass_shm_map, pass_shm_lock,
-    pass_shm_barrier, pass_shm_unmap, pass_fetch,   pass_unfetch,
+    .iVersion = 3,
+    .xClose = pass_close,
+    .xRead = pass_read,
+    .xWrite = pass_write,
+    .xTruncate = pass_truncate,
+    .xSync = pass_sync,
+    .xFileSize = pass_size,
+    .xLock = pass_lock,
+    .xUnlock = pass_unlock,
+    .xCheckReservedLock = pass_check_reserved,
+    .xFileControl = pass_fcntl,
+    .xSectorSize = pass_sector,
+    .xDeviceCharacteristics = pass_device,
+    .xShmMap = pass_shm_map,
+    .xShmLock = pass_shm_lock,
+    .xShmBarrier = pass_shm_barrier,
+    .xShmUnmap = pass_shm_unmap,
+    .xFetch = pass_fetch,
+    .xUnfetch = pass_unfetch,
 };
 
+/* A WAL file's: writes are gathered, and the calls that could see the file's bytes flush them
+ * first (see the top); locks and shared memory pass through as in g_pass. */
 static const sqlite3_io_methods g_wal = {
-    3,          wal_close,  wal_read,           wal_write,   wal_truncate,
-    wal_sync,   wal_size,   pass_lock,          pass_unlock, pass_check_reserved,
-    wal_fcntl,  pass_sector, pass_device,       pass_shm_map, pass_shm_lock,
-    pass_shm_barrier, pass_shm_unmap, wal_fetch, pass_unfetch,
+    .iVersion = 3,
+    .xClose = wal_close,
+    .xRead = wal_read,
+    .xWrite = wal_write,
+    .xTruncate = wal_truncate,
+    .xSync = wal_sync,
+    .xFileSize = wal_size,
+    .xLock = pass_lock,
+    .xUnlock = pass_unlock,
+    .xCheckReservedLock = pass_check_reserved,
+    .xFileControl = wal_fcntl,
+    .xSectorSize = pass_sector,
+    .xDeviceCharacteristics = pass_device,
+    .xShmMap = pass_shm_map,
+    .xShmLock = pass_shm_lock,
+    .xShmBarrier = pass_shm_barrier,
+    .xShmUnmap = pass_shm_unmap,
+    .xFetch = wal_fetch,
+    .xUnfetch = pass_unfetch,
 };
 
 static int wv_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags,

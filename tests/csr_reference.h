@@ -119,8 +119,8 @@ static enum as_err ref_key_policy(X509_REQ *req, struct ref_csr *k, char *why, s
             return AS_ERR_INVALID;
         }
         BIGNUM *e = NULL;
-        bool e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
-                    BN_is_odd(e) && BN_num_bits(e) <= 31 && BN_get_word(e) >= 65537;
+        bool e_ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_E, &e) == 1 && BN_is_odd(e) &&
+                    BN_num_bits(e) <= 31 && BN_get_word(e) >= 65537;
         BN_free(e);
         if (!e_ok) {
             ref_say(why, whylen, "RSA public exponent must be odd and between 65537 and 2^31-1");
@@ -152,8 +152,7 @@ static enum as_err ref_key_policy(X509_REQ *req, struct ref_csr *k, char *why, s
     } else {
         const char *sn = nid != NID_undef ? OBJ_nid2sn(nid) : "unknown";
         ref_say(why, whylen,
-                "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)",
-                sn);
+                "key type %s is not allowed (RSA of at least 2048 bits, or EC P-256 or P-384)", sn);
         return AS_ERR_INVALID;
     }
     k->alg_nid = nid;
@@ -330,8 +329,8 @@ static enum csr_diff_result csr_diff(const struct as_ca *ca, const char *pem, si
     if (rf != rr || strcmp(why_fast, why_ref) != 0 || !queue_clean ||
         (rf == AS_OK) != (csr != NULL)) {
         snprintf(report, reportlen, "fast: %s \"%s\"%s; reference: %s \"%s\"", as_strerror(rf),
-                 why_fast, queue_clean ? "" : " (OpenSSL error queue left dirty)",
-                 as_strerror(rr), why_ref);
+                 why_fast, queue_clean ? "" : " (OpenSSL error queue left dirty)", as_strerror(rr),
+                 why_ref);
         res = CSR_DIFF_DISAGREE;
         goto out;
     }
@@ -343,8 +342,10 @@ static enum csr_diff_result csr_diff(const struct as_ca *ca, const char *pem, si
         unsigned char *f = fast_spki_der(ca, csr, &flen, &leaf_key, &leaf_rsa);
         unsigned char *r = ref_spki_der(&ref, &rlen);
         if (flen != rlen || memcmp(f, r, flen) != 0) {
-            snprintf(report, reportlen, "both accept, but the SVID's SPKI differs (%zu vs %zu "
-                     "bytes)", flen, rlen);
+            snprintf(report, reportlen,
+                     "both accept, but the SVID's SPKI differs (%zu vs %zu "
+                     "bytes)",
+                     flen, rlen);
             res = CSR_DIFF_DISAGREE;
         } else if (EVP_PKEY_eq(leaf_key, ref.pkey) != 1) {
             snprintf(report, reportlen, "both accept, but the keys are not equal");

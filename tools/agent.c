@@ -104,11 +104,13 @@ struct agent_cfg {
 };
 
 static const char *const TOP_KEYS[] = {
-    "address",       "ca_file",        "token",         "token_file",  "login",
-    "renew_with_svid", "svid_login_mount", "spiffe_id", "ttl",         "dns_names",
-    "out_dir",       "svid_file",      "key_file",      "bundle_file", "crl_file",
-    "renew_at",      "reload_command", "reload_signal", "pid_file",    "jwt_audiences",
-    NULL,
+    "address",          "ca_file",        "token",
+    "token_file",       "login",          "renew_with_svid",
+    "svid_login_mount", "spiffe_id",      "ttl",
+    "dns_names",        "out_dir",        "svid_file",
+    "key_file",         "bundle_file",    "crl_file",
+    "renew_at",         "reload_command", "reload_signal",
+    "pid_file",         "jwt_audiences",  NULL,
 };
 static const char *const JWT_KEYS[] = {"method", "mount", "role", "jwt_file", NULL};
 static const char *const CERT_KEYS[] = {"method", "mount", "role", "cert_file", "key_file", NULL};
@@ -117,18 +119,17 @@ static const struct {
     const char *name;
     int sig;
 } SIGNALS[] = {
-    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"USR1", SIGUSR1},
     {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
 };
 
 static void cfg_free(struct agent_cfg *c)
 {
     char **strs[] = {
-        &c->address,     &c->ca_file,   &c->token_file,       &c->login_mount,
-        &c->login_role,  &c->jwt_file,  &c->cert_file,        &c->cert_key_file,
-        &c->svid_login_mount, &c->spiffe_id, &c->out_dir,     &c->svid_path,
-        &c->key_path,    &c->bundle_path, &c->crl_path,       &c->trust_path,
-        &c->reload_command, &c->pid_file,
+        &c->address,    &c->ca_file,        &c->token_file,    &c->login_mount,      &c->login_role,
+        &c->jwt_file,   &c->cert_file,      &c->cert_key_file, &c->svid_login_mount, &c->spiffe_id,
+        &c->out_dir,    &c->svid_path,      &c->key_path,      &c->bundle_path,      &c->crl_path,
+        &c->trust_path, &c->reload_command, &c->pid_file,
     };
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
@@ -164,8 +165,8 @@ static bool in_list(const char *key, const char *const *list)
 }
 
 /* Every key of o must be in allowed; the error names the first that is not. */
-static enum as_err check_keys(json_t *o, const char *const *allowed, const char *prefix,
-                              char *why, size_t whylen)
+static enum as_err check_keys(json_t *o, const char *const *allowed, const char *prefix, char *why,
+                              size_t whylen)
 {
     const char *key;
     json_t *v;
@@ -248,11 +249,13 @@ static enum as_err parse_login(struct agent_cfg *c, json_t *login, char *why, si
     if (jwt && c->jwt_file == NULL) {
         r = cfg_fail(why, whylen, "\"login.jwt_file\" is required with method jwt");
     } else if (cert && (c->cert_file == NULL || c->cert_key_file == NULL)) {
-        r = cfg_fail(why, whylen, "\"login.cert_file\" and \"login.key_file\" are required "
-                                  "with method cert");
+        r = cfg_fail(why, whylen,
+                     "\"login.cert_file\" and \"login.key_file\" are required "
+                     "with method cert");
     } else if (cert && !c->https) {
-        r = cfg_fail(why, whylen, "\"login.method\" cert needs an https address (the client "
-                                  "certificate is presented in the TLS handshake)");
+        r = cfg_fail(why, whylen,
+                     "\"login.method\" cert needs an https address (the client "
+                     "certificate is presented in the TLS handshake)");
     }
 out:
     free(method);
@@ -272,12 +275,14 @@ static enum as_err parse_creds(struct agent_cfg *c, json_t *o, char *why, size_t
     n += c->token_file != NULL;
     n += login != NULL && !json_is_null(login);
     if (n == 0) {
-        return cfg_fail(why, whylen, "missing credentials: set one of \"token\", \"token_file\" "
-                                     "or \"login\"");
+        return cfg_fail(why, whylen,
+                        "missing credentials: set one of \"token\", \"token_file\" "
+                        "or \"login\"");
     }
     if (n > 1) {
-        return cfg_fail(why, whylen, "only one of \"token\", \"token_file\" and \"login\" may "
-                                     "be set");
+        return cfg_fail(why, whylen,
+                        "only one of \"token\", \"token_file\" and \"login\" may "
+                        "be set");
     }
     if (c->token != NULL) {
         c->cred = CRED_TOKEN;
@@ -376,8 +381,9 @@ static enum as_err parse_signal(struct agent_cfg *c, json_t *v, char *why, size_
             return AS_OK;
         }
     }
-    return cfg_fail(why, whylen, "\"reload_signal\": unknown signal (use HUP, INT, QUIT, USR1, "
-                                 "USR2, TERM, WINCH or a number)");
+    return cfg_fail(why, whylen,
+                    "\"reload_signal\": unknown signal (use HUP, INT, QUIT, USR1, "
+                    "USR2, TERM, WINCH or a number)");
 }
 
 static enum as_err parse_reload(struct agent_cfg *c, json_t *o, char *why, size_t whylen)
@@ -462,8 +468,9 @@ static enum as_err parse_svid(struct agent_cfg *c, json_t *o, char *why, size_t 
         }
     }
     if (c->svid_login_mount != NULL && c->renew_with_svid && !c->https) {
-        return cfg_fail(why, whylen, "\"svid_login_mount\" needs an https address (the SVID is "
-                                     "presented in the TLS handshake)");
+        return cfg_fail(why, whylen,
+                        "\"svid_login_mount\" needs an https address (the SVID is "
+                        "presented in the TLS handshake)");
     }
     return AS_OK;
 }
@@ -525,7 +532,7 @@ struct agent {
     sigset_t sigs;
     bool stop;
     /* token */
-    char *token; /* secret; NULL: none */
+    char *token;    /* secret; NULL: none */
     bool token_bad; /* refused by the server: log in again instead of renewing */
     bool token_renewable;
     int64_t token_ttl0; /* seconds, at login; 0: never expires */
@@ -933,8 +940,8 @@ out:
 }
 
 /* The cert method: the TLS client certificate is cert_file/key_file. */
-static enum as_err login_cert(struct agent *a, const char *how, const char *mount,
-                              const char *role, const char *cert_file, const char *key_file)
+static enum as_err login_cert(struct agent *a, const char *how, const char *mount, const char *role,
+                              const char *cert_file, const char *key_file)
 {
     enum as_err r;
     json_t *body = role != NULL ? json_pack("{s:s}", "name", role) : json_object();
@@ -1061,8 +1068,8 @@ static enum as_err token_login(struct agent *a)
     case CRED_JWT:
         return login_jwt(a);
     case CRED_CERT:
-        return login_cert(a, "with the client certificate", a->cfg.login_mount,
-                          a->cfg.login_role, a->cfg.cert_file, a->cfg.cert_key_file);
+        return login_cert(a, "with the client certificate", a->cfg.login_mount, a->cfg.login_role,
+                          a->cfg.cert_file, a->cfg.cert_key_file);
     case CRED_NONE:
         break;
     }
@@ -1171,8 +1178,8 @@ static enum as_err commit_trust(struct agent *a, char **bundle, char **crl)
 {
     struct staged st[2];
     enum as_err r;
-    bool bundle_new = *bundle != NULL &&
-                      (a->bundle_pem == NULL || strcmp(a->bundle_pem, *bundle) != 0);
+    bool bundle_new =
+        *bundle != NULL && (a->bundle_pem == NULL || strcmp(a->bundle_pem, *bundle) != 0);
     bool crl_new = *crl != NULL && (a->crl_pem == NULL || strcmp(a->crl_pem, *crl) != 0);
     memset(st, 0, sizeof st);
     if ((*bundle != NULL &&
@@ -1744,8 +1751,7 @@ static void agent_free(struct agent *a)
 
 static const char *cred_name(enum cred_kind k)
 {
-    static const char *const names[] = {"none", "token", "token_file", "jwt login",
-                                        "cert login"};
+    static const char *const names[] = {"none", "token", "token_file", "jwt login", "cert login"};
     return names[k];
 }
 
@@ -1778,7 +1784,7 @@ int as_agent_run(const char *config_path, bool once)
     as_info("agent starting%s: address %s, credentials: %s%s%s, out_dir %s", once ? " (-once)" : "",
             a.cfg.address, cred_name(a.cfg.cred),
             a.cfg.svid_login_mount != NULL && a.cfg.renew_with_svid ? ", then the SVID on auth/"
-                                                                     : "",
+                                                                    : "",
             a.cfg.svid_login_mount != NULL && a.cfg.renew_with_svid ? a.cfg.svid_login_mount : "",
             a.cfg.out_dir);
     if (once) {

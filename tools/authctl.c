@@ -221,7 +221,8 @@ static enum as_err sorted_keys(json_t *obj, const char ***out, size_t *n)
     size_t i = 0;
     const char *k;
     json_t *v;
-    json_object_foreach (obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         (void)v;
         keys[i++] = k;
     }
@@ -1124,7 +1125,8 @@ static int kv_query(const struct command *cmd, const char **args, size_t n, json
         return rc;
     }
     /* Non-string scalars are rewritten as strings in place so that every value is a C string. */
-    json_object_foreach (*obj, k, v) {
+    json_object_foreach(*obj, k, v)
+    {
         size_t items = json_is_array(v) ? json_array_size(v) : 1;
         for (size_t i = 0; i < items; i++) {
             json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
@@ -1141,7 +1143,8 @@ static int kv_query(const struct command *cmd, const char **args, size_t n, json
     if (*params == NULL) {
         return CTL_ERR;
     }
-    json_object_foreach (*obj, k, v) {
+    json_object_foreach(*obj, k, v)
+    {
         size_t items = json_is_array(v) ? json_array_size(v) : 1;
         for (size_t i = 0; i < items; i++) {
             json_t *e = json_is_array(v) ? json_array_get(v, i) : v;
@@ -2669,8 +2672,8 @@ static const struct command commands[] = {
      "\n"
      "  Creates the root token with the one-time bootstrap code (POST sys/bootstrap) and\n"
      "  prints it. Without -code the code is read from " BOOTSTRAP_CODE_FILE ".\n"},
-    {"login", NULL, cmd_login,
-     FM(F_METHOD) | FM(F_MOUNT) | FM(F_ROLE) | FM(F_JWT) | FM(F_NO_STORE), 0, 0,
+    {"login", NULL, cmd_login, FM(F_METHOD) | FM(F_MOUNT) | FM(F_ROLE) | FM(F_JWT) | FM(F_NO_STORE),
+     0, 0,
      "Usage: authctl login -method=jwt [-mount=jwt] [-role=R] -jwt=@FILE|-jwt=TOKEN [options]\n"
      "       authctl login -method=cert [-mount=cert] [-role=R] -client-cert=FILE\n"
      "                     -client-key=FILE [options]\n"

@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *header = NULL;
     json_t *claims = NULL;
     enum as_jwt_fail fail = AS_JWT_OK;
-    enum as_err r = as_jwt_verify(token, keys, AS_JWT_ALGS_ALL, &header, &claims, &fail, why,
-                                  sizeof why);
+    enum as_err r =
+        as_jwt_verify(token, keys, AS_JWT_ALGS_ALL, &header, &claims, &fail, why, sizeof why);
     /* Without the private keys no input can carry a valid signature. */
     FUZZ_CHECK(r == AS_ERR_INVALID);
     FUZZ_CHECK(fail != AS_JWT_OK && why[0] != '\0');

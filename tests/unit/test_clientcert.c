@@ -61,8 +61,8 @@ static X509 *make_cert(const struct opts *o, EVP_PKEY *key, X509 *issuer, EVP_PK
     ASN1_INTEGER_set(X509_get_serialNumber(x), o->serial ? o->serial : counter++);
     X509_NAME *name = X509_get_subject_name(x);
     if (o->cn != NULL) {
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)o->cn, -1,
-                                   -1, 0);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)o->cn, -1, -1,
+                                   0);
     }
     X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name);
     ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(o->not_before ? o->not_before : now - HOUR));
@@ -150,9 +150,9 @@ static enum as_err verify(const struct chain *c, const char *trust, const char *
     struct as_clientcert *tmp = NULL;
     g_why[0] = '\0';
     g_fail = AS_CC_OK;
-    enum as_err r = as_clientcert_verify((const unsigned char *const *)c->der, c->len, c->n, trust,
-                                         untrusted, now, out ? out : &tmp, &g_fail, g_why,
-                                         sizeof g_why);
+    enum as_err r =
+        as_clientcert_verify((const unsigned char *const *)c->der, c->len, c->n, trust, untrusted,
+                             now, out ? out : &tmp, &g_fail, g_why, sizeof g_why);
     as_clientcert_free(tmp);
     return r;
 }
@@ -285,8 +285,8 @@ int main(void)
     CHECK_INT(g_fail, AS_CC_EXPIRED);
 
     /* ---- validity ---- */
-    struct opts exp_o = {.cn = "expired", .eku = "clientAuth", .not_before = now - 2 * DAY,
-                         .not_after = now - DAY};
+    struct opts exp_o = {
+        .cn = "expired", .eku = "clientAuth", .not_before = now - 2 * DAY, .not_after = now - DAY};
     X509 *expired = make_cert(&exp_o, leaf_key, root, root_key);
     chain_free(&c);
     chain_add(&c, expired);
@@ -296,8 +296,8 @@ int main(void)
     CHECK(has(g_why, "is after"));
     /* ...and it was fine when it was valid (the time is the caller's). */
     CHECK_INT(verify(&c, root_pem, NULL, now - DAY - HOUR, NULL), AS_OK);
-    struct opts fut_o = {.cn = "future", .eku = "clientAuth", .not_before = now + DAY,
-                         .not_after = now + 2 * DAY};
+    struct opts fut_o = {
+        .cn = "future", .eku = "clientAuth", .not_before = now + DAY, .not_after = now + 2 * DAY};
     X509 *future = make_cert(&fut_o, leaf_key, root, root_key);
     chain_free(&c);
     chain_add(&c, future);
@@ -306,8 +306,8 @@ int main(void)
     CHECK(has(g_why, "is before"));
     CHECK_INT(verify(&c, root_pem, NULL, now + DAY + HOUR, NULL), AS_OK);
     /* An expired intermediate (same name and key) fails the chain even with a valid leaf. */
-    struct opts oldint_o = {.cn = "Test Intermediate", .ca = true, .not_before = now - 3 * DAY,
-                            .not_after = now - DAY};
+    struct opts oldint_o = {
+        .cn = "Test Intermediate", .ca = true, .not_before = now - 3 * DAY, .not_after = now - DAY};
     X509 *oldint = make_cert(&oldint_o, int_key, root, root_key);
     chain_free(&c);
     chain_add(&c, leaf);
@@ -501,9 +501,9 @@ int main(void)
     chain_free(&c);
     chain_add(&c, leaf);
     chain_add(&c, inter);
-    CHECK_INT(as_clientchain_parse((const unsigned char *const *)c.der, c.len, c.n, &ch, why,
-                                   sizeof why),
-              AS_OK);
+    CHECK_INT(
+        as_clientchain_parse((const unsigned char *const *)c.der, c.len, c.n, &ch, why, sizeof why),
+        AS_OK);
     if (ch != NULL) {
         enum as_clientcert_fail f = AS_CC_OK;
         CHECK_INT(as_clientchain_verify(ch, foreign_pem, NULL, now, &cc, &f, why, sizeof why),
@@ -526,8 +526,8 @@ int main(void)
     free(self_pem);
     free(leaf_pem);
     free(srv_pem);
-    X509 *all[] = {root, inter, foreign, leaf, leaf_direct, fleaf, self, leaf_twin, expired,
-                   future, oldint, srv, noeku, bothk, nocn, twocn};
+    X509 *all[] = {root,    inter,  foreign, leaf, leaf_direct, fleaf, self, leaf_twin,
+                   expired, future, oldint,  srv,  noeku,       bothk, nocn, twocn};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         X509_free(all[i]);
     }

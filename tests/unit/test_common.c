@@ -13,17 +13,18 @@ static void test_durations(void)
         const char *in;
         int64_t secs;
     } ok[] = {
-        {"0", 0},          {"90", 90},       {"90s", 90},      {"15m", 900},
-        {"1h", 3600},      {"1h30m", 5400},  {"1.5h", 5400},   {"768h", 2764800},
-        {"500ms", 0},      {"2m30s", 150},   {"7d", 604800},   {"1h0m0s", 3600},
+        {"0", 0},     {"90", 90},      {"90s", 90},    {"15m", 900},
+        {"1h", 3600}, {"1h30m", 5400}, {"1.5h", 5400}, {"768h", 2764800},
+        {"500ms", 0}, {"2m30s", 150},  {"7d", 604800}, {"1h0m0s", 3600},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t v = -1;
         CHECK_INT(as_duration_parse(ok[i].in, &v), AS_OK);
         CHECK_INT(v, ok[i].secs);
     }
-    static const char *bad[] = {"", "-1", "-5m", "h", "1x", "1.5.5h", "s", "1h-2m", "abc",
-                                "99999999999999999999", "1 h", ".h"};
+    static const char *bad[] = {"",       "-1", "-5m",   "h",   "1x",
+                                "1.5.5h", "s",  "1h-2m", "abc", "99999999999999999999",
+                                "1 h",    ".h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t v = 0;
         if (as_duration_parse(bad[i], &v) == AS_OK) {
@@ -183,11 +184,11 @@ static void test_utf8(void)
 {
     CHECK_INT((long)as_utf8_len("abc", 3), 3);
     CHECK_INT((long)as_utf8_len("caf\xc3\xa9", 5), 5);
-    CHECK_INT((long)as_utf8_len("\xf0\x9f\x98\x80", 4), 4);     /* U+1F600 */
-    CHECK_INT((long)as_utf8_len("ab\xc3", 3), 2);                 /* cut short */
-    CHECK_INT((long)as_utf8_len("\xc0\xaf", 2), 0);               /* overlong '/' */
-    CHECK_INT((long)as_utf8_len("\xed\xa0\x80", 3), 0);           /* a surrogate */
-    CHECK_INT((long)as_utf8_len("\xf4\x90\x80\x80", 4), 0);       /* above U+10FFFF */
+    CHECK_INT((long)as_utf8_len("\xf0\x9f\x98\x80", 4), 4); /* U+1F600 */
+    CHECK_INT((long)as_utf8_len("ab\xc3", 3), 2);           /* cut short */
+    CHECK_INT((long)as_utf8_len("\xc0\xaf", 2), 0);         /* overlong '/' */
+    CHECK_INT((long)as_utf8_len("\xed\xa0\x80", 3), 0);     /* a surrogate */
+    CHECK_INT((long)as_utf8_len("\xf4\x90\x80\x80", 4), 0); /* above U+10FFFF */
     CHECK_INT((long)as_utf8_len("\xff", 1), 0);
     char s[] = "ok \xff caf\xc3\xa9 \xc3";
     as_utf8_sanitize(s);
@@ -381,9 +382,9 @@ static void test_json_cache(void)
 /* CIDR lists (token_bound_cidrs): prefix boundaries inside a byte, both families, bad entries. */
 static void test_cidrs(void)
 {
-    const char *good[] = {"10.0.0.0/8", "192.168.1.1", "0.0.0.0/0", "2001:db8::/32", "::1/128",
-                          "fe80::/10"};
-    const char *bad[] = {"10.0.0.0/33", "10.0.0.0/", "10.0.0.0/8x", "10.0.0/8", "/8", "",
+    const char *good[] = {"10.0.0.0/8",    "192.168.1.1", "0.0.0.0/0",
+                          "2001:db8::/32", "::1/128",     "fe80::/10"};
+    const char *bad[] = {"10.0.0.0/33",    "10.0.0.0/",   "10.0.0.0/8x",     "10.0.0/8", "/8", "",
                          "2001:db8::/129", "10.0.0.0/-1", "host.example.org"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         CHECK(as_cidr_ok(good[i]));

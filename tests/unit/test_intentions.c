@@ -19,7 +19,8 @@ struct dcase {
     const char *want_id; /* "" when no rule should match */
 };
 
-/* clang-format off: the table reads best as one case per line group. */
+/* The table reads best as one case per line group, which clang-format would undo. */
+/* clang-format off */
 #define ALLOW(id, s, d) {(id), (s), (d), true}
 #define DENY(id, s, d) {(id), (s), (d), false}
 
@@ -158,8 +159,7 @@ static bool case_ok(size_t i, const char **id_out)
     bool allow = as_intentions_decide(g_sets[i], c->src, c->dst, c->default_allow, &id);
 
     *id_out = id;
-    return g_sets[i] != NULL && allow == c->want_allow && id != NULL &&
-           strcmp(id, c->want_id) == 0;
+    return g_sets[i] != NULL && allow == c->want_allow && id != NULL && strcmp(id, c->want_id) == 0;
 }
 
 static void test_table(void)
@@ -257,8 +257,8 @@ static void test_build_errors(void)
     struct as_intentions *set = NULL;
     const struct as_intention ok = ALLOW("ok", WEB, DB);
     const struct as_intention bad[] = {
-        {NULL, WEB, DB, true},  {"", WEB, DB, true},      {"b", NULL, DB, true},
-        {"b", WEB, NULL, true}, {"b", "web", DB, true},   {"b", WEB, TD "/*/x", true},
+        {NULL, WEB, DB, true},  {"", WEB, DB, true},       {"b", NULL, DB, true},
+        {"b", WEB, NULL, true}, {"b", "web", DB, true},    {"b", WEB, TD "/*/x", true},
         {"b", WEB, "", true},   {"b", TD "/a*", DB, true},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

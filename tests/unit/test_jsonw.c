@@ -76,17 +76,20 @@ static void test_scalars(void)
     same_new(json_null());
     same_new(json_true());
     same_new(json_false());
+    /* clang-format off */
     static const json_int_t ints[] = {
         0,         1,         -1,        9,         10,        -10,           99,
         100,       12345678,  -987654321, INT32_MAX, INT32_MIN, INT64_MAX,    INT64_MIN,
         INT64_MAX - 1, INT64_MIN + 1, 1000000000000000000LL, -999999999999999999LL,
     };
+    /* clang-format on */
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         same_new(json_integer(ints[i]));
     }
     static const double reals[] = {
-        0.0,  -0.0,   1.0,     -1.5,    0.1,    1e21,        1e22,  1e-7,    1e300,  -1e-300,
-        DBL_MAX, DBL_MIN, 5e-324, 123456789.0, 2.5e-5, 1e100, 3.14159, 1.0 / 3, 100.0, 1e16, 1e17,
+        0.0,    -0.0,  1.0,     -1.5,    0.1,     1e21,   1e22,
+        1e-7,   1e300, -1e-300, DBL_MAX, DBL_MIN, 5e-324, 123456789.0,
+        2.5e-5, 1e100, 3.14159, 1.0 / 3, 100.0,   1e16,   1e17,
     };
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
         same_new(json_real(reals[i]));
@@ -162,8 +165,8 @@ static void test_containers(void)
     same_new(json_object());
     same_new(json_array());
     same_new(json_loads("[[],{},[[]],{\"\":{}},[{}]]", 0, NULL));
-    same_new(json_pack("{s:s, s:i, s:b, s:n, s:f, s:[s,i]}", "z", "last?", "a", 1, "m", 1, "n",
-                       "r", 0.5, "arr", "x", -7));
+    same_new(json_pack("{s:s, s:i, s:b, s:n, s:f, s:[s,i]}", "z", "last?", "a", 1, "m", 1, "n", "r",
+                       0.5, "arr", "x", -7));
     /* Insertion order: a replaced value keeps its place, a deleted and re-added key moves last. */
     json_t *o = json_object();
     json_object_set_new(o, "b", json_integer(1));
@@ -252,8 +255,8 @@ static void test_depth(void)
 
 static void test_buffer_max(void)
 {
-    json_t *v = json_pack("{s:s, s:[i,i,s], s:{s:s}}", "pem", "-----BEGIN X-----\nAAAA\n", "n",
-                          1, -2, "\x01\"", "o", "k", "v");
+    json_t *v = json_pack("{s:s, s:[i,i,s], s:{s:s}}", "pem", "-----BEGIN X-----\nAAAA\n", "n", 1,
+                          -2, "\x01\"", "o", "k", "v");
     char *want = json_dumps(v, JSON_COMPACT);
     size_t n = strlen(want);
     /* Every maximum below the length is refused with the buffer untouched; the length fits. */
@@ -360,9 +363,9 @@ static size_t random_text(char *buf)
 }
 
 /* Keys from a small pool (so that clear keys of the redaction tests come up) or random text. */
-static const char *const key_pool[] = {"spiffe_id", "serials", "name",  "token", "data",
-                                       "policies",  "meta",    "path",  "a",     "keys",
-                                       "client_token", "",     "csr",   "reason"};
+static const char *const key_pool[] = {"spiffe_id",    "serials", "name", "token", "data",
+                                       "policies",     "meta",    "path", "a",     "keys",
+                                       "client_token", "",        "csr",  "reason"};
 
 static json_t *random_tree(int depth, int max_depth, bool nul_keys)
 {
@@ -473,6 +476,7 @@ static void test_random(void)
 /* ---- redaction ---- */
 
 /* The clear keys of authsvc/audit.c. */
+/* clang-format off */
 static const char *const clear_keys[] = {
     "spiffe_id", "spiffe_ids", "target", "source", "destination", "client_cert_uri",
     "serial_number", "serial", "client_cert_serial", "serials", "accessor", "accessors",
@@ -480,6 +484,7 @@ static const char *const clear_keys[] = {
     "policy_name", "name", "role", "mount", "kind", "state", "reason", "intention_id",
     "dns_names", "allowed_dns_names", "audience", "token_accessor", "auth_mount", NULL,
 };
+/* clang-format on */
 
 static bool is_clear_key(const char *k)
 {

@@ -33,8 +33,8 @@
 #include "pki/pki.h"
 
 #define B64LEN(n) (4 * (((n) + 2) / 3) + 1)
-#define CLAIMS                                                                                     \
-    "{\"iss\":\"https://issuer.example\",\"sub\":\"system:serviceaccount:prod:web\","              \
+#define CLAIMS                                                                        \
+    "{\"iss\":\"https://issuer.example\",\"sub\":\"system:serviceaccount:prod:web\"," \
     "\"aud\":\"authsvc\",\"exp\":4102444800,\"iat\":1767225600}"
 #define SUBJECT "system:serviceaccount:prod:web"
 #define THREADS 4

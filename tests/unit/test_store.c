@@ -99,8 +99,7 @@ static char g_spiffe[] = "[\"spiffe://example.org/web\"]";
 static char g_mount[] = "token";
 
 /* A token record with borrowed strings (never passed to as_token_rec_free). */
-static struct as_token_rec mk_tok(const char *accessor, char *parent, unsigned seed,
-                                  int64_t expire)
+static struct as_token_rec mk_tok(const char *accessor, char *parent, unsigned seed, int64_t expire)
 {
     struct as_token_rec t;
     memset(&t, 0, sizeof t);
@@ -406,9 +405,9 @@ static void test_token_tree(struct as_store *st)
     /* root -> (c1 -> (g1, g2), c2 -> g3); plus unrelated u1 and u2 (child of u1). */
     static char root[] = "tree-root", c1[] = "tree-c1", c2[] = "tree-c2", u1[] = "unrel-1";
     struct as_token_rec toks[] = {
-        mk_tok(root, NULL, 20, 0),      mk_tok(c1, root, 21, 0),    mk_tok(c2, root, 22, 0),
-        mk_tok("tree-g1", c1, 23, 0),   mk_tok("tree-g2", c1, 24, 0), mk_tok("tree-g3", c2, 25, 0),
-        mk_tok(u1, NULL, 26, 0),        mk_tok("unrel-2", u1, 27, 0),
+        mk_tok(root, NULL, 20, 0),    mk_tok(c1, root, 21, 0),      mk_tok(c2, root, 22, 0),
+        mk_tok("tree-g1", c1, 23, 0), mk_tok("tree-g2", c1, 24, 0), mk_tok("tree-g3", c2, 25, 0),
+        mk_tok(u1, NULL, 26, 0),      mk_tok("unrel-2", u1, 27, 0),
     };
     for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
         CHECK_INT(as_store_token_insert(st, &toks[i]), AS_OK);
@@ -462,7 +461,9 @@ static void test_token_tree(struct as_store *st)
     /* non-tree delete orphans the children */
     static char p[] = "orph-parent";
     struct as_token_rec o[] = {
-        mk_tok(p, NULL, 40, 0), mk_tok("orph-child1", p, 41, 0), mk_tok("orph-child2", p, 42, 0),
+        mk_tok(p, NULL, 40, 0),
+        mk_tok("orph-child1", p, 41, 0),
+        mk_tok("orph-child2", p, 42, 0),
     };
     for (size_t i = 0; i < sizeof o / sizeof o[0]; i++) {
         CHECK_INT(as_store_token_insert(st, &o[i]), AS_OK);
@@ -1013,44 +1014,44 @@ static void test_checkpoints(void)
 /* ---- schema version 2: issued SVIDs and CA generations ---- */
 
 /* The version-1 schema exactly as it shipped, to build a database the previous release left. */
-#define V1_DDL                                                                            \
-    "CREATE TABLE settings ("                                                             \
-    "  key TEXT PRIMARY KEY,"                                                             \
-    "  value BLOB"                                                                        \
-    ");"                                                                                  \
-    "CREATE TABLE tokens ("                                                               \
-    "  accessor TEXT PRIMARY KEY,"                                                        \
-    "  secret_hash BLOB UNIQUE NOT NULL,"                                                 \
-    "  parent TEXT,"                                                                      \
-    "  policies TEXT,"                                                                    \
-    "  meta TEXT,"                                                                        \
-    "  display_name TEXT,"                                                                \
-    "  path TEXT,"                                                                        \
-    "  spiffe_ids TEXT,"                                                                  \
-    "  allowed_dns TEXT,"                                                                 \
-    "  mount TEXT,"                                                                       \
-    "  creation_time INTEGER,"                                                            \
-    "  expire_time INTEGER,"                                                              \
-    "  creation_ttl INTEGER,"                                                             \
-    "  explicit_max_ttl INTEGER,"                                                         \
-    "  period INTEGER,"                                                                   \
-    "  num_uses INTEGER,"                                                                 \
-    "  renewable INTEGER,"                                                                \
-    "  orphan INTEGER"                                                                    \
-    ");"                                                                                  \
-    "CREATE INDEX tokens_parent ON tokens(parent);"                                       \
-    "CREATE INDEX tokens_expire_time ON tokens(expire_time);"                             \
-    "CREATE TABLE policies ("                                                             \
-    "  name TEXT PRIMARY KEY,"                                                            \
-    "  text TEXT NOT NULL"                                                                \
+#define V1_DDL                                                \
+    "CREATE TABLE settings ("                                 \
+    "  key TEXT PRIMARY KEY,"                                 \
+    "  value BLOB"                                            \
+    ");"                                                      \
+    "CREATE TABLE tokens ("                                   \
+    "  accessor TEXT PRIMARY KEY,"                            \
+    "  secret_hash BLOB UNIQUE NOT NULL,"                     \
+    "  parent TEXT,"                                          \
+    "  policies TEXT,"                                        \
+    "  meta TEXT,"                                            \
+    "  display_name TEXT,"                                    \
+    "  path TEXT,"                                            \
+    "  spiffe_ids TEXT,"                                      \
+    "  allowed_dns TEXT,"                                     \
+    "  mount TEXT,"                                           \
+    "  creation_time INTEGER,"                                \
+    "  expire_time INTEGER,"                                  \
+    "  creation_ttl INTEGER,"                                 \
+    "  explicit_max_ttl INTEGER,"                             \
+    "  period INTEGER,"                                       \
+    "  num_uses INTEGER,"                                     \
+    "  renewable INTEGER,"                                    \
+    "  orphan INTEGER"                                        \
+    ");"                                                      \
+    "CREATE INDEX tokens_parent ON tokens(parent);"           \
+    "CREATE INDEX tokens_expire_time ON tokens(expire_time);" \
+    "CREATE TABLE policies ("                                 \
+    "  name TEXT PRIMARY KEY,"                                \
+    "  text TEXT NOT NULL"                                    \
     ");"
 
-#define V1_ROWS                                                                           \
-    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "         \
-    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
+#define V1_ROWS                                                                             \
+    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "           \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) "  \
     "VALUES ('v1-tok', zeroblob(32), '[\"default\"]', 'token', 1700000000, 0, 0, 0, 0, 0, " \
-    "  1, 0);"                                                                            \
-    "INSERT INTO settings (key, value) VALUES ('v1-key', X'0102');"                       \
+    "  1, 0);"                                                                              \
+    "INSERT INTO settings (key, value) VALUES ('v1-key', X'0102');"                         \
     "PRAGMA user_version = 1;"
 
 static char g_dns[] = "[\"web.example.org\",\"web\"]";
@@ -1182,8 +1183,7 @@ static void test_migrate_v1(void)
     CHECK_INT(as_store_open(path, &st), AS_ERR_STORE);
     CHECK(st == NULL);
     CHECK_INT(raw_pragma_int(path, "PRAGMA user_version"), 1);
-    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'ca_gens'"),
-              0);
+    CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'ca_gens'"), 0);
     CHECK_INT(raw_pragma_int(path, "SELECT count(*) FROM tokens WHERE accessor = 'v1-tok'"), 1);
 }
 
@@ -1352,13 +1352,13 @@ static void test_cert_crl(void)
         struct as_cert_rec c;
         int64_t revoke_at; /* 0 = leave it */
     } rows[] = {
-        {mk_cert("01", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 100},   /* listed */
-        {mk_cert("02", "x509", "spiffe://td/a", NULL, 1, 10, now), 110},    /* expires now */
-        {mk_cert("03", "x509", "spiffe://td/a", NULL, 1, 10, 4000), 120},   /* expired */
-        {mk_cert("04", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 0},     /* not revoked */
-        {mk_cert("00", "x509", "spiffe://td/a", NULL, 1, 10, 9000), 200},   /* listed */
-        {mk_cert("j1", "jwt", "spiffe://td/a", NULL, 1, 10, 99999), 130},   /* not x509 */
-        {mk_cert("05", "x509", "spiffe://td/a", NULL, 2, 10, 7000), 140},   /* generation 2 */
+        {mk_cert("01", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 100}, /* listed */
+        {mk_cert("02", "x509", "spiffe://td/a", NULL, 1, 10, now), 110},  /* expires now */
+        {mk_cert("03", "x509", "spiffe://td/a", NULL, 1, 10, 4000), 120}, /* expired */
+        {mk_cert("04", "x509", "spiffe://td/a", NULL, 1, 10, 6000), 0},   /* not revoked */
+        {mk_cert("00", "x509", "spiffe://td/a", NULL, 1, 10, 9000), 200}, /* listed */
+        {mk_cert("j1", "jwt", "spiffe://td/a", NULL, 1, 10, 99999), 130}, /* not x509 */
+        {mk_cert("05", "x509", "spiffe://td/a", NULL, 2, 10, 7000), 140}, /* generation 2 */
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         CHECK_INT(as_store_cert_insert(st, &rows[i].c), AS_OK);
@@ -1425,7 +1425,7 @@ static void test_cert_token_revoke(void)
     /* root -> (c1 -> g1, c2); unrelated u1; pg expires and is purged. */
     static char root[] = "rv-root", c1[] = "rv-c1", c2[] = "rv-c2";
     struct as_token_rec toks[] = {
-        mk_tok(root, NULL, 80, 0), mk_tok(c1, root, 81, 0),    mk_tok(c2, root, 82, 0),
+        mk_tok(root, NULL, 80, 0),  mk_tok(c1, root, 81, 0),      mk_tok(c2, root, 82, 0),
         mk_tok("rv-g1", c1, 83, 0), mk_tok("rv-u1", NULL, 84, 0), mk_tok("rv-pg", NULL, 85, 100),
     };
     for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
@@ -1525,13 +1525,17 @@ static enum as_err query_serials(struct as_store *st, const struct as_cert_query
     return r;
 }
 
-#define QUERY(glob_, state_, since_, until_, after_, limit_, want_)                        \
-    do {                                                                                  \
-        struct as_cert_query q_ = {.spiffe_glob = (glob_), .state = (state_), .now = now, \
-                                   .since = (since_), .until = (until_),                   \
-                                   .after_seq = (after_), .limit = (limit_)};              \
-        CHECK_INT(query_serials(st, &q_, buf, sizeof buf), AS_OK);                        \
-        CHECK_STR(buf, (want_));                                                          \
+#define QUERY(glob_, state_, since_, until_, after_, limit_, want_) \
+    do {                                                            \
+        struct as_cert_query q_ = {.spiffe_glob = (glob_),          \
+                                   .state = (state_),               \
+                                   .now = now,                      \
+                                   .since = (since_),               \
+                                   .until = (until_),               \
+                                   .after_seq = (after_),           \
+                                   .limit = (limit_)};              \
+        CHECK_INT(query_serials(st, &q_, buf, sizeof buf), AS_OK);  \
+        CHECK_STR(buf, (want_));                                    \
     } while (0)
 
 static void test_cert_query(void)
@@ -1749,11 +1753,19 @@ static void test_ca_gens(void)
     CHECK_INT(as_store_ca_gen_list(st, &v, &n), AS_OK);
     CHECK(n == 0 && v == NULL);
 
-    struct as_ca_gen_rec g1 = {.base = "ca", .jwt_kid = "kid-1", .state = "active",
-                               .not_before = 100, .not_after = 200, .published_at = 100,
+    struct as_ca_gen_rec g1 = {.base = "ca",
+                               .jwt_kid = "kid-1",
+                               .state = "active",
+                               .not_before = 100,
+                               .not_after = 200,
+                               .published_at = 100,
                                .activate_at = 100};
-    struct as_ca_gen_rec g2 = {.base = "ca-2", .jwt_kid = NULL, .state = "prepared",
-                               .not_before = 150, .not_after = 300, .published_at = 150,
+    struct as_ca_gen_rec g2 = {.base = "ca-2",
+                               .jwt_kid = NULL,
+                               .state = "prepared",
+                               .not_before = 150,
+                               .not_after = 300,
+                               .published_at = 150,
                                .activate_at = 166};
     CHECK_INT(as_store_ca_gen_insert(st, &g1), AS_OK);
     CHECK_INT(as_store_ca_gen_insert(st, &g2), AS_OK);
@@ -1824,56 +1836,56 @@ static void test_ca_gens(void)
 /* ---- schema version 3: auth mounts and roles, certificate-linked tokens ---- */
 
 /* The version-2 additions exactly as they shipped, on top of V1_DDL. */
-#define V2_DDL                                                                            \
-    "CREATE TABLE certs ("                                                                \
-    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"                                            \
-    "  serial TEXT UNIQUE NOT NULL,"                                                      \
-    "  kind TEXT NOT NULL CHECK (kind IN ('x509', 'jwt')),"                               \
-    "  spiffe_id TEXT NOT NULL,"                                                          \
-    "  dns TEXT,"                                                                         \
-    "  token_accessor TEXT,"                                                              \
-    "  mount TEXT,"                                                                       \
-    "  role TEXT,"                                                                        \
-    "  subject TEXT,"                                                                     \
-    "  ca_gen INTEGER NOT NULL,"                                                          \
-    "  not_before INTEGER NOT NULL,"                                                      \
-    "  not_after INTEGER NOT NULL,"                                                       \
-    "  revoked_at INTEGER NOT NULL DEFAULT 0,"                                            \
-    "  der BLOB,"                                                                         \
-    "  issued_at INTEGER NOT NULL DEFAULT 0"                                              \
-    ");"                                                                                  \
-    "CREATE INDEX certs_token_accessor ON certs(token_accessor);"                         \
-    "CREATE INDEX certs_ca_gen_revoked ON certs(ca_gen, revoked_at);"                     \
-    "CREATE INDEX certs_spiffe_id ON certs(spiffe_id);"                                   \
-    "CREATE INDEX certs_not_after ON certs(not_after);"                                   \
-    "CREATE TABLE ca_gens ("                                                              \
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                             \
-    "  base TEXT NOT NULL,"                                                               \
-    "  jwt_kid TEXT,"                                                                     \
-    "  state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),"           \
-    "  not_before INTEGER,"                                                               \
-    "  not_after INTEGER,"                                                                \
-    "  published_at INTEGER,"                                                             \
-    "  activate_at INTEGER"                                                               \
+#define V2_DDL                                                                  \
+    "CREATE TABLE certs ("                                                      \
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"                                  \
+    "  serial TEXT UNIQUE NOT NULL,"                                            \
+    "  kind TEXT NOT NULL CHECK (kind IN ('x509', 'jwt')),"                     \
+    "  spiffe_id TEXT NOT NULL,"                                                \
+    "  dns TEXT,"                                                               \
+    "  token_accessor TEXT,"                                                    \
+    "  mount TEXT,"                                                             \
+    "  role TEXT,"                                                              \
+    "  subject TEXT,"                                                           \
+    "  ca_gen INTEGER NOT NULL,"                                                \
+    "  not_before INTEGER NOT NULL,"                                            \
+    "  not_after INTEGER NOT NULL,"                                             \
+    "  revoked_at INTEGER NOT NULL DEFAULT 0,"                                  \
+    "  der BLOB,"                                                               \
+    "  issued_at INTEGER NOT NULL DEFAULT 0"                                    \
+    ");"                                                                        \
+    "CREATE INDEX certs_token_accessor ON certs(token_accessor);"               \
+    "CREATE INDEX certs_ca_gen_revoked ON certs(ca_gen, revoked_at);"           \
+    "CREATE INDEX certs_spiffe_id ON certs(spiffe_id);"                         \
+    "CREATE INDEX certs_not_after ON certs(not_after);"                         \
+    "CREATE TABLE ca_gens ("                                                    \
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"                                   \
+    "  base TEXT NOT NULL,"                                                     \
+    "  jwt_kid TEXT,"                                                           \
+    "  state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired'))," \
+    "  not_before INTEGER,"                                                     \
+    "  not_after INTEGER,"                                                      \
+    "  published_at INTEGER,"                                                   \
+    "  activate_at INTEGER"                                                     \
     ");"
 
 /* A version-2 database as the previous release left it: a token tree and their SVIDs. */
-#define V2_ROWS                                                                           \
-    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "         \
-    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
-    "VALUES ('v2-tok', zeroblob(32), '[\"default\"]', 'token', 1700000000, 0, 0, 0, 0, 0, " \
-    "  1, 0);"                                                                            \
-    "INSERT INTO tokens (accessor, secret_hash, parent, policies, mount, creation_time, "  \
-    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) " \
-    "VALUES ('v2-child', X'01' || zeroblob(31), 'v2-tok', '[\"default\"]', 'token', "     \
-    "  1700000000, 0, 0, 0, 0, 0, 1, 0);"                                                 \
-    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "         \
-    "  not_before, not_after, issued_at) "                                                \
-    "VALUES ('v2:01', 'x509', 'spiffe://td/v2', 'v2-child', 'token', 1, 1, 2000000000, 1);" \
-    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "         \
-    "  not_before, not_after, revoked_at, issued_at) "                                    \
+#define V2_ROWS                                                                               \
+    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "             \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) "    \
+    "VALUES ('v2-tok', zeroblob(32), '[\"default\"]', 'token', 1700000000, 0, 0, 0, 0, 0, "   \
+    "  1, 0);"                                                                                \
+    "INSERT INTO tokens (accessor, secret_hash, parent, policies, mount, creation_time, "     \
+    "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan) "    \
+    "VALUES ('v2-child', X'01' || zeroblob(31), 'v2-tok', '[\"default\"]', 'token', "         \
+    "  1700000000, 0, 0, 0, 0, 0, 1, 0);"                                                     \
+    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "             \
+    "  not_before, not_after, issued_at) "                                                    \
+    "VALUES ('v2:01', 'x509', 'spiffe://td/v2', 'v2-child', 'token', 1, 1, 2000000000, 1);"   \
+    "INSERT INTO certs (serial, kind, spiffe_id, token_accessor, mount, ca_gen, "             \
+    "  not_before, not_after, revoked_at, issued_at) "                                        \
     "VALUES ('v2:02', 'x509', 'spiffe://td/v2', 'v2-tok', 'token', 1, 1, 2000000000, 77, 1);" \
-    "INSERT INTO ca_gens (base, state) VALUES ('ca', 'active');"                          \
+    "INSERT INTO ca_gens (base, state) VALUES ('ca', 'active');"                              \
     "PRAGMA user_version = 2;"
 
 static const char g_has_login_cert[] =
@@ -1928,8 +1940,8 @@ static void test_migrate_v2(void)
         CHECK_INT(cert_revoked_at(st, "v2:01"), 0);
         CHECK_INT(cert_revoked_at(st, "v2:02"), 77);
         /* The version-3 tables are usable. */
-        struct as_mount_rec m = {.path = "jwt", .type = "jwt", .accessor = "auth_jwt_01",
-                                 .created = 5};
+        struct as_mount_rec m = {
+            .path = "jwt", .type = "jwt", .accessor = "auth_jwt_01", .created = 5};
         CHECK_INT(as_store_mount_insert(st, &m), AS_OK);
         CHECK_INT(as_store_role_put(st, "jwt", "r", "{}"), AS_OK);
         /* A new token may name an old certificate; revoking the tree cascades through it. */
@@ -2071,9 +2083,9 @@ static void cascade_build(struct as_store *st, const char *p, unsigned seed,
     snprintf(nm->n, sizeof nm->n, "%s:n", p);
 
     struct as_token_rec toks[] = {
-        mk_tok(nm->a, NULL, seed, 0),      mk_tok(nm->b, NULL, seed + 1, 0),
+        mk_tok(nm->a, NULL, seed, 0),       mk_tok(nm->b, NULL, seed + 1, 0),
         mk_tok(nm->bc, nm->b, seed + 2, 0), mk_tok(nm->d, NULL, seed + 3, 0),
-        mk_tok(nm->e, NULL, seed + 4, 0),  mk_tok(nm->u, NULL, seed + 5, 0),
+        mk_tok(nm->e, NULL, seed + 4, 0),   mk_tok(nm->u, NULL, seed + 5, 0),
         mk_tok(nm->v, NULL, seed + 6, 0),
     };
     toks[1].login_cert = nm->c1;
@@ -2331,13 +2343,19 @@ static void test_mounts(void)
     if (st == NULL) {
         return;
     }
-    struct as_mount_rec k8s = {.path = "k8s", .type = "jwt", .accessor = "auth_jwt_0001",
-                               .description = "kubernetes", .config_json = "{\"a\":1}",
+    struct as_mount_rec k8s = {.path = "k8s",
+                               .type = "jwt",
+                               .accessor = "auth_jwt_0001",
+                               .description = "kubernetes",
+                               .config_json = "{\"a\":1}",
                                .created = 1700000001};
-    struct as_mount_rec jwt = {.path = "jwt", .type = "jwt", .accessor = "auth_jwt_0002",
-                               .created = 1700000002};
-    struct as_mount_rec cert = {.path = "cert", .type = "cert", .accessor = "auth_cert_0003",
-                                .description = "", .created = 1700000003};
+    struct as_mount_rec jwt = {
+        .path = "jwt", .type = "jwt", .accessor = "auth_jwt_0002", .created = 1700000002};
+    struct as_mount_rec cert = {.path = "cert",
+                                .type = "cert",
+                                .accessor = "auth_cert_0003",
+                                .description = "",
+                                .created = 1700000003};
     CHECK_INT(as_store_mount_insert(st, &k8s), AS_OK);
     CHECK_INT(as_store_mount_insert(st, &jwt), AS_OK);
     CHECK_INT(as_store_mount_insert(st, &cert), AS_OK);
@@ -2386,10 +2404,10 @@ static void test_mounts(void)
     got = NULL;
 
     /* Negative twins: duplicates, absent mounts, bad input. */
-    struct as_mount_rec dup_path = {.path = "k8s", .type = "cert", .accessor = "auth_cert_new",
-                                    .created = 1};
-    struct as_mount_rec dup_acc = {.path = "k8s-2", .type = "jwt", .accessor = "auth_jwt_0001",
-                                   .created = 1};
+    struct as_mount_rec dup_path = {
+        .path = "k8s", .type = "cert", .accessor = "auth_cert_new", .created = 1};
+    struct as_mount_rec dup_acc = {
+        .path = "k8s-2", .type = "jwt", .accessor = "auth_jwt_0001", .created = 1};
     CHECK_INT(as_store_mount_insert(st, &dup_path), AS_ERR_EXISTS);
     CHECK_INT(as_store_mount_insert(st, &dup_acc), AS_ERR_EXISTS);
     CHECK_INT(as_store_mount_get(st, "k8s-2", &got), AS_ERR_NOT_FOUND);
@@ -2508,12 +2526,12 @@ static void test_mount_delete(void)
     if (st == NULL) {
         return;
     }
-    struct as_mount_rec k8s = {.path = "k8s", .type = "jwt", .accessor = "auth_jwt_k8s",
-                               .created = 1};
-    struct as_mount_rec other = {.path = "other", .type = "cert", .accessor = "auth_cert_o",
-                                 .created = 2};
-    struct as_mount_rec empty = {.path = "empty", .type = "jwt", .accessor = "auth_jwt_e",
-                                 .created = 3};
+    struct as_mount_rec k8s = {
+        .path = "k8s", .type = "jwt", .accessor = "auth_jwt_k8s", .created = 1};
+    struct as_mount_rec other = {
+        .path = "other", .type = "cert", .accessor = "auth_cert_o", .created = 2};
+    struct as_mount_rec empty = {
+        .path = "empty", .type = "jwt", .accessor = "auth_jwt_e", .created = 3};
     CHECK_INT(as_store_mount_insert(st, &k8s), AS_OK);
     CHECK_INT(as_store_mount_insert(st, &other), AS_OK);
     CHECK_INT(as_store_mount_insert(st, &empty), AS_OK);
@@ -2529,7 +2547,7 @@ static void test_mount_delete(void)
     static char k8s_m[] = "k8s", other_m[] = "other";
     static char k1[] = "md-K1", k2[] = "md-K2";
     struct as_token_rec toks[] = {
-        mk_tok(k1, NULL, 600, 0), mk_tok("md-K1c", k1, 601, 0), mk_tok(k2, NULL, 602, 0),
+        mk_tok(k1, NULL, 600, 0),     mk_tok("md-K1c", k1, 601, 0), mk_tok(k2, NULL, 602, 0),
         mk_tok("md-L", NULL, 603, 0), mk_tok("md-O", NULL, 604, 0), mk_tok("md-T", NULL, 605, 0),
     };
     toks[0].mount = k8s_m;
@@ -2854,36 +2872,36 @@ static void test_intention_version_shared(void)
 }
 
 /* The version-3 additions exactly as they shipped, on top of V1_DDL V2_DDL. */
-#define V3_DDL                                                                            \
-    "ALTER TABLE tokens ADD COLUMN login_cert TEXT;"                                      \
-    "CREATE INDEX tokens_login_cert ON tokens(login_cert);"                               \
-    "CREATE INDEX tokens_mount ON tokens(mount);"                                         \
-    "CREATE TABLE auth_mounts ("                                                          \
-    "  path TEXT PRIMARY KEY,"                                                            \
-    "  type TEXT NOT NULL CHECK (type IN ('jwt', 'cert')),"                               \
-    "  accessor TEXT UNIQUE NOT NULL,"                                                    \
-    "  description TEXT,"                                                                 \
-    "  config TEXT,"                                                                      \
-    "  created INTEGER NOT NULL"                                                          \
-    ");"                                                                                  \
-    "CREATE TABLE auth_roles ("                                                           \
-    "  mount TEXT NOT NULL,"                                                              \
-    "  name TEXT NOT NULL,"                                                               \
-    "  json TEXT NOT NULL,"                                                               \
-    "  PRIMARY KEY (mount, name)"                                                         \
+#define V3_DDL                                              \
+    "ALTER TABLE tokens ADD COLUMN login_cert TEXT;"        \
+    "CREATE INDEX tokens_login_cert ON tokens(login_cert);" \
+    "CREATE INDEX tokens_mount ON tokens(mount);"           \
+    "CREATE TABLE auth_mounts ("                            \
+    "  path TEXT PRIMARY KEY,"                              \
+    "  type TEXT NOT NULL CHECK (type IN ('jwt', 'cert'))," \
+    "  accessor TEXT UNIQUE NOT NULL,"                      \
+    "  description TEXT,"                                   \
+    "  config TEXT,"                                        \
+    "  created INTEGER NOT NULL"                            \
+    ");"                                                    \
+    "CREATE TABLE auth_roles ("                             \
+    "  mount TEXT NOT NULL,"                                \
+    "  name TEXT NOT NULL,"                                 \
+    "  json TEXT NOT NULL,"                                 \
+    "  PRIMARY KEY (mount, name)"                           \
     ");"
 
 /* A version-3 database as the previous release left it: a login token, a mount and a role. */
-#define V3_ROWS                                                                           \
-    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "         \
+#define V3_ROWS                                                                            \
+    "INSERT INTO tokens (accessor, secret_hash, policies, mount, creation_time, "          \
     "  expire_time, creation_ttl, explicit_max_ttl, period, num_uses, renewable, orphan, " \
-    "  login_cert) "                                                                      \
+    "  login_cert) "                                                                       \
     "VALUES ('v3-tok', zeroblob(32), '[\"default\"]', 'cert', 1700000000, 0, 0, 0, 0, 0, " \
-    "  1, 1, 'v3:01');"                                                                   \
-    "INSERT INTO auth_mounts (path, type, accessor, created) "                            \
-    "VALUES ('cert', 'cert', 'auth_cert_v3', 1700000000);"                                \
-    "INSERT INTO auth_roles (mount, name, json) VALUES ('cert', 'web', '{}');"            \
-    "INSERT INTO settings (key, value) VALUES ('v3-key', X'03');"                         \
+    "  1, 1, 'v3:01');"                                                                    \
+    "INSERT INTO auth_mounts (path, type, accessor, created) "                             \
+    "VALUES ('cert', 'cert', 'auth_cert_v3', 1700000000);"                                 \
+    "INSERT INTO auth_roles (mount, name, json) VALUES ('cert', 'web', '{}');"             \
+    "INSERT INTO settings (key, value) VALUES ('v3-key', X'03');"                          \
     "PRAGMA user_version = 3;"
 
 static const char g_has_intentions[] =
@@ -2941,8 +2959,10 @@ static void test_migrate_v3(void)
     {
         sqlite3 *db = NULL;
         CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-        CHECK(sqlite3_exec(db, "INSERT INTO intentions VALUES ('x', '*', '*', 'permit', NULL, "
-                               "1, 1)", NULL, NULL, NULL) != SQLITE_OK);
+        CHECK(sqlite3_exec(db,
+                           "INSERT INTO intentions VALUES ('x', '*', '*', 'permit', NULL, "
+                           "1, 1)",
+                           NULL, NULL, NULL) != SQLITE_OK);
         sqlite3_close(db);
     }
 
@@ -3100,8 +3120,8 @@ static void test_batch_threads(void)
     char **v = NULL;
     size_t n = 0;
     CHECK_INT(as_store_token_list(st, &v, &n), AS_OK);
-    CHECK_INT(n, BATCH_THREADS * (BATCH_ROWS + (BATCH_ROWS + 2 * BATCH_TX_EVERY - 1) /
-                                                  (2 * BATCH_TX_EVERY)));
+    CHECK_INT(n, BATCH_THREADS *
+                     (BATCH_ROWS + (BATCH_ROWS + 2 * BATCH_TX_EVERY - 1) / (2 * BATCH_TX_EVERY)));
     as_store_strv_free(v, n);
     as_store_close(st);
     free(b);

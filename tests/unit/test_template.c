@@ -11,7 +11,7 @@
 #include "pki/pki.h"
 
 #define TD "example.org"
-#define SPEC_EXAMPLE                                                                               \
+#define SPEC_EXAMPLE \
     "spiffe://{{trust_domain}}/ns/{{claim:/kubernetes.io/namespace}}/sa/{{claim:sub}}"
 
 /* The caps of pki/template.c, restated: the tests pin them. */

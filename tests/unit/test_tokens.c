@@ -1,4 +1,4 @@
-/* Unit tests for acl/tokens.c: creation rules, TTL capping, renewal, use counts, tree revocation. */
+/* Unit tests for acl/tokens.c: creation rules, TTL capping, renewal, use counts, revocation. */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -327,14 +327,12 @@ static void check_same_token(const struct as_token_rec *a, const struct as_token
 /* No string of x is a string of y (each record holds its own copies). */
 static bool distinct_strings(const struct as_token_rec *x, const struct as_token_rec *y)
 {
-    const char *xs[] = {x->parent,           x->policies_json, x->meta_json,
-                        x->display_name,     x->path,          x->spiffe_ids_json,
-                        x->allowed_dns_json, x->mount,         x->login_cert,
-                        x->bound_cidrs_json};
-    const char *ys[] = {y->parent,           y->policies_json, y->meta_json,
-                        y->display_name,     y->path,          y->spiffe_ids_json,
-                        y->allowed_dns_json, y->mount,         y->login_cert,
-                        y->bound_cidrs_json};
+    const char *xs[] = {x->parent,     x->policies_json,   x->meta_json,        x->display_name,
+                        x->path,       x->spiffe_ids_json, x->allowed_dns_json, x->mount,
+                        x->login_cert, x->bound_cidrs_json};
+    const char *ys[] = {y->parent,     y->policies_json,   y->meta_json,        y->display_name,
+                        y->path,       y->spiffe_ids_json, y->allowed_dns_json, y->mount,
+                        y->login_cert, y->bound_cidrs_json};
     for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
         if (xs[i] != NULL && xs[i] == ys[i]) {
             return false;
@@ -442,8 +440,8 @@ static void test_bound_cidrs(const struct as_token_rec *root)
     CHECK(free_login->bound_cidrs_json == NULL); /* an empty list binds nothing */
 
     const char *in[] = {"10.1.2.3", "10.255.255.255", "::ffff:10.9.9.9", "2001:db8::1"};
-    const char *out[] = {"11.0.0.1", "127.0.0.1", "9.255.255.255", "2001:db9::1", "::1",
-                         "::ffff:11.0.0.1", "not an address", ""};
+    const char *out[] = {"11.0.0.1", "127.0.0.1",       "9.255.255.255",  "2001:db9::1",
+                         "::1",      "::ffff:11.0.0.1", "not an address", ""};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
         CHECK(as_token_addr_ok(login, in[i]));
     }
