@@ -44,7 +44,7 @@ struct conn_state {
     struct as_buf body;
     bool too_large;
     bool responded;
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn; /* this request's connection, set before anything can use it */
     _Atomic int dstate;
     _Atomic bool dfailed;          /* the lines could not be made durable: answer 500 */
     bool suspended;                /* counted in g_suspended until access_cb sees it resumed */
@@ -543,14 +543,20 @@ static void peer_chain(struct MHD_Connection *conn, struct as_req *req)
     }
 }
 
-/* Called by an audit sync thread once a suspended answer's lines are on disk (or failed). */
+/*
+ * Called by an audit sync thread once a suspended answer's lines are on disk (or failed). It can
+ * run before handle has even returned from registering it: the sync may finish while the worker
+ * is preempted. So cs->conn is set when cs is made (access_cb), never later; it was once set
+ * only just before suspending, and a call that read it in between, then found the connection
+ * suspended, resumed NULL (a segfault in MHD_resume_connection, seen once under bench load).
+ */
 static void durable_done(void *arg, bool ok)
 {
     struct conn_state *cs = arg;
-    struct MHD_Connection *conn = cs->conn;
     atomic_store(&cs->dfailed, !ok);
     if (atomic_exchange(&cs->dstate, D_DONE) == D_SUSPENDED) {
-        MHD_resume_connection(conn); /* cs stays valid: a suspended connection is not closed */
+        /* cs stays valid: a suspended connection is not closed */
+        MHD_resume_connection(cs->conn);
     }
 }
 
@@ -631,7 +637,6 @@ done:;
     enum MHD_Result ret;
     if (pending) {
         /* Build the answer now, send it when durable_done has resumed the connection. */
-        cs->conn = conn;
         snprintf(cs->request_id, sizeof cs->request_id, "%s", req.request_id);
         t_defer = cs;
         (void)render(conn, &req, &resp, err);
@@ -681,6 +686,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         }
         as_buf_init(&cs->body, (size_t)srv->cfg.max_body_bytes);
+        cs->conn = conn;
         *con_cls = cs;
         /* Refuse an oversize body from its Content-Length, before reading it, so clients that
          * sent "Expect: 100-continue" get the 413 instead of a 100. */
