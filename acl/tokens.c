@@ -389,8 +389,9 @@ bool as_token_addr_ok(const struct as_token_rec *t, const char *addr)
     if (t->bound_cidrs_json == NULL) {
         return true;
     }
-    json_t *cidrs = json_loads(t->bound_cidrs_json, 0, NULL);
-    bool ok = json_is_array(cidrs) && as_addr_in_cidrs(addr, cidrs);
+    /* A list that does not parse reads as [], which admits no one. */
+    json_t *cidrs = as_json_array_from(t->bound_cidrs_json);
+    bool ok = as_addr_in_cidrs(addr, cidrs);
     json_decref(cidrs);
     return ok;
 }
